@@ -1,0 +1,86 @@
+"""The institution's configuration: departments, deadline policy, routing rules, tokens (TOML)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+
+
+class Institution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "Alcaldía"
+    office: str = "Departamento Defensa del Usuario – 311"
+    public_url: str = "http://127.0.0.1:8000"
+    supervisor_email: EmailStr | None = None
+    timezone: str = "America/Panama"
+
+
+class DeadlinePolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: int = Field(default=30, ge=1, le=365)
+    department_days: int = Field(default=30, ge=1, le=365)
+    calendar: Literal["business", "calendar"] = "business"
+    thresholds: list[int] = Field(default_factory=lambda: [7, 3, 1])
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _sorted_positive(cls, value: list[int]) -> list[int]:
+        if any(n <= 0 for n in value):
+            raise ValueError("los umbrales deben ser días positivos")
+        return sorted(set(value), reverse=True)
+
+
+class Department(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,31}$")
+    name: str
+    email: EmailStr
+    supervisor_email: EmailStr | None = None
+    webhook_url: str | None = None
+
+
+class TokenEntry(BaseModel):
+    """A bearer token stored hashed: ``sha256`` is the hex SHA-256 of the token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    name: str | None = None
+
+
+class InstitutionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    institution: Institution = Field(default_factory=Institution)
+    deadlines: DeadlinePolicy = Field(default_factory=DeadlinePolicy)
+    departments: list[Department] = Field(default_factory=list)
+    rules: list[dict[str, Any]] = Field(default_factory=list)
+    tokens: list[TokenEntry] = Field(default_factory=list)
+    platform311_webhook_url: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_codes(self) -> InstitutionConfig:
+        codes = [d.code for d in self.departments]
+        if len(codes) != len(set(codes)):
+            raise ValueError("códigos de departamento repetidos")
+        return self
+
+    def department(self, code: str) -> Department | None:
+        return next((d for d in self.departments if d.code == code), None)
+
+    @property
+    def department_codes(self) -> list[str]:
+        return [d.code for d in self.departments]
+
+
+def load_config(path: Path) -> InstitutionConfig:
+    with path.open("rb") as handle:
+        return InstitutionConfig.model_validate(tomllib.load(handle))

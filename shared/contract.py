@@ -1,0 +1,400 @@
+"""The event contract (DESIGN §4): pydantic models are the source of truth.
+
+Every event carries the envelope (``event_id``, ``event_type``, ``occurred_at``,
+``schema_version``) plus its own fields, and knows its routing key. Events carry the
+least personal data that does the job: only ``CaseSubmitted`` (311 → intake) and
+``CaseRemitted`` (→ the department) hold a citizen's contact details.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+from uuid import UUID, uuid4
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from shared.validation import (
+    check_in_panama,
+    clean_text,
+    normalize_cedula,
+    normalize_email,
+    normalize_phone,
+    spanish_errors,
+)
+
+SCHEMA_VERSION = 1
+EXCHANGE = "defensa311"
+
+Kind = Literal["denuncia", "queja", "sugerencia"]
+Channel = Literal["presencial", "web", "311"]
+Clock = Literal["legal", "department"]
+Decision = Literal["accepted", "rejected", "partially_accepted"]
+KINDS: tuple[str, ...] = ("denuncia", "queja", "sugerencia")
+
+
+def _description(value: str) -> str:
+    return clean_text(value, min_len=10, max_len=4000)
+
+
+def _short_text(value: str) -> str:
+    return clean_text(value, min_len=1, max_len=200)
+
+
+def _reason(value: str) -> str:
+    return clean_text(value, min_len=3, max_len=4000)
+
+
+Description = Annotated[str, AfterValidator(_description)]
+ShortText = Annotated[str, AfterValidator(_short_text)]
+LongText = Annotated[str, AfterValidator(_reason)]
+Cedula = Annotated[str, AfterValidator(normalize_cedula)]
+Phone = Annotated[str, AfterValidator(normalize_phone)]
+Email = Annotated[str, AfterValidator(normalize_email)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Citizen(_Strict):
+    full_name: ShortText | None = None
+    id_number: Cedula | None = None
+    phone: Phone | None = None
+    email: Email | None = None
+
+
+class Notify(_Strict):
+    """Where the citizen receives notifications (Constitution art. 41)."""
+
+    email: Email | None = None
+    phone: Phone | None = None
+    address: Annotated[str, AfterValidator(_reason)] | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.email or self.phone or self.address)
+
+
+class Location(_Strict):
+    province: ShortText | None = None
+    district: ShortText | None = None
+    corregimiento: ShortText | None = None
+    address: Annotated[str, AfterValidator(_reason)] | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+    @model_validator(mode="after")
+    def _inside_panama(self) -> Location:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat y lon deben indicarse juntas")
+        if self.lat is not None and self.lon is not None:
+            check_in_panama(self.lat, self.lon)
+        return self
+
+
+class Submission(_Strict):
+    """What a citizen files, whatever the door (HTTP, 311 over AMQP, Open311)."""
+
+    kind: Kind | None = None
+    category: ShortText | None = None
+    description: Description
+    citizen: Citizen | None = None
+    notify: Notify | None = None
+    location: Location | None = None
+    anonymous: bool = False
+
+
+class FieldError(BaseModel):
+    field: str
+    rule: str
+    message: str
+
+
+def law_errors(submission: Submission) -> list[FieldError]:
+    """The rules the law adds on top of the field formats (Ley 38 art. 65; Constitution art. 41)."""
+    errors: list[FieldError] = []
+    citizen = submission.citizen or Citizen()
+    if submission.anonymous and submission.kind in ("denuncia", "queja"):
+        errors.append(
+            FieldError(
+                field="anonymous",
+                rule="anonymous_only_sugerencia",
+                message="solo una sugerencia puede presentarse de forma anónima",
+            )
+        )
+    if submission.kind in ("denuncia", "queja"):
+        if not citizen.full_name:
+            errors.append(
+                FieldError(
+                    field="citizen.full_name",
+                    rule="required_for_kind",
+                    message=f"campo obligatorio para una {submission.kind} (Ley 38 de 2000, art. 65)",
+                )
+            )
+        if not citizen.id_number:
+            errors.append(
+                FieldError(
+                    field="citizen.id_number",
+                    rule="required_for_kind",
+                    message=(
+                        f"la cédula es obligatoria para una {submission.kind} "
+                        "(Ley 38 de 2000, art. 65)"
+                    ),
+                )
+            )
+    if not submission.anonymous and (submission.notify is None or submission.notify.is_empty()):
+        errors.append(
+            FieldError(
+                field="notify",
+                rule="notification_address_required",
+                message=(
+                    "indique al menos un lugar donde recibir notificaciones "
+                    "(correo, teléfono o dirección); solo una sugerencia anónima puede omitirlo"
+                ),
+            )
+        )
+    return errors
+
+
+def validate_submission(data: Any, model: type[Submission] = Submission) -> Submission:
+    """Validate formats and the law; raise :class:`SubmissionInvalid` naming every field."""
+    try:
+        submission = model.model_validate(data)
+    except ValidationError as exc:
+        raise SubmissionInvalid([FieldError(**e) for e in spanish_errors(exc)]) from exc
+    errors = law_errors(submission)
+    if errors:
+        raise SubmissionInvalid(errors)
+    return submission
+
+
+class SubmissionInvalid(ValueError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+# ---------------------------------------------------------------------------- events
+
+
+class Event(BaseModel):
+    """The envelope every event carries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: UUID = Field(default_factory=uuid4)
+    event_type: str
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    schema_version: int = SCHEMA_VERSION
+
+    routing_prefix: ClassVar[str] = ""
+
+    def routing_key(self) -> str:
+        return self.routing_prefix
+
+
+class CaseEvent(Event):
+    case_id: UUID
+    tracking_code: str
+
+
+class CaseSubmitted(Event, Submission):
+    """311 → intake. ``external_ref`` is the 311 ticket."""
+
+    event_type: Literal["CaseSubmitted"] = "CaseSubmitted"
+    external_ref: ShortText
+    routing_prefix: ClassVar[str] = "case.submitted"
+
+
+class CaseReceived(CaseEvent):
+    event_type: Literal["CaseReceived"] = "CaseReceived"
+    external_ref: str | None = None
+    channel: Channel
+    kind: Kind | None = None
+    category: str | None = None
+    received_at: AwareDatetime
+    due_at: AwareDatetime
+    routing_prefix: ClassVar[str] = "case.received"
+
+
+class CaseClassified(CaseEvent):
+    event_type: Literal["CaseClassified"] = "CaseClassified"
+    kind: Kind | None
+    category: str | None
+    rule: str | None = None
+    route: str | None = None
+    by: str
+    routing_prefix: ClassVar[str] = "case.classified"
+
+
+class InspectionStarted(CaseEvent):
+    event_type: Literal["InspectionStarted"] = "InspectionStarted"
+    inspector: str | None = None
+    scheduled_for: AwareDatetime | None = None
+    routing_prefix: ClassVar[str] = "case.inspection"
+
+
+class CitizenContact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: str | None = None
+    id_number: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    notify_email: str | None = None
+    notify_phone: str | None = None
+    notify_address: str | None = None
+
+
+class CaseRemitted(CaseEvent):
+    event_type: Literal["CaseRemitted"] = "CaseRemitted"
+    department: str
+    kind: Kind
+    category: str | None
+    description: str
+    location: Location | None = None
+    citizen: CitizenContact
+    remitted_at: AwareDatetime
+    due_at: AwareDatetime
+
+    def routing_key(self) -> str:
+        return f"case.remitted.{self.department}"
+
+
+class DepartmentResponded(CaseEvent):
+    event_type: Literal["DepartmentResponded"] = "DepartmentResponded"
+    department: str
+    response: LongText
+
+    def routing_key(self) -> str:
+        return f"case.responded.{self.department}"
+
+
+class CaseReturned(CaseEvent):
+    event_type: Literal["CaseReturned"] = "CaseReturned"
+    department: str
+    reason: LongText
+    flagged: bool = False
+
+    def routing_key(self) -> str:
+        return f"case.returned.{self.department}"
+
+
+class CaseAddedToAgenda(CaseEvent):
+    event_type: Literal["CaseAddedToAgenda"] = "CaseAddedToAgenda"
+    routing_prefix: ClassVar[str] = "case.on_agenda"
+
+
+class CaseResolved(CaseEvent):
+    event_type: Literal["CaseResolved"] = "CaseResolved"
+    path: Literal["inspection", "department", "meeting"]
+    resolution: str
+    decision: Decision | None = None
+    department: str | None = None
+    resolved_at: AwareDatetime
+    routing_prefix: ClassVar[str] = "case.resolved"
+
+
+class CaseClosed(CaseEvent):
+    event_type: Literal["CaseClosed"] = "CaseClosed"
+    declined: bool = False
+    reason: str | None = None
+    routing_prefix: ClassVar[str] = "case.closed"
+
+
+class SubmissionRejected(Event):
+    """A submission or a department's message refused, with every reason."""
+
+    event_type: Literal["SubmissionRejected"] = "SubmissionRejected"
+    external_ref: str | None = None
+    refused_event_id: str | None = None
+    department: str | None = None
+    case_id: UUID | None = None
+    tracking_code: str | None = None
+    reasons: list[FieldError]
+    routing_prefix: ClassVar[str] = "case.rejected"
+
+
+class DeadlineNear(CaseEvent):
+    event_type: Literal["DeadlineNear"] = "DeadlineNear"
+    clock: Clock
+    department: str | None = None
+    due_at: AwareDatetime
+    days_before: int
+    routing_prefix: ClassVar[str] = "deadline.near"
+
+
+class DeadlineMissed(CaseEvent):
+    event_type: Literal["DeadlineMissed"] = "DeadlineMissed"
+    clock: Clock
+    department: str | None = None
+    due_at: AwareDatetime
+    routing_prefix: ClassVar[str] = "deadline.missed"
+
+
+class NotificationFailed(CaseEvent):
+    event_type: Literal["NotificationFailed"] = "NotificationFailed"
+    notification_id: str
+    channel: str
+    reason: str
+    routing_prefix: ClassVar[str] = "notification.failed"
+
+
+AnyEvent = Annotated[
+    CaseSubmitted
+    | CaseReceived
+    | CaseClassified
+    | InspectionStarted
+    | CaseRemitted
+    | DepartmentResponded
+    | CaseReturned
+    | CaseAddedToAgenda
+    | CaseResolved
+    | CaseClosed
+    | SubmissionRejected
+    | DeadlineNear
+    | DeadlineMissed
+    | NotificationFailed,
+    Field(discriminator="event_type"),
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.model_fields["event_type"].default: cls
+    for cls in (
+        CaseSubmitted,
+        CaseReceived,
+        CaseClassified,
+        InspectionStarted,
+        CaseRemitted,
+        DepartmentResponded,
+        CaseReturned,
+        CaseAddedToAgenda,
+        CaseResolved,
+        CaseClosed,
+        SubmissionRejected,
+        DeadlineNear,
+        DeadlineMissed,
+        NotificationFailed,
+    )
+}
+
+_any_event: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+
+
+def parse_event(body: bytes | str) -> Event:
+    """Parse any known event from JSON; raises ``ValidationError`` on a bad body."""
+    event: Event = _any_event.validate_json(body)
+    return event

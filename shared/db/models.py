@@ -1,0 +1,94 @@
+"""Tables of the shared core: cases, their audit history, the outbox and the inbox.
+
+Service-owned tables (deadline clocks, notification log) live beside their service but
+share :class:`Base` so one Alembic history migrates everything.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db.types import UTCDateTime
+
+# SQLite autoincrements only INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class CaseRow(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tracking_code: Mapped[str] = mapped_column(String(20), unique=True)
+    external_ref: Mapped[str | None] = mapped_column(String(200), unique=True)
+    channel: Mapped[str] = mapped_column(String(16), index=True)
+    kind: Mapped[str | None] = mapped_column(String(16), index=True)
+    category: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    citizen: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    notify: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    location: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    department: Mapped[str | None] = mapped_column(String(32), index=True)
+    matched_rule: Mapped[str | None] = mapped_column(String(100))
+    received_at: Mapped[datetime]
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    department_due_at: Mapped[datetime | None]
+    remitted_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)
+    resolution_path: Mapped[str | None] = mapped_column(String(16))
+    decision: Mapped[str | None] = mapped_column(String(32))
+    inspector: Mapped[str | None] = mapped_column(String(200))
+    return_count: Mapped[int] = mapped_column(Integer, default=0)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+
+
+class CaseHistoryRow(Base):
+    """The audit trail: who did what, when, from which state to which, and why."""
+
+    __tablename__ = "case_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class OutboxRow(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "published_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_type: Mapped[str] = mapped_column(String(40))
+    routing_key: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    published_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class InboxRow(Base):
+    """One row per (consumer, event_id) handled: what makes consumers idempotent."""
+
+    __tablename__ = "inbox"
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime]

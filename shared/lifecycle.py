@@ -1,0 +1,144 @@
+"""The case lifecycle (DESIGN §3), guarded by one shared ``transitions`` machine.
+
+Pure: no I/O. :func:`apply` answers the next state for an action or raises
+:class:`IllegalTransition` naming the actions that *are* allowed. Persisting the new
+state, the audit row and the outgoing events is the caller's job, in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from transitions import Machine, MachineError
+
+
+class State(StrEnum):
+    RECEIVED = "received"
+    CLASSIFIED = "classified"
+    INSPECTION = "inspection"
+    REMITTED = "remitted"
+    ON_AGENDA = "on_agenda"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+OPEN_STATES = frozenset(
+    {State.RECEIVED, State.CLASSIFIED, State.INSPECTION, State.REMITTED, State.ON_AGENDA}
+)
+
+# (action, sources, destination, condition) — the action names are the HTTP API's.
+_TRANSITIONS: list[tuple[str, list[State], State, str | None]] = [
+    ("classify", [State.RECEIVED, State.CLASSIFIED], State.CLASSIFIED, None),
+    ("start_inspection", [State.CLASSIFIED], State.INSPECTION, "is_inspectable"),
+    ("remit", [State.CLASSIFIED], State.REMITTED, "is_denuncia"),
+    ("add_to_agenda", [State.CLASSIFIED], State.ON_AGENDA, "is_sugerencia"),
+    ("record_findings", [State.INSPECTION], State.RESOLVED, None),
+    ("respond", [State.REMITTED], State.RESOLVED, None),
+    ("record_meeting_outcome", [State.ON_AGENDA], State.RESOLVED, None),
+    ("return", [State.REMITTED], State.CLASSIFIED, None),
+    ("close", [State.RESOLVED], State.CLOSED, None),
+    ("decline", [State.RECEIVED, State.CLASSIFIED], State.CLOSED, None),
+]
+
+ACTIONS: tuple[str, ...] = tuple(dict.fromkeys(t[0] for t in _TRANSITIONS))
+
+
+class DomainError(Exception):
+    """Base of the domain's refusals."""
+
+
+class UnknownAction(DomainError):
+    def __init__(self, action: str) -> None:
+        super().__init__(f"acción desconocida: {action}")
+        self.action = action
+
+
+@dataclass
+class IllegalTransition(DomainError):
+    state: str
+    action: str
+    allowed: list[str]
+    kind: str | None = None
+
+    def __str__(self) -> str:
+        allowed = ", ".join(self.allowed) or "ninguna"
+        detail = f" para una {self.kind}" if self.kind else ""
+        return (
+            f"la acción «{self.action}» no está permitida en el estado «{self.state}»{detail}; "
+            f"permitidas: {allowed}"
+        )
+
+
+class _Subject:
+    """What the machine sees of a case while one action is evaluated."""
+
+    def __init__(self, kind: str | None) -> None:
+        self.kind = kind
+        self.state: str = State.RECEIVED
+
+    def is_inspectable(self, *_: Any) -> bool:
+        return self.kind in ("denuncia", "queja")
+
+    def is_denuncia(self, *_: Any) -> bool:
+        return self.kind == "denuncia"
+
+    def is_sugerencia(self, *_: Any) -> bool:
+        return self.kind == "sugerencia"
+
+
+def _trigger_name(action: str) -> str:
+    # ``return`` is a Python keyword; the machine gets a safe attribute name for it.
+    return f"do_{action}"
+
+
+class Lifecycle:
+    """One machine shared by every case; a case is bound to it only while an action runs."""
+
+    def __init__(self) -> None:
+        self._machine = Machine(
+            model=None,
+            states=[s.value for s in State],
+            initial=State.RECEIVED.value,
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+        )
+        for action, sources, dest, condition in _TRANSITIONS:
+            self._machine.add_transition(
+                _trigger_name(action),
+                [s.value for s in sources],
+                dest.value,
+                conditions=[condition] if condition else None,
+            )
+
+    def apply(self, state: str, action: str, kind: str | None) -> State:
+        """The state after ``action``; raises UnknownAction or IllegalTransition."""
+        if action not in ACTIONS:
+            raise UnknownAction(action)
+        subject = _Subject(kind)
+        self._machine.add_model(subject, initial=state)
+        try:
+            moved = bool(getattr(subject, _trigger_name(action))())
+        except MachineError:
+            moved = False
+        finally:
+            self._machine.remove_model(subject)
+        if not moved:
+            raise IllegalTransition(state, action, self.allowed(state, kind), kind)
+        return State(subject.state)
+
+    def allowed(self, state: str, kind: str | None) -> list[str]:
+        subject = _Subject(kind)
+        allowed = []
+        for action, sources, _dest, condition in _TRANSITIONS:
+            if state not in sources:
+                continue
+            if condition and not getattr(subject, condition)():
+                continue
+            allowed.append(action)
+        return allowed
+
+
+def is_open(state: str) -> bool:
+    return state in OPEN_STATES

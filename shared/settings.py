@@ -1,0 +1,61 @@
+"""Process settings from the environment (prefix ``DEFENSA311_``).
+
+Build them with :func:`load_settings`; nothing reads ``os.environ`` anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "defensa311.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEFENSA311_", extra="ignore")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "sqlite+aiosqlite:///./defensa311.db"
+    config: Path = Field(default=DEFAULT_CONFIG)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    metrics_port: int | None = None
+    api_tokens: str = ""
+    prefetch: int = 32
+    outbox_poll_seconds: float = 0.5
+    handler_attempts: int = 3
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "Defensa del Usuario 311 <no-responder@alcaldia.example>"
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    webhook_secret: str = "cambie-este-secreto"
+    sms_webhook_url: str | None = None
+    templates_dir: Path | None = None
+    notify_attempts: int = 6
+    notify_backoff_seconds: float = 2.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """Accept plain ``postgresql://`` and ``sqlite://`` URLs by picking the async driver."""
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if value.startswith("sqlite://"):
+            return "sqlite+aiosqlite://" + value.split("://", 1)[1]
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
