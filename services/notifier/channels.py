@@ -1,0 +1,378 @@
+"""Delivery channels of the notifier: e-mail over SMTP and signed JSON webhooks.
+
+Every failure is raised as :class:`ChannelError` with ``transient`` telling the caller whether a
+retry may help (connection refused, timeouts, SMTP 4xx, HTTP 408/429/5xx) or not (SMTP 5xx such as
+a refused address, HTTP 4xx, malformed input). ``reason`` is short and carries no personal data
+(no address, no URL, no server text that could echo one), so it can be logged and stored.
+
+Webhook signing (what receivers implement)::
+
+    X-Defensa311-Timestamp: <unix seconds>
+    X-Defensa311-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>
+    X-Defensa311-Delivery:  <delivery id; the same on every retry of one delivery>
+
+A receiver checks the signature with :func:`verify_signature` (constant-time, refuses timestamps
+more than ``tolerance_s`` away from its clock) and drops a ``X-Defensa311-Delivery`` it has
+already processed, which also defeats a replay inside the tolerance window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from enum import Enum
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+import aiosmtplib
+import httpx
+
+from services.notifier.templates import RenderedMessage
+
+__all__ = [
+    "DELIVERY_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "ChannelError",
+    "EmailChannel",
+    "SmtpSettings",
+    "WebhookChannel",
+    "mask_email",
+    "mask_phone",
+    "sign",
+    "verify_signature",
+]
+
+TIMESTAMP_HEADER = "X-Defensa311-Timestamp"
+SIGNATURE_HEADER = "X-Defensa311-Signature"
+DELIVERY_HEADER = "X-Defensa311-Delivery"
+SIGNATURE_PREFIX = "sha256="
+USER_AGENT = "Defensa311-Notifier/1"
+
+_TRANSIENT_HTTP = frozenset({408, 425, 429})
+_MSGID_SAFE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+_DIGITS = re.compile(r"^[0-9]{1,12}$")
+
+
+class ChannelError(Exception):
+    """A delivery failed. ``transient``: worth retrying later; ``reason``: loggable, no PII."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.status = status  # SMTP reply code or HTTP status, when there is one
+        self.retry_after = retry_after  # seconds, from an HTTP Retry-After header
+
+    def __repr__(self) -> str:
+        return (
+            f"ChannelError(reason={self.reason!r}, transient={self.transient}, "
+            f"status={self.status})"
+        )
+
+
+# --------------------------------------------------------------------------------------- e-mail
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "127.0.0.1"
+    port: int = 1025
+    username: str | None = None
+    password: str | None = None
+    sender: str = "Defensa del Usuario 311 <no-responder@alcaldia.example>"
+    starttls: bool = False
+    use_tls: bool = False
+    timeout: float = 10.0
+
+    def __repr__(self) -> str:  # never print the password
+        return (
+            f"SmtpSettings(host={self.host!r}, port={self.port}, username={self.username!r}, "
+            f"password={'***' if self.password else None}, sender={self.sender!r}, "
+            f"starttls={self.starttls}, use_tls={self.use_tls}, timeout={self.timeout})"
+        )
+
+
+def message_id_header(message_id: str, sender: str) -> str:
+    """The ``Message-ID`` for ``message_id``: deterministic, so a resend carries the same one."""
+    local = message_id if _MSGID_SAFE.match(message_id) else _digest(message_id)
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "defensa311.invalid"
+    if not re.fullmatch(r"[A-Za-z0-9.\-]+", domain):
+        domain = "defensa311.invalid"
+    return f"<defensa311.{local}@{domain}>"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:40]
+
+
+def _smtp_code_error(what: str, code: int) -> ChannelError:
+    return ChannelError(f"smtp {what} ({code})", transient=400 <= code < 500, status=code)
+
+
+class EmailChannel:
+    """Sends a :class:`RenderedMessage` as ``multipart/alternative`` (text, then HTML)."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self._settings = settings
+
+    def build(self, *, to: str, message: RenderedMessage, message_id: str) -> EmailMessage:
+        """The MIME message :meth:`send` transmits (exposed for previews and tests)."""
+        settings = self._settings
+        try:
+            mail = EmailMessage()
+            mail["From"] = settings.sender
+            mail["To"] = to
+            mail["Subject"] = message.subject
+            mail["Date"] = formatdate(localtime=False, usegmt=True)
+            mail["Message-ID"] = message_id_header(message_id, settings.sender)
+            mail["X-Defensa311-Message"] = (
+                message_id if _MSGID_SAFE.match(message_id) else _digest(message_id)
+            )
+            mail["Auto-Submitted"] = "auto-generated"
+            mail["Content-Language"] = "es-PA"
+            mail.set_content(message.text, subtype="plain", charset="utf-8")
+            mail.add_alternative(message.html, subtype="html", charset="utf-8")
+        except (ValueError, TypeError) as exc:  # e.g. a line break in a header value
+            raise ChannelError(f"invalid message: {type(exc).__name__}", transient=False) from None
+        return mail
+
+    async def send(self, *, to: str, message: RenderedMessage, message_id: str) -> None:
+        recipient = parseaddr(to)[1]
+        if not recipient or "@" not in recipient or any(c in to for c in "\r\n"):
+            raise ChannelError("invalid recipient address", transient=False)
+        sender = parseaddr(self._settings.sender)[1]
+        mail = self.build(to=to, message=message, message_id=message_id)
+        settings = self._settings
+        try:
+            await aiosmtplib.send(
+                mail,
+                sender=sender or None,
+                recipients=[recipient],
+                hostname=settings.host,
+                port=settings.port,
+                username=settings.username,
+                password=settings.password,
+                use_tls=settings.use_tls,
+                start_tls=settings.starttls,
+                timeout=settings.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients] or [550]
+            transient = all(400 <= code < 500 for code in codes)
+            raise ChannelError(
+                f"smtp recipient refused ({codes[0]})", transient=transient, status=codes[0]
+            ) from None
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            raise _smtp_code_error("recipient refused", exc.code) from None
+        except aiosmtplib.SMTPSenderRefused as exc:
+            raise _smtp_code_error("sender refused", exc.code) from None
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise _smtp_code_error("authentication failed", exc.code) from None
+        except aiosmtplib.SMTPDataError as exc:
+            raise _smtp_code_error("message refused", exc.code) from None
+        except aiosmtplib.SMTPTimeoutError:
+            raise ChannelError("smtp timeout", transient=True) from None
+        except aiosmtplib.SMTPConnectResponseError as exc:
+            raise _smtp_code_error("server refused connection", exc.code) from None
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected):
+            raise ChannelError("smtp connection failed", transient=True) from None
+        except aiosmtplib.SMTPNotSupported:
+            raise ChannelError("smtp feature not supported by server", transient=False) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _smtp_code_error("error", exc.code) from None
+        except aiosmtplib.SMTPException as exc:
+            raise ChannelError(f"smtp error: {type(exc).__name__}", transient=True) from None
+        except ssl.SSLError:
+            raise ChannelError("smtp tls error", transient=False) from None
+        except (TimeoutError, OSError):
+            raise ChannelError("smtp connection failed", transient=True) from None
+
+
+# -------------------------------------------------------------------------------------- webhook
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>`` (the signature header value)."""
+    mac = hmac.new(secret.encode("utf-8"), f"{int(timestamp)}.".encode() + body, hashlib.sha256)
+    return SIGNATURE_PREFIX + mac.hexdigest()
+
+
+def verify_signature(
+    secret: str,
+    timestamp_header: str,
+    signature_header: str,
+    body: bytes,
+    *,
+    now: float,
+    tolerance_s: int = 300,
+) -> bool:
+    """True when the signature matches and the timestamp is within ``tolerance_s`` of ``now``.
+
+    Stale and future timestamps are refused (replay); the comparison is constant-time.
+    """
+    stamp = (timestamp_header or "").strip()
+    if not _DIGITS.match(stamp):
+        return False
+    timestamp = int(stamp)
+    if abs(now - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, timestamp, body).encode("ascii")
+    given = (signature_header or "").strip().encode("utf-8", "replace")
+    return hmac.compare_digest(expected, given)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def encode_payload(payload: Mapping[str, Any]) -> bytes:
+    """The exact body bytes that are signed and sent (compact UTF-8 JSON)."""
+    return json.dumps(
+        dict(payload), ensure_ascii=False, separators=(",", ":"), default=_json_default
+    ).encode("utf-8")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    return None
+
+
+class WebhookChannel:
+    """POSTs signed JSON. Owns (and closes via :meth:`aclose`) its client unless one is given."""
+
+    def __init__(
+        self,
+        *,
+        secret: str,
+        timeout: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not secret:
+            raise ValueError("webhook secret must not be empty")
+        self._secret = secret
+        self._timeout = timeout
+        self._clock = clock
+        self._owns_client = client is None
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"WebhookChannel(timeout={self._timeout})"
+
+    async def __aenter__(self) -> WebhookChannel:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(follow_redirects=False)
+        return self._client
+
+    async def send(self, *, url: str, payload: Mapping[str, Any], delivery_id: str) -> None:
+        try:
+            body = encode_payload(payload)
+        except (TypeError, ValueError) as exc:
+            raise ChannelError(
+                f"payload not serialisable: {type(exc).__name__}", transient=False
+            ) from None
+        if not delivery_id or any(c in delivery_id for c in "\r\n"):
+            raise ChannelError("invalid delivery id", transient=False)
+        timestamp = int(self._clock())
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": USER_AGENT,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+            DELIVERY_HEADER: delivery_id,
+        }
+        try:
+            response = await self._http().post(
+                url, content=body, headers=headers, timeout=self._timeout
+            )
+        except httpx.TimeoutException:
+            raise ChannelError("http timeout", transient=True) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError):
+            raise ChannelError("http invalid url or request", transient=False) from None
+        except httpx.TransportError as exc:
+            raise ChannelError(f"http {type(exc).__name__}", transient=True) from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        if status >= 500 or status in _TRANSIENT_HTTP:
+            raise ChannelError(
+                f"http {status}",
+                transient=True,
+                status=status,
+                retry_after=_retry_after(response),
+            )
+        raise ChannelError(f"http {status}", transient=False, status=status)
+
+
+# -------------------------------------------------------------------------------------- masking
+
+
+def mask_email(addr: str) -> str:
+    """``juan.perez@example.com`` → ``j***@e***.com`` (for logs and public views)."""
+    address = parseaddr(addr)[1] or addr.strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return "***"
+    host, dot, tld = domain.rpartition(".")
+    masked_domain = f"{host[0]}***.{tld}" if dot and host else f"{domain[0]}***"
+    return f"{local[0]}***@{masked_domain}"
+
+
+def mask_phone(phone: str) -> str:
+    """``+507 6123-4567`` → ``+507****4567``; only the last four digits (and Panamá's +507)."""
+    text = phone.strip()
+    digits = "".join(c for c in text if c.isdigit())
+    if len(digits) <= 4:
+        return "****"
+    last = digits[-4:]
+    if text.startswith("+") or text.startswith("00"):
+        international = digits[2:] if text.startswith("00") else digits
+        if international.startswith("507") and len(international) > 7:
+            return f"+507****{last}"
+        return f"+****{last}"
+    return f"****{last}"
