@@ -327,6 +327,10 @@ class SubmissionRejected(Event):
     reasons: list[FieldError]
     routing_prefix: ClassVar[str] = "case.rejected"
 
+    def routing_key(self) -> str:
+        # A department's refused answer goes back to that department's queue.
+        return f"case.rejected.{self.department}" if self.department else self.routing_prefix
+
 
 class DeadlineNear(CaseEvent):
     event_type: Literal["DeadlineNear"] = "DeadlineNear"

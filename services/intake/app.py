@@ -1,0 +1,22 @@
+"""Intake: the front door (HTTP API and the 311 queue)."""
+
+from __future__ import annotations
+
+from services.intake.handlers import submission_received
+from services.intake.http import create_app
+from shared.messaging import INTAKE
+from shared.runtime import ServiceDefinition, Subscription
+
+
+def service() -> ServiceDefinition:
+    return ServiceDefinition(
+        name="intake",
+        subscriptions=(
+            Subscription(
+                INTAKE,
+                submission_received,
+                "Validates 311 submissions; files a case or answers SubmissionRejected",
+            ),
+        ),
+        http=create_app,
+    )

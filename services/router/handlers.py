@@ -1,0 +1,199 @@
+"""The router's handlers: classify and route new cases; take departments' answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from faststream.rabbit.message import RabbitMessage
+from pydantic import BaseModel, ValidationError
+
+from services.router.rules import Classification, RuleSet
+from shared.cases import CaseNotFound, get_case, perform, record_note
+from shared.consumer import Handler, Poison
+from shared.contract import (
+    CaseReceived,
+    CaseReturned,
+    DepartmentResponded,
+    FieldError,
+    SubmissionRejected,
+)
+from shared.db.models import CaseRow
+from shared.lifecycle import DomainError, IllegalTransition
+from shared.runtime import Deps
+from shared.uow import UnitOfWork
+from shared.validation import spanish_errors
+
+CONSUMER = "router"
+log = logging.getLogger("defensa311.router")
+
+ROUTE_ACTIONS = {"inspect": "start_inspection", "agenda": "add_to_agenda", "remit": "remit"}
+
+
+def parse(model: type[BaseModel], body: bytes) -> Any:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise Poison("el cuerpo no es JSON válido") from exc
+        fields = ", ".join(f"{e['field'] or '·'}:{e['rule']}" for e in spanish_errors(exc))
+        raise Poison(f"no cumple el esquema {model.__name__}: {fields}") from exc
+
+
+def rules_for(deps: Deps) -> RuleSet:
+    rules = deps.extras.get("rules")
+    if rules is None:
+        rules = RuleSet.from_config(deps.config.rules, set(deps.config.department_codes))
+        deps.extras["rules"] = rules
+    assert isinstance(rules, RuleSet)
+    return rules
+
+
+def case_received(deps: Deps) -> Handler:
+    rules = rules_for(deps)
+
+    async def handle(body: bytes, msg: RabbitMessage) -> None:
+        event: CaseReceived = parse(CaseReceived, body)
+        now = deps.clock.now()
+        async with deps.uow() as uow:
+            if await uow.seen(CONSUMER, str(event.event_id)):
+                return
+            uow.mark_seen(CONSUMER, str(event.event_id), now)
+            try:
+                case = await get_case(uow, case_id=str(event.case_id), lock=True)
+            except CaseNotFound as exc:
+                raise Poison("caso desconocido") from exc
+            if case.state != "received":
+                return  # staff got there first
+            result = rules.classify(
+                kind=case.kind, category=case.category, description=case.description
+            )
+            await route_case(uow, deps, case, result)
+        log.info(
+            "case routed",
+            extra={
+                "case_id": case.id,
+                "tracking_code": case.tracking_code,
+                "route": result.route,
+                "rule": result.rule,
+                "state": case.state,
+            },
+        )
+
+    return handle
+
+
+async def route_case(uow: UnitOfWork, deps: Deps, case: CaseRow, result: Classification) -> None:
+    """Classify, then follow the route in the same transaction; what cannot go waits in triage."""
+    now = deps.clock.now()
+    route, _, department = result.route.partition(":")
+    kind = result.kind
+    if case.anonymous and kind in ("denuncia", "queja"):
+        kind, route = case.kind, "triage"
+    await perform(
+        uow,
+        deps.cases,
+        case,
+        "classify",
+        {
+            "kind": kind,
+            "category": result.category,
+            "rule": result.rule,
+            "route": result.route,
+            "by": "router",
+        },
+        actor="router",
+        now=now,
+    )
+    action = ROUTE_ACTIONS.get(route)
+    if action is None or case.kind is None:
+        return
+    params = {"department": department} if action == "remit" else {}
+    try:
+        await perform(uow, deps.cases, case, action, params, actor="router", now=now)
+    except DomainError as exc:
+        record_note(
+            uow, case, actor="router", action="route_refused", now=now,
+            details={"route": result.route, "reason": str(exc)},
+        )
+
+
+def department_answer(deps: Deps) -> Handler:
+    """``case.responded.<code>`` and ``case.returned.<code>`` from a department over AMQP."""
+
+    async def handle(body: bytes, msg: RabbitMessage) -> None:
+        try:
+            event_type = json.loads(body).get("event_type")
+        except (ValueError, AttributeError) as exc:
+            raise Poison("el cuerpo no es un objeto JSON") from exc
+        model: type[DepartmentResponded | CaseReturned]
+        if event_type == "DepartmentResponded":
+            model, action = DepartmentResponded, "respond"
+        elif event_type == "CaseReturned":
+            model, action = CaseReturned, "return"
+        else:
+            raise Poison(f"event_type inesperado: {event_type!r}")
+        event = parse(model, body)
+        key = msg.raw_message.routing_key or ""
+        if key.rsplit(".", 1)[-1] != event.department:
+            raise Poison("el departamento del mensaje no coincide con su clave de enrutamiento")
+        await _apply_answer(deps, event, action)
+
+    return handle
+
+
+async def _apply_answer(
+    deps: Deps, event: DepartmentResponded | CaseReturned, action: str
+) -> None:
+    now = deps.clock.now()
+    async with deps.uow() as uow:
+        if await uow.seen(CONSUMER, str(event.event_id)):
+            return
+        uow.mark_seen(CONSUMER, str(event.event_id), now)
+        try:
+            case = await get_case(uow, case_id=str(event.case_id), lock=True)
+        except CaseNotFound as exc:
+            raise Poison("caso desconocido") from exc
+        if case.tracking_code != event.tracking_code:
+            raise Poison("tracking_code no corresponde al case_id")
+        refusal: FieldError | None = None
+        if case.department != event.department or case.state != "remitted":
+            refusal = FieldError(
+                field="department",
+                rule="not_remitted_to_department",
+                message=f"el caso no está remitido al departamento «{event.department}»",
+            )
+        else:
+            params: dict[str, Any] = (
+                {"response": event.response}
+                if isinstance(event, DepartmentResponded)
+                else {"reason": event.reason}
+            )
+            try:
+                await perform(
+                    uow, deps.cases, case, action, params,
+                    actor=f"department:{event.department}", now=now, department_event=False,
+                )
+            except IllegalTransition as exc:
+                refusal = FieldError(field="state", rule="illegal_transition", message=str(exc))
+        if refusal is not None:
+            record_note(
+                uow, case, actor=f"department:{event.department}", action="answer_refused",
+                now=now,
+                details={"event_id": str(event.event_id), "reason": refusal.message},
+            )
+            uow.publish(
+                SubmissionRejected(
+                    refused_event_id=str(event.event_id),
+                    department=event.department,
+                    case_id=event.case_id,
+                    tracking_code=event.tracking_code,
+                    reasons=[refusal],
+                    occurred_at=now,
+                )
+            )
+    log.info(
+        "department answer refused" if refusal else "department answer applied",
+        extra={"case_id": str(event.case_id), "department": event.department, "action": action},
+    )

@@ -1,0 +1,104 @@
+"""The ``defensa311`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from shared.runtime import Runtime, ServiceDefinition
+from shared.settings import Settings, load_settings
+
+SERVICES = ("intake", "router", "deadlines", "notifier")
+
+
+def service_definition(name: str) -> ServiceDefinition:
+    module = importlib.import_module(f"services.{name}.app")
+    definition: ServiceDefinition = module.service()
+    return definition
+
+
+async def _run(settings: Settings, names: Sequence[str]) -> None:
+    runtime = Runtime(settings, [service_definition(n) for n in names])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await runtime.serve(stop)
+
+
+async def _db_upgrade(settings: Settings) -> None:
+    from shared.db.engine import make_engine
+    from shared.db.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="defensa311", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run one service, or all four in one process")
+    run.add_argument("service", choices=[*SERVICES, "all"])
+
+    db = commands.add_parser("db", help="database operations")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply the migrations")
+
+    asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document")
+    asyncapi.add_argument("--output", "-o", help="write to this file instead of stdout")
+    for name in SERVICES:
+        # A service may contribute sub-commands in ``services/<name>/cli.py``: register(commands).
+        try:
+            module = importlib.import_module(f"services.{name}.cli")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"services.{name}.cli":
+                raise
+            continue
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    from shared.logs import configure_logging
+
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    if args.command == "run":
+        names = SERVICES if args.service == "all" else (args.service,)
+        asyncio.run(_run(settings, names))
+        return 0
+    if args.command == "db":
+        asyncio.run(_db_upgrade(settings))
+        print("migraciones aplicadas")
+        return 0
+    if args.command == "asyncapi":
+        from shared.asyncapi import render
+
+        text = render(settings)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            sys.stdout.write(text)
+        return 0
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.error("unknown command")
+    result: int = handler(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""Prometheus metrics, one registry per process (no module-level collectors)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest, start_http_server
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.messages = Counter(
+            "defensa311_messages_total",
+            "Messages handled by consumers, by queue and outcome",
+            ["queue", "outcome"],
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "defensa311_http_requests_total",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.notifications = Counter(
+            "defensa311_notifications_total",
+            "Notifications by channel and status",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            "defensa311_deadline_alerts_total",
+            "Deadline alerts emitted by type",
+            ["alert"],
+            registry=self.registry,
+        )
+
+    def message_outcome(self, queue: str, outcome: str) -> None:
+        self.messages.labels(queue=queue, outcome=outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def serve(self, host: str, port: int) -> None:
+        start_http_server(port, addr=host, registry=self.registry)

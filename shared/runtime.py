@@ -1,0 +1,218 @@
+"""The skeleton every service shares: one process runs one service or all four.
+
+A :class:`ServiceDefinition` names its consumers (queue + handler), its background
+loops and, for intake, its HTTP app. :class:`Runtime` wires them to one engine, one
+broker and one outbox relay, migrates the database, declares the whole topology
+before consuming or publishing, and reports readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from faststream.middlewares import AckPolicy
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.cases import CaseServices, Terms
+from shared.clock import Clock, SystemClock
+from shared.config import InstitutionConfig, load_config
+from shared.consumer import Consumer, Handler
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.migrate import upgrade
+from shared.messaging import (
+    QueueSpec,
+    declare_topology,
+    exchange,
+    make_broker,
+    rabbit_queue,
+    system_topology,
+)
+from shared.metrics import Metrics
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+from shared.uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger("defensa311.runtime")
+
+
+@dataclass
+class Deps:
+    """Everything a handler, a loop or an HTTP route may need."""
+
+    settings: Settings
+    config: InstitutionConfig
+    clock: Clock
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    broker: RabbitBroker
+    cases: CaseServices
+    outbox_signal: asyncio.Event
+    metrics: Metrics
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.sessionmaker, self.outbox_signal)
+
+    async def check_ready(self) -> dict[str, bool]:
+        database = False
+        with contextlib.suppress(Exception):
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                database = True
+        broker = False
+        with contextlib.suppress(Exception):
+            broker = bool(await self.broker.ping(timeout=2.0))
+        return {"database": database, "broker": broker, "topology": self.ready.is_set()}
+
+
+HandlerFactory = Callable[[Deps], Handler]
+LoopFactory = Callable[[Deps], Awaitable[None]]
+HttpFactory = Callable[[Deps], "FastAPI"]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    queue: QueueSpec
+    handler: HandlerFactory
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    subscriptions: tuple[Subscription, ...] = ()
+    loops: tuple[LoopFactory, ...] = ()
+    http: HttpFactory | None = None
+
+
+async def _raw_body(msg: Any) -> Any:
+    # Handlers validate the raw bytes themselves: a bad 311 body must be answered.
+    return msg.body
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        services: list[ServiceDefinition],
+        *,
+        clock: Clock | None = None,
+        config: InstitutionConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self.services = services
+        config = config or load_config(settings.config)
+        engine = make_engine(settings.database_url)
+        broker = make_broker(settings.amqp_url, prefetch=settings.prefetch)
+        self.deps = Deps(
+            settings=settings,
+            config=config,
+            clock=clock or SystemClock(),
+            engine=engine,
+            sessionmaker=make_sessionmaker(engine),
+            broker=broker,
+            cases=CaseServices(config=config, terms=Terms.from_config(config)),
+            outbox_signal=asyncio.Event(),
+            metrics=Metrics(),
+        )
+        self.relay = OutboxRelay(
+            self.deps.sessionmaker,
+            broker,
+            self.deps.clock,
+            signal=self.deps.outbox_signal,
+            poll_seconds=settings.outbox_poll_seconds,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._servers: list[Any] = []
+        for service in services:
+            for sub in service.subscriptions:
+                self._subscribe(sub)
+
+    @property
+    def names(self) -> str:
+        return "+".join(s.name for s in self.services)
+
+    def _subscribe(self, sub: Subscription) -> None:
+        consumer = Consumer(
+            sub.queue,
+            sub.handler(self.deps),
+            self.deps.broker,
+            attempts=self.settings.handler_attempts,
+            on_outcome=self.deps.metrics.message_outcome,
+        )
+
+        async def handle(body: bytes, msg: RabbitMessage) -> None:
+            await consumer(body, msg)
+
+        self.deps.broker.subscriber(
+            rabbit_queue(sub.queue),
+            exchange(),
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_raw_body,
+            description=sub.description or sub.queue.description,
+        )(handle)
+
+    async def start(self) -> None:
+        deps = self.deps
+        await upgrade(deps.engine)
+        await deps.broker.connect()
+        await declare_topology(deps.broker, system_topology(deps.config.department_codes))
+        await deps.broker.start()
+        deps.ready.set()
+        self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        for service in self.services:
+            for loop in service.loops:
+                self._tasks.append(asyncio.create_task(loop(deps), name=f"{service.name}-loop"))
+        log.info("started", extra={"service": self.names})
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.deps.broker.stop()
+        await self.deps.engine.dispose()
+
+    async def serve(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or forever), serving HTTP where a service has it."""
+        import uvicorn
+
+        stop = stop or asyncio.Event()
+        await self.start()
+        try:
+            http = [s.http for s in self.services if s.http is not None]
+            if http:
+                app = http[0](self.deps)
+                config = uvicorn.Config(
+                    app,
+                    host=self.settings.http_host,
+                    port=self.settings.http_port,
+                    log_config=None,
+                    access_log=False,
+                )
+                server = uvicorn.Server(config)
+                server_task = asyncio.create_task(server.serve())
+                await stop.wait()
+                server.should_exit = True
+                await server_task
+            else:
+                if self.settings.metrics_port:
+                    await self.deps.metrics.serve(self.settings.http_host, self.settings.metrics_port)
+                await stop.wait()
+        finally:
+            await self.stop()

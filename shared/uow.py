@@ -1,0 +1,76 @@
+"""The unit of work: one database transaction holding state changes, audit rows,
+outgoing events (the outbox) and the inbox mark of the event being handled."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.contract import Event
+from shared.db.models import InboxRow, OutboxRow
+
+
+class UnitOfWork:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        outbox_signal: asyncio.Event | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._signal = outbox_signal
+        self._published = False
+        self.events: list[Event] = []
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.session = self._sessionmaker()
+        await self.session.begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                await self.session.commit()
+                if self._published and self._signal is not None:
+                    self._signal.set()
+            else:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.session.bind.dialect.name == "postgresql"
+
+    def publish(self, event: Event) -> None:
+        """Store the event in the outbox; the relay publishes it after commit."""
+        self.session.add(
+            OutboxRow(
+                event_id=str(event.event_id),
+                event_type=event.event_type,
+                routing_key=event.routing_key(),
+                body=event.model_dump_json(),
+                created_at=event.occurred_at,
+                attempts=0,
+            )
+        )
+        self.events.append(event)
+        self._published = True
+
+    async def seen(self, consumer: str, event_id: str) -> bool:
+        row = await self.session.scalar(
+            select(InboxRow.event_id).where(
+                InboxRow.consumer == consumer, InboxRow.event_id == event_id
+            )
+        )
+        return row is not None
+
+    def mark_seen(self, consumer: str, event_id: str, at: object) -> None:
+        self.session.add(InboxRow(consumer=consumer, event_id=event_id, processed_at=at))
