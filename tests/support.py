@@ -1,0 +1,254 @@
+"""Test infrastructure: real RabbitMQ vhosts and PostgreSQL databases per test run.
+
+Service URLs come from the environment first (``DEFENSA311_TEST_AMQP_URL``,
+``DEFENSA311_TEST_DATABASE_URL``), defaulting to the local services; testcontainers is
+used only where a Docker engine answers. On CI (``CI=true``) an unreachable service
+fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from shared.clock import Clock
+from shared.runtime import Runtime, ServiceDefinition
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ON_CI = os.environ.get("CI", "").lower() == "true"
+AMQP_BASE = os.environ.get("DEFENSA311_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_BASE = os.environ.get(
+    "DEFENSA311_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+def unavailable(what: str) -> None:
+    message = f"{what} is not reachable"
+    if ON_CI:
+        pytest.fail(message + " (CI=true: a test that needs a service fails, never skips)")
+    pytest.skip(message)
+
+
+def reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+            return True
+    except OSError:
+        return False
+
+
+def docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+def with_vhost(url: str, vhost: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+def asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+# ------------------------------------------------------------------ rabbitmq vhosts
+
+
+def rabbitmqctl(*args: str) -> str:
+    result = subprocess.run(
+        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, check=False, timeout=60
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def create_vhost(prefix: str = "d311-test") -> str:
+    vhost = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    user = urlsplit(AMQP_BASE).username or "guest"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    return vhost
+
+
+def delete_vhost(vhost: str) -> None:
+    with contextlib.suppress(Exception):
+        rabbitmqctl("delete_vhost", vhost)
+
+
+@contextlib.contextmanager
+def fresh_vhost() -> Iterator[str]:
+    if not reachable(AMQP_BASE, 5672):
+        unavailable("RabbitMQ")
+    vhost = create_vhost()
+    try:
+        yield with_vhost(AMQP_BASE, vhost)
+    finally:
+        delete_vhost(vhost)
+
+
+# ------------------------------------------------------------------ postgres databases
+
+
+async def create_database(prefix: str = "d311_test") -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(asyncpg_dsn(PG_BASE))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(PG_BASE, name)
+
+
+async def drop_database(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    with contextlib.suppress(Exception):
+        conn = await asyncpg.connect(asyncpg_dsn(PG_BASE))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    if not reachable(PG_BASE, 5432):
+        unavailable("PostgreSQL")
+    url = await create_database()
+    try:
+        yield url
+    finally:
+        await drop_database(url)
+
+
+# ------------------------------------------------------------------ runtimes in-process
+
+
+def settings_for(amqp_url: str, database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "amqp_url": amqp_url,
+        "database_url": database_url,
+        "outbox_poll_seconds": 0.2,
+        "log_json": True,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, services: list[ServiceDefinition], clock: Clock | None = None
+) -> AsyncIterator[Runtime]:
+    runtime = Runtime(settings, services, clock=clock)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+async def eventually(check, timeout: float = 15.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll ``check`` (sync or async) until it returns a truthy value; return it."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+# ------------------------------------------------------------------ services as OS processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    """``defensa311 run <service>`` as its own OS process."""
+
+    service: str
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = field(default=0)
+
+    def start(self) -> None:
+        handle = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "run", self.service],
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+        )
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.restarts += 1
+        self.start()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def started(self) -> bool:
+        return '"msg": "started"' in self.log()
+
+
+def process_env(amqp_url: str, database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEFENSA311_")}
+    env.update(
+        {
+            "DEFENSA311_AMQP_URL": amqp_url,
+            "DEFENSA311_DATABASE_URL": database_url,
+            "DEFENSA311_OUTBOX_POLL_SECONDS": "0.2",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
