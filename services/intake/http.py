@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.intake import api, notifications_api, observability, open311, web
 from services.intake.views import public_view
 from shared.cases import CaseNotFound, get_case, history
 from shared.runtime import Deps
@@ -45,11 +46,13 @@ def create_app(deps: Deps) -> FastAPI:
             rows = await history(uow, case.id)
         return public_view(case, rows, deps.cases.terms, deps.clock.now())
 
+    # Each part of the front door installs its own routes; observability goes last so
+    # its middleware wraps everything.
+    for part in (api, notifications_api, open311, web, observability):
+        part.install(app, deps)
     return app
 
 
 def _not_found() -> JSONResponse:
     return JSONResponse({"detail": "caso no encontrado"}, status_code=404)
 
-
-__all__ = ["Annotated", "create_app"]
