@@ -174,11 +174,33 @@ def validate_submission(data: Any, model: type[Submission] = Submission) -> Subm
     try:
         submission = model.model_validate(data)
     except ValidationError as exc:
-        raise SubmissionInvalid([FieldError(**e) for e in spanish_errors(exc)]) from exc
+        errors = [FieldError(**e) for e in spanish_errors(exc)]
+        named = {e.field for e in errors}
+        # Report the law's rules too, so one answer names every failing field.
+        errors += [e for e in law_errors(_lenient(data)) if e.field not in named]
+        raise SubmissionInvalid(errors) from exc
     errors = law_errors(submission)
     if errors:
         raise SubmissionInvalid(errors)
     return submission
+
+
+def _lenient(data: Any) -> Submission:
+    """What the law's checks need from a body that failed format validation."""
+    data = data if isinstance(data, dict) else {}
+    citizen = data.get("citizen") if isinstance(data.get("citizen"), dict) else {}
+    notify = data.get("notify") if isinstance(data.get("notify"), dict) else {}
+    kind = data.get("kind") if data.get("kind") in KINDS else None
+    return Submission.model_construct(
+        kind=kind,
+        anonymous=data.get("anonymous") is True,
+        citizen=Citizen.model_construct(
+            full_name=citizen.get("full_name"), id_number=citizen.get("id_number")
+        ),
+        notify=Notify.model_construct(
+            email=notify.get("email"), phone=notify.get("phone"), address=notify.get("address")
+        ),
+    )
 
 
 class SubmissionInvalid(ValueError):
