@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from shared.calendar import BusinessCalendar, CalendarKind, TermPolicy, due_at
+from shared.calendar import TZ, BusinessCalendar, CalendarKind, TermPolicy, due_at
 from shared.config import InstitutionConfig
 from shared.contract import (
+    KINDS,
     CaseAddedToAgenda,
     CaseClassified,
     CaseClosed,
@@ -34,6 +35,17 @@ from shared.db.models import CaseHistoryRow, CaseRow
 from shared.lifecycle import DomainError, Lifecycle, State
 from shared.tracking import new_tracking_code
 from shared.uow import UnitOfWork
+from shared.validation import InvalidValue, clean_text
+
+# The router's inbox name: a department fact emitted here must not be applied again there.
+ROUTER_CONSUMER = "router"
+
+DECISIONS: tuple[str, ...] = ("accepted", "rejected", "partially_accepted")
+DECISION_TEXT = {
+    "accepted": "sugerencia aceptada",
+    "rejected": "sugerencia no aceptada",
+    "partially_accepted": "sugerencia aceptada en parte",
+}
 
 
 class CaseNotFound(DomainError):
@@ -188,8 +200,8 @@ async def file_case(
             case_id=uuid.UUID(case.id),
             tracking_code=case.tracking_code,
             external_ref=external_ref,
-            channel=channel,  # type: ignore[arg-type]
-            kind=case.kind,  # type: ignore[arg-type]
+            channel=channel,
+            kind=case.kind,
             category=case.category,
             received_at=now,
             due_at=case.due_at,
@@ -224,32 +236,40 @@ async def perform(
 ) -> list[Event]:
     """Apply one lifecycle action to a (locked) case row; return the events emitted.
 
+    Refusals change nothing: :class:`~shared.lifecycle.IllegalTransition` (the state or the
+    kind does not allow it), :class:`InvalidActionInput` (a parameter breaks a rule, named in
+    Spanish) and :class:`NotYourCase` (``params["department"]`` is not the case's department).
+
     ``department_event`` False means the department's own ``DepartmentResponded`` /
     ``CaseReturned`` is already on the wire (it arrived over AMQP), so it is not re-emitted.
+    When it is emitted here (the HTTP door), the router's inbox is marked in the same
+    transaction so the router does not apply the same fact a second time when it hears it.
     """
-    if action == "classify" and params.get("kind"):
-        kind_for_check = params["kind"]
-    else:
-        kind_for_check = case.kind
+    kind_for_check = (
+        params.get("kind") if action == "classify" and params.get("kind") else case.kind
+    )
     from_state = case.state
-    if action == "remit":
-        department = params["department"]
-        if services.config.department(department) is None:
-            raise InvalidActionInput(
-                "department", "unknown_department", f"departamento desconocido: {department}"
-            )
-    if action == "classify" and case.anonymous and kind_for_check in ("denuncia", "queja"):
-        raise InvalidActionInput(
-            "kind",
-            "anonymous_only_sugerencia",
-            "un caso anónimo solo puede clasificarse como sugerencia",
-        )
     new_state = services.lifecycle.apply(case.state, action, kind_for_check)
-    events = _effects(services, case, action, params, now=now, department_event=department_event)
+    clean = check_params(services, case, action, params, now=now)
+    events = _effects(services, case, action, clean, now=now, department_event=department_event)
+    if action == "return" and not department_event and case.flagged:
+        # The department's own CaseReturned cannot know the case is now flagged for a
+        # supervisor (returned twice): the system says so on the wire.
+        events.append(
+            CaseReturned(
+                **_ids(case),
+                department=clean["returned_by"],
+                reason=clean["reason"],
+                flagged=True,
+                occurred_at=now,
+            )
+        )
     case.state = new_state.value
     case.updated_at = now
     for event in events:
         uow.publish(event)
+        if isinstance(event, DepartmentResponded | CaseReturned):
+            uow.mark_seen(ROUTER_CONSUMER, str(event.event_id), now)
     _audit(
         uow,
         case,
@@ -258,13 +278,153 @@ async def perform(
         from_state=from_state,
         to_state=new_state,
         now=now,
-        details=_public_details(action, params, events),
+        details=_public_details(action, clean, events, case),
     )
     return events
 
 
-def _public_details(action: str, params: dict[str, Any], events: list[Event]) -> dict[str, Any]:
-    keep = {k: v for k, v in params.items() if v is not None and isinstance(v, str | int | bool)}
+# ------------------------------------------------------------------------------ parameters
+
+
+def _text(
+    params: dict[str, Any], name: str, *, required: bool, min_len: int, max_len: int
+) -> str | None:
+    value = params.get(name)
+    if value is None or (isinstance(value, str) and not value.strip() and not required):
+        if required:
+            raise InvalidActionInput(name, "required", "campo obligatorio")
+        return None
+    if not isinstance(value, str):
+        raise InvalidActionInput(name, "string_type", "debe ser texto")
+    try:
+        return clean_text(value, min_len=min_len, max_len=max_len)
+    except InvalidValue as exc:
+        raise InvalidActionInput(name, exc.rule, exc.message) from exc
+
+
+def _instant(params: dict[str, Any], name: str) -> datetime | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise InvalidActionInput(
+                name,
+                "datetime_format",
+                "debe ser una fecha y hora (RFC 3339, ej. 2025-01-31T14:30:00-05:00)",
+            ) from exc
+    if not isinstance(value, datetime):
+        raise InvalidActionInput(name, "datetime_type", "debe ser una fecha y hora")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidActionInput(
+            name, "timezone_required", "indique la zona horaria (ej. 2025-01-31T14:30:00-05:00)"
+        )
+    return value
+
+
+def _day(params: dict[str, Any], name: str) -> date:
+    value = params.get(name)
+    if value is None or value == "":
+        raise InvalidActionInput(name, "required", "campo obligatorio")
+    if isinstance(value, datetime):
+        value = value.astimezone(TZ).date() if value.tzinfo else value.date()
+    elif isinstance(value, str):
+        try:
+            value = date.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise InvalidActionInput(
+                name, "date_format", "debe ser una fecha (AAAA-MM-DD, ej. 2025-01-31)"
+            ) from exc
+    if not isinstance(value, date):
+        raise InvalidActionInput(name, "date_type", "debe ser una fecha (AAAA-MM-DD)")
+    return value
+
+
+def check_params(
+    services: CaseServices, case: CaseRow, action: str, params: dict[str, Any], *, now: datetime
+) -> dict[str, Any]:
+    """The action's parameters, checked and normalised; raise naming the field and the rule."""
+    clean: dict[str, Any] = {}
+    if action == "classify":
+        kind = params.get("kind")
+        if kind is not None and kind not in KINDS:
+            raise InvalidActionInput(
+                "kind", "unknown_kind", "tipo desconocido; use denuncia, queja o sugerencia"
+            )
+        if case.anonymous and kind in ("denuncia", "queja"):
+            raise InvalidActionInput(
+                "kind",
+                "anonymous_only_sugerencia",
+                "un caso anónimo solo puede clasificarse como sugerencia",
+            )
+        clean["kind"] = kind
+        clean["category"] = _text(params, "category", required=False, min_len=1, max_len=200)
+        for name in ("rule", "route", "note", "by"):
+            if isinstance(params.get(name), str):
+                clean[name] = params[name]
+    elif action == "start_inspection":
+        clean["inspector"] = _text(params, "inspector", required=False, min_len=1, max_len=200)
+        clean["scheduled_for"] = _instant(params, "scheduled_for")
+    elif action == "remit":
+        department = _text(params, "department", required=True, min_len=1, max_len=32)
+        if services.config.department(department or "") is None:
+            raise InvalidActionInput(
+                "department", "unknown_department", f"departamento desconocido: {department}"
+            )
+        clean["department"] = department
+    elif action == "record_findings":
+        clean["findings"] = _text(params, "findings", required=True, min_len=3, max_len=4000)
+    elif action in ("respond", "return"):
+        field_name = "response" if action == "respond" else "reason"
+        clean[field_name] = _text(params, field_name, required=True, min_len=3, max_len=4000)
+        department = params.get("department")
+        if department is not None and department != case.department:
+            raise NotYourCase(str(department), case.department)
+        clean["returned_by" if action == "return" else "department"] = case.department or ""
+    elif action == "record_meeting_outcome":
+        decision = params.get("decision")
+        if decision not in DECISIONS:
+            raise InvalidActionInput(
+                "decision",
+                "required" if decision is None else "unknown_decision",
+                "indique la decisión de la reunión: accepted (aceptada), rejected (rechazada) "
+                "o partially_accepted (aceptada en parte)",
+            )
+        meeting = _day(params, "meeting_date")
+        if meeting > now.astimezone(TZ).date():
+            raise InvalidActionInput(
+                "meeting_date", "not_in_future", "la fecha de la reunión no puede ser futura"
+            )
+        if meeting < case.received_at.astimezone(TZ).date():
+            raise InvalidActionInput(
+                "meeting_date",
+                "not_before_filing",
+                "la fecha de la reunión no puede ser anterior a la recepción del caso",
+            )
+        clean["decision"] = decision
+        clean["meeting_date"] = meeting
+        clean["notes"] = _text(params, "notes", required=False, min_len=3, max_len=4000)
+    elif action in ("close", "decline"):
+        clean["reason"] = _text(
+            params, "reason", required=action == "decline", min_len=3, max_len=4000
+        )
+    return clean
+
+
+def _public_details(
+    action: str, params: dict[str, Any], events: list[Event], case: CaseRow
+) -> dict[str, Any]:
+    keep: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, date):
+            keep[key] = value.isoformat()
+        elif value is not None and isinstance(value, str | int | bool):
+            keep[key] = value
+    if action == "return":
+        keep["return_count"] = case.return_count
+        keep["flagged"] = case.flagged
     keep["events"] = [str(e.event_id) for e in events]
     return keep
 
@@ -291,7 +451,7 @@ def _effects(
             CaseClassified(
                 **ids,
                 kind=case.kind,
-                category=case.category,  # type: ignore[arg-type]
+                category=case.category,
                 rule=params.get("rule"),
                 route=params.get("route"),
                 by=params.get("by", "staff"),
@@ -363,15 +523,19 @@ def _resolution(
                 )
             )
     else:
-        notes = params.get("notes") or ""
         case.decision = params["decision"]
-        case.resolution, case.resolution_path = notes or case.decision, "meeting"
+        meeting: date = params["meeting_date"]
+        outcome = DECISION_TEXT[params["decision"]]
+        summary = f"Reunión del {meeting.strftime('%d/%m/%Y')}: {outcome}"
+        notes = params.get("notes")
+        case.resolution = f"{summary}. {notes}" if notes else summary
+        case.resolution_path = "meeting"
     events.append(
         CaseResolved(
             **ids,
-            path=case.resolution_path,  # type: ignore[arg-type]
+            path=case.resolution_path,
             resolution=case.resolution or "",
-            decision=case.decision,  # type: ignore[arg-type]
+            decision=case.decision,
             department=case.department,
             resolved_at=now,
             occurred_at=now,
@@ -388,7 +552,7 @@ def _remitted_event(case: CaseRow, now: datetime) -> CaseRemitted:
     return CaseRemitted(
         **_ids(case),
         department=case.department,
-        kind=case.kind,  # type: ignore[arg-type]
+        kind=case.kind,
         category=case.category,
         description=case.description,
         location=Location.model_validate(case.location) if case.location else None,

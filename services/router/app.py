@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from faststream.rabbit.message import RabbitMessage
+
 from services.router.handlers import case_received, department_answer
+from shared.consumer import Handler, Poison
 from shared.messaging import ROUTER
-from shared.runtime import ServiceDefinition, Subscription
+from shared.runtime import Deps, ServiceDefinition, Subscription
 
 
 def service() -> ServiceDefinition:
@@ -13,22 +16,26 @@ def service() -> ServiceDefinition:
         subscriptions=(
             Subscription(
                 ROUTER,
-                _dispatch,
-                "New cases (CaseReceived) to classify and route; departments' answers",
+                dispatch,
+                "New cases (CaseReceived) to classify and route; departments' answers "
+                "(DepartmentResponded) and returns (CaseReturned)",
             ),
         ),
     )
 
 
-def _dispatch(deps):  # type: ignore[no-untyped-def]
+def dispatch(deps: Deps) -> Handler:
+    """One queue, three kinds of message: choose the handler by routing key."""
     received = case_received(deps)
     answered = department_answer(deps)
 
-    async def handle(body, msg):  # type: ignore[no-untyped-def]
+    async def handle(body: bytes, msg: RabbitMessage) -> None:
         key = msg.raw_message.routing_key or ""
         if key == "case.received":
             await received(body, msg)
-        else:
+        elif key.startswith(("case.responded.", "case.returned.")):
             await answered(body, msg)
+        else:
+            raise Poison(f"clave de enrutamiento inesperada: {key!r}")
 
     return handle

@@ -10,7 +10,14 @@ from faststream.rabbit.message import RabbitMessage
 from pydantic import BaseModel, ValidationError
 
 from services.router.rules import Classification, RuleSet
-from shared.cases import CaseNotFound, get_case, perform, record_note
+from shared.cases import (
+    CaseNotFound,
+    InvalidActionInput,
+    NotYourCase,
+    get_case,
+    perform,
+    record_note,
+)
 from shared.consumer import Handler, Poison
 from shared.contract import (
     CaseReceived,
@@ -88,7 +95,7 @@ async def route_case(uow: UnitOfWork, deps: Deps, case: CaseRow, result: Classif
     """Classify, then follow the route in the same transaction; what cannot go waits in triage."""
     now = deps.clock.now()
     route, _, department = result.route.partition(":")
-    kind = result.kind
+    kind: str | None = result.kind
     if case.anonymous and kind in ("denuncia", "queja"):
         kind, route = case.kind, "triage"
     await perform(
@@ -101,6 +108,7 @@ async def route_case(uow: UnitOfWork, deps: Deps, case: CaseRow, result: Classif
             "category": result.category,
             "rule": result.rule,
             "route": result.route,
+            "note": result.note,
             "by": "router",
         },
         actor="router",
@@ -114,7 +122,11 @@ async def route_case(uow: UnitOfWork, deps: Deps, case: CaseRow, result: Classif
         await perform(uow, deps.cases, case, action, params, actor="router", now=now)
     except DomainError as exc:
         record_note(
-            uow, case, actor="router", action="route_refused", now=now,
+            uow,
+            case,
+            actor="router",
+            action="route_refused",
+            now=now,
             details={"route": result.route, "reason": str(exc)},
         )
 
@@ -143,12 +155,20 @@ def department_answer(deps: Deps) -> Handler:
     return handle
 
 
-async def _apply_answer(
-    deps: Deps, event: DepartmentResponded | CaseReturned, action: str
-) -> None:
+async def _apply_answer(deps: Deps, event: DepartmentResponded | CaseReturned, action: str) -> None:
+    """Apply a department's answer once; a foreign or late one changes nothing and is refused.
+
+    The refusal is recorded on the case (an ``answer_refused`` audit row) and sent back to the
+    department as ``SubmissionRejected`` on ``case.rejected.<code>`` (its own queue).
+    """
     now = deps.clock.now()
+    actor = f"department:{event.department}"
     async with deps.uow() as uow:
         if await uow.seen(CONSUMER, str(event.event_id)):
+            log.info(
+                "department answer already handled",
+                extra={"case_id": str(event.case_id), "event_id": str(event.event_id)},
+            )
             return
         uow.mark_seen(CONSUMER, str(event.event_id), now)
         try:
@@ -157,31 +177,44 @@ async def _apply_answer(
             raise Poison("caso desconocido") from exc
         if case.tracking_code != event.tracking_code:
             raise Poison("tracking_code no corresponde al case_id")
-        refusal: FieldError | None = None
-        if case.department != event.department or case.state != "remitted":
-            refusal = FieldError(
-                field="department",
-                rule="not_remitted_to_department",
-                message=f"el caso no está remitido al departamento «{event.department}»",
-            )
+        params: dict[str, Any] = {"department": event.department}
+        if isinstance(event, DepartmentResponded):
+            params["response"] = event.response
         else:
-            params: dict[str, Any] = (
-                {"response": event.response}
-                if isinstance(event, DepartmentResponded)
-                else {"reason": event.reason}
+            params["reason"] = event.reason
+        refusal: FieldError | None = None
+        try:
+            await perform(
+                uow,
+                deps.cases,
+                case,
+                action,
+                params,
+                actor=actor,
+                now=now,
+                department_event=False,
             )
-            try:
-                await perform(
-                    uow, deps.cases, case, action, params,
-                    actor=f"department:{event.department}", now=now, department_event=False,
-                )
-            except IllegalTransition as exc:
-                refusal = FieldError(field="state", rule="illegal_transition", message=str(exc))
+        except NotYourCase as exc:
+            refusal = FieldError(
+                field="department", rule="not_remitted_to_department", message=str(exc)
+            )
+        except IllegalTransition as exc:
+            refusal = FieldError(field="state", rule="illegal_transition", message=str(exc))
+        except InvalidActionInput as exc:
+            refusal = FieldError(field=exc.field, rule=exc.rule, message=exc.message)
         if refusal is not None:
             record_note(
-                uow, case, actor=f"department:{event.department}", action="answer_refused",
+                uow,
+                case,
+                actor=actor,
+                action="answer_refused",
                 now=now,
-                details={"event_id": str(event.event_id), "reason": refusal.message},
+                details={
+                    "event_id": str(event.event_id),
+                    "event_type": event.event_type,
+                    "rule": refusal.rule,
+                    "reason": refusal.message,
+                },
             )
             uow.publish(
                 SubmissionRejected(
@@ -195,5 +228,11 @@ async def _apply_answer(
             )
     log.info(
         "department answer refused" if refusal else "department answer applied",
-        extra={"case_id": str(event.case_id), "department": event.department, "action": action},
+        extra={
+            "case_id": str(event.case_id),
+            "tracking_code": event.tracking_code,
+            "department": event.department,
+            "action": action,
+            "rule": refusal.rule if refusal else None,
+        },
     )

@@ -1,0 +1,165 @@
+"""The lifecycle of DESIGN §3, checked exhaustively: every (state, action, kind) is either
+one of the legal transitions written out below by hand, or refused naming the allowed ones."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from shared.lifecycle import (
+    ACTIONS,
+    IllegalTransition,
+    Lifecycle,
+    State,
+    UnknownAction,
+    is_open,
+)
+
+KINDS: tuple[str | None, ...] = ("denuncia", "queja", "sugerencia", None)
+ALL_KINDS = frozenset(KINDS)
+
+# (state, action) -> (destination, kinds for which it is legal), straight from DESIGN §3.
+LEGAL: dict[tuple[str, str], tuple[str, frozenset[str | None]]] = {
+    ("received", "classify"): ("classified", ALL_KINDS),
+    ("classified", "classify"): ("classified", ALL_KINDS),  # reclassify until routed
+    ("classified", "start_inspection"): ("inspection", frozenset({"denuncia", "queja"})),
+    ("classified", "remit"): ("remitted", frozenset({"denuncia"})),
+    ("classified", "add_to_agenda"): ("on_agenda", frozenset({"sugerencia"})),
+    ("inspection", "record_findings"): ("resolved", ALL_KINDS),
+    ("remitted", "respond"): ("resolved", ALL_KINDS),
+    ("on_agenda", "record_meeting_outcome"): ("resolved", ALL_KINDS),
+    ("remitted", "return"): ("classified", ALL_KINDS),
+    ("resolved", "close"): ("closed", ALL_KINDS),
+    ("received", "decline"): ("closed", ALL_KINDS),
+    ("classified", "decline"): ("closed", ALL_KINDS),
+}
+
+EXPECTED_ACTIONS = {
+    "classify",
+    "start_inspection",
+    "remit",
+    "add_to_agenda",
+    "record_findings",
+    "respond",
+    "record_meeting_outcome",
+    "return",
+    "close",
+    "decline",
+}
+
+STATES = [s.value for s in State]
+CASES = list(itertools.product(STATES, sorted(EXPECTED_ACTIONS), KINDS))
+
+
+def legal(state: str, action: str, kind: str | None) -> str | None:
+    entry = LEGAL.get((state, action))
+    if entry is None or kind not in entry[1]:
+        return None
+    return entry[0]
+
+
+@pytest.fixture(scope="module")
+def lifecycle() -> Lifecycle:
+    return Lifecycle()
+
+
+def test_the_state_names_are_the_public_contract() -> None:
+    assert STATES == [
+        "received",
+        "classified",
+        "inspection",
+        "remitted",
+        "on_agenda",
+        "resolved",
+        "closed",
+    ]
+
+
+def test_the_actions_are_the_http_api_names() -> None:
+    assert set(ACTIONS) == EXPECTED_ACTIONS
+
+
+@pytest.mark.parametrize(
+    ("state", "action", "kind"),
+    [c for c in CASES if legal(*c) is not None],
+)
+def test_every_legal_transition(
+    lifecycle: Lifecycle, state: str, action: str, kind: str | None
+) -> None:
+    assert lifecycle.apply(state, action, kind) == legal(state, action, kind)
+    assert action in lifecycle.allowed(state, kind)
+
+
+@pytest.mark.parametrize(
+    ("state", "action", "kind"),
+    [c for c in CASES if legal(*c) is None],
+)
+def test_every_illegal_transition_is_refused_naming_the_allowed_ones(
+    lifecycle: Lifecycle, state: str, action: str, kind: str | None
+) -> None:
+    with pytest.raises(IllegalTransition) as refused:
+        lifecycle.apply(state, action, kind)
+    allowed = sorted(a for a in EXPECTED_ACTIONS if legal(state, a, kind) is not None)
+    assert sorted(refused.value.allowed) == allowed
+    assert refused.value.state == state and refused.value.action == action
+    message = str(refused.value)
+    assert f"«{action}»" in message and f"«{state}»" in message
+    assert ("ninguna" in message) == (not allowed)
+    for name in allowed:
+        assert name in message
+
+
+def test_the_table_has_as_many_legal_moves_as_the_design() -> None:
+    legal_moves = [c for c in CASES if legal(*c) is not None]
+    # 9 kind-free transitions x 4 kinds + inspection (2 kinds) + remit (1) + agenda (1).
+    assert len(legal_moves) == 9 * 4 + 2 + 1 + 1
+    assert len(CASES) == 7 * 10 * 4
+
+
+@pytest.mark.parametrize(
+    ("action", "only"),
+    [
+        ("start_inspection", {"denuncia", "queja"}),
+        ("remit", {"denuncia"}),
+        ("add_to_agenda", {"sugerencia"}),
+    ],
+)
+def test_kind_guards(lifecycle: Lifecycle, action: str, only: set[str]) -> None:
+    for kind in KINDS:
+        if kind in only:
+            lifecycle.apply("classified", action, kind)
+            continue
+        with pytest.raises(IllegalTransition) as refused:
+            lifecycle.apply("classified", action, kind)
+        assert action not in refused.value.allowed
+        if kind is not None:
+            assert f"para una {kind}" in str(refused.value)
+
+
+def test_a_queja_cannot_be_remitted_but_may_be_inspected(lifecycle: Lifecycle) -> None:
+    with pytest.raises(IllegalTransition) as refused:
+        lifecycle.apply("classified", "remit", "queja")
+    assert refused.value.allowed == ["classify", "start_inspection", "decline"]
+
+
+def test_closed_is_final(lifecycle: Lifecycle) -> None:
+    for kind in KINDS:
+        assert lifecycle.allowed("closed", kind) == []
+    assert not is_open("closed") and not is_open("resolved")
+    assert all(
+        is_open(s) for s in ("received", "classified", "inspection", "remitted", "on_agenda")
+    )
+
+
+def test_unknown_action(lifecycle: Lifecycle) -> None:
+    with pytest.raises(UnknownAction, match="acción desconocida: fly"):
+        lifecycle.apply("received", "fly", None)
+
+
+def test_the_shared_machine_keeps_no_case_state(lifecycle: Lifecycle) -> None:
+    assert lifecycle.apply("classified", "remit", "denuncia") == State.REMITTED
+    # A second case evaluated on the same machine starts from its own stored state.
+    assert lifecycle.apply("classified", "add_to_agenda", "sugerencia") == State.ON_AGENDA
+    with pytest.raises(IllegalTransition):
+        lifecycle.apply("remitted", "add_to_agenda", "sugerencia")
