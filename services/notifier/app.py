@@ -1,9 +1,26 @@
-"""Notifier: see the module's handlers."""
+"""Notifier: events become e-mails, SMS and webhooks that are never lost and never go twice.
+
+The consumer (:mod:`services.notifier.handlers`) writes the notification log; the delivery
+loop (:mod:`services.notifier.delivery`) sends it.
+"""
 
 from __future__ import annotations
 
-from shared.runtime import ServiceDefinition
+from services.notifier.delivery import delivery_loop
+from services.notifier.handlers import events
+from shared.messaging import NOTIFIER
+from shared.runtime import ServiceDefinition, Subscription
 
 
 def service() -> ServiceDefinition:
-    return ServiceDefinition(name="notifier")
+    return ServiceDefinition(
+        name="notifier",
+        subscriptions=(
+            Subscription(
+                NOTIFIER,
+                events,
+                "Citizen-facing and deadline events to notify (e-mail, SMS, webhooks, tasks)",
+            ),
+        ),
+        loops=(delivery_loop,),
+    )

@@ -1,0 +1,327 @@
+"""The delivery loop: sends due notifications, retries with backoff, gives up loudly.
+
+Each due ``pending`` row is claimed in its own transaction (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so several notifier instances never send one row twice at once), sent, and
+marked in the same transaction:
+
+- sent → ``sent`` with ``sent_at``, and a ``notification_sent`` row in the case's history;
+- a transient failure (SMTP down, HTTP 5xx/429/timeout) → ``attempts + 1`` and
+  ``next_attempt_at = now + backoff · 2^(attempts-1)`` (an HTTP ``Retry-After`` may ask for
+  more), so one failing channel never holds the others; when it comes back the rows go out;
+- a permanent failure, or ``Settings.notify_attempts`` used up → ``failed`` with the reason,
+  a ``notification_failed`` row in the history and a ``NotificationFailed`` event through
+  the outbox (the dead letter, with the reason).
+
+Time comes from the injected clock, so tests advance it instead of sleeping. A crash between
+sending and committing resends the row later with the same ``Message-ID`` /
+``X-Defensa311-Delivery`` (both derive from the notification id), which receivers recognise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from jinja2 import TemplateError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.notifier.channels import (
+    ChannelError,
+    EmailChannel,
+    SmtpSettings,
+    WebhookChannel,
+)
+from services.notifier.handlers import wakeup
+from services.notifier.models import NotificationRow
+from services.notifier.planning import EMAIL, FAILED, IN_PERSON, PENDING, SENT, SMS, WEBHOOK
+from services.notifier.templates import RenderedMessage, TemplateRenderer
+from shared.cases import CaseNotFound, get_case, record_note
+from shared.clock import Clock
+from shared.contract import NotificationFailed
+from shared.runtime import Deps
+from shared.settings import Settings
+from shared.uow import UnitOfWork
+
+ACTOR = "notifier"
+MAX_BACKOFF_SECONDS = 3600.0
+log = logging.getLogger("defensa311.notifier.delivery")
+
+
+class EmailSender(Protocol):
+    async def send(self, *, to: str, message: RenderedMessage, message_id: str) -> None: ...
+
+
+class WebhookSender(Protocol):
+    async def send(self, *, url: str, payload: Mapping[str, Any], delivery_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    attempts: int = 6
+    backoff_seconds: float = 2.0
+    sms_webhook_url: str | None = None
+    concurrency: int = 8
+    batch: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryPolicy:
+        return cls(
+            attempts=max(1, settings.notify_attempts),
+            backoff_seconds=max(0.0, settings.notify_backoff_seconds),
+            sms_webhook_url=settings.sms_webhook_url,
+            concurrency=1 if settings.is_sqlite else 8,  # SQLite: one writer at a time
+        )
+
+
+def retry_delay(attempts: int, base_seconds: float, retry_after: float | None = None) -> timedelta:
+    """Exponential backoff after the ``attempts``-th failed try (1, 2, …), capped at an hour."""
+    delay = base_seconds * 2 ** max(0, attempts - 1)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return timedelta(seconds=min(delay, MAX_BACKOFF_SECONDS))
+
+
+def message_id(row: NotificationRow) -> str:
+    """The same on every try of one notification: a resend is recognisable."""
+    return f"notification-{row.id}"
+
+
+class Deliverer:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        renderer: TemplateRenderer,
+        email: EmailSender,
+        webhook: WebhookSender,
+        policy: DeliveryPolicy,
+        *,
+        outbox_signal: asyncio.Event | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._clock = clock
+        self._renderer = renderer
+        self._email = email
+        self._webhook = webhook
+        self._policy = policy
+        self._outbox_signal = outbox_signal
+        self._slots = asyncio.Semaphore(policy.concurrency)
+
+    def _uow(self) -> UnitOfWork:
+        return UnitOfWork(self._sessionmaker, self._outbox_signal)
+
+    async def deliver_due(self) -> int:
+        """Try every due notification once; return how many were tried."""
+        now = self._clock.now()
+        async with self._sessionmaker() as session:
+            ids = list(
+                await session.scalars(
+                    select(NotificationRow.id)
+                    .where(
+                        NotificationRow.status == PENDING,
+                        NotificationRow.next_attempt_at <= now,
+                    )
+                    .order_by(NotificationRow.next_attempt_at, NotificationRow.id)
+                    .limit(self._policy.batch)
+                )
+            )
+        results = await asyncio.gather(*(self._guarded(i) for i in ids))
+        return sum(1 for tried in results if tried)
+
+    async def _guarded(self, notification_id: int) -> bool:
+        async with self._slots:
+            return await self.deliver(notification_id) is not None
+
+    async def deliver(self, notification_id: int) -> str | None:
+        """Claim and try one notification; return its new status (None: not due or taken)."""
+        async with self._uow() as uow:
+            now = self._clock.now()
+            query = select(NotificationRow).where(
+                NotificationRow.id == notification_id,
+                NotificationRow.status == PENDING,
+                NotificationRow.next_attempt_at <= now,
+            )
+            if uow.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            row = await uow.session.scalar(query)
+            if row is None:
+                return None
+            row.attempts += 1
+            try:
+                await self._send(row)
+            except ChannelError as exc:
+                await self._failed_try(uow, row, exc.reason, exc.transient, exc.retry_after, now)
+            except (TemplateError, ValueError, KeyError, TypeError) as exc:
+                # a broken (overridden) template or a malformed stored context: no retry helps
+                reason = f"cannot build the message: {type(exc).__name__}"
+                await self._failed_try(uow, row, reason, False, None, now)
+            except Exception as exc:  # unforeseen: count it as a try, keep the row moving
+                reason = f"unexpected error: {type(exc).__name__}"
+                await self._failed_try(uow, row, reason, True, None, now)
+            else:
+                row.status = SENT
+                row.sent_at = now
+                row.last_error = None
+                await self._note(uow, row, "notification_sent", now, {})
+                log.info("notification sent", extra=self._log_fields(row))
+            return row.status
+
+    # ------------------------------------------------------------------------------ sending
+
+    async def _send(self, row: NotificationRow) -> None:
+        context = row.context
+        if row.channel == EMAIL:
+            message = self._renderer.render(row.template, context)
+            await self._email.send(to=row.recipient, message=message, message_id=message_id(row))
+        elif row.channel == WEBHOOK:
+            payload = {
+                "notification_id": message_id(row),
+                "template": row.template,
+                "event": context["event"],
+            }
+            await self._webhook.send(
+                url=row.recipient, payload=payload, delivery_id=message_id(row)
+            )
+        elif row.channel == SMS:
+            url = self._policy.sms_webhook_url
+            if not url:
+                raise ChannelError("no SMS gateway configured", transient=False)
+            payload = {
+                "notification_id": message_id(row),
+                "to": row.recipient,
+                "text": self._renderer.render_sms(row.template, context),
+                "tracking_code": row.tracking_code,
+            }
+            await self._webhook.send(url=url, payload=payload, delivery_id=message_id(row))
+        elif row.channel == IN_PERSON:
+            raise ChannelError("in-person notifications are staff tasks", transient=False)
+        else:
+            raise ChannelError(f"unknown channel {row.channel!r}", transient=False)
+
+    async def _failed_try(
+        self,
+        uow: UnitOfWork,
+        row: NotificationRow,
+        reason: str,
+        transient: bool,
+        retry_after: float | None,
+        now: datetime,
+    ) -> None:
+        row.last_error = reason
+        if transient and row.attempts < self._policy.attempts:
+            row.next_attempt_at = now + retry_delay(
+                row.attempts, self._policy.backoff_seconds, retry_after
+            )
+            log.warning(
+                "notification not sent, will retry",
+                extra=self._log_fields(row) | {"reason": reason},
+            )
+            return
+        row.status = FAILED
+        row.next_attempt_at = None
+        await self._note(uow, row, "notification_failed", now, {"reason": reason})
+        if row.case_id is not None and row.tracking_code is not None:
+            uow.publish(
+                NotificationFailed(
+                    case_id=uuid.UUID(row.case_id),
+                    tracking_code=row.tracking_code,
+                    notification_id=str(row.id),
+                    channel=row.channel,
+                    reason=reason,
+                    occurred_at=now,
+                )
+            )
+        log.error("notification failed", extra=self._log_fields(row) | {"reason": reason})
+
+    async def _note(
+        self,
+        uow: UnitOfWork,
+        row: NotificationRow,
+        action: str,
+        now: datetime,
+        extra: dict[str, Any],
+    ) -> None:
+        if row.case_id is None:
+            return
+        try:
+            case = await get_case(uow, case_id=row.case_id)
+        except CaseNotFound:
+            return
+        record_note(
+            uow,
+            case,
+            actor=ACTOR,
+            action=action,
+            now=now,
+            details={
+                "notification_id": row.id,
+                "event_type": row.event_type,
+                "template": row.template,
+                "channel": row.channel,
+                "recipient": row.recipient_masked,
+                "attempts": row.attempts,
+                **extra,
+            },
+        )
+
+    @staticmethod
+    def _log_fields(row: NotificationRow) -> dict[str, Any]:
+        return {
+            "notification_id": row.id,
+            "case_id": row.case_id,
+            "tracking_code": row.tracking_code,
+            "channel": row.channel,
+            "recipient": row.recipient_masked,
+            "attempts": row.attempts,
+        }
+
+
+def smtp_settings(settings: Settings) -> SmtpSettings:
+    return SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        sender=settings.smtp_from,
+        starttls=settings.smtp_starttls,
+        use_tls=settings.smtp_tls,
+    )
+
+
+async def delivery_loop(deps: Deps) -> None:
+    """Runs for the life of the service: deliver what is due, then wait for new rows or a poll."""
+    settings = deps.settings
+    renderer = TemplateRenderer(settings.templates_dir, tz=deps.config.institution.timezone)
+    policy = DeliveryPolicy.from_settings(settings)
+    poll = max(0.05, settings.outbox_poll_seconds)
+    signal = wakeup(deps)
+    async with WebhookChannel(secret=settings.webhook_secret) as webhook:
+        deliverer = Deliverer(
+            deps.sessionmaker,
+            deps.clock,
+            renderer,
+            EmailChannel(smtp_settings(settings)),
+            webhook,
+            policy,
+            outbox_signal=deps.outbox_signal,
+        )
+        while True:
+            signal.clear()
+            try:
+                tried = await deliverer.deliver_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: try again after a pause
+                log.warning("delivery round failed", extra={"error": type(exc).__name__})
+                tried = 0
+            if tried >= policy.batch:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), timeout=poll)

@@ -1,0 +1,153 @@
+"""The notifier's consumer: events become rows of the notification log, never sends.
+
+One transaction stores, for an event, every notification (status ``pending``, or ``task`` for
+staff), an audit row per notification on the case, and the inbox mark. Sending is the
+delivery loop's job (:mod:`services.notifier.delivery`), so a slow SMTP server never holds
+the queue. The log's unique (event, recipient) key and the inbox make redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from faststream.rabbit.message import RabbitMessage
+from pydantic import ValidationError
+
+from services.notifier.models import NotificationRow
+from services.notifier.planning import CaseFacts, Plan, Planner
+from shared.cases import CaseNotFound, get_case, record_note
+from shared.consumer import Handler, Poison
+from shared.contract import CaseEvent, Event, parse_event
+from shared.db.models import CaseRow
+from shared.runtime import Deps
+from shared.uow import UnitOfWork
+
+CONSUMER = "notifier"
+ACTOR = "notifier"
+WAKEUP = "notifier.wakeup"
+log = logging.getLogger("defensa311.notifier")
+
+
+def wakeup(deps: Deps) -> asyncio.Event:
+    """The event the handler sets after a commit so the delivery loop goes at once."""
+    signal = deps.extras.get(WAKEUP)
+    if signal is None:
+        signal = asyncio.Event()
+        deps.extras[WAKEUP] = signal
+    assert isinstance(signal, asyncio.Event)
+    return signal
+
+
+def case_facts(case: CaseRow) -> CaseFacts:
+    citizen = case.citizen or {}
+    return CaseFacts(
+        tracking_code=case.tracking_code,
+        kind=case.kind,
+        category=case.category,
+        received_at=case.received_at,
+        due_at=case.due_at,
+        anonymous=case.anonymous,
+        citizen_name=citizen.get("full_name"),
+        notify={k: v for k, v in (case.notify or {}).items() if isinstance(v, str) and v},
+        department=case.department,
+    )
+
+
+def parse(body: bytes) -> Event:
+    try:
+        return parse_event(body)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise Poison("el cuerpo no es JSON válido") from exc
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "·" for e in exc.errors()[:10])
+        raise Poison(f"no cumple el esquema de ningún evento: {fields}") from exc
+
+
+def events(deps: Deps) -> Handler:
+    planner = Planner(deps.config, sms_gateway=bool(deps.settings.sms_webhook_url))
+    signal = wakeup(deps)
+
+    async def handle(body: bytes, msg: RabbitMessage) -> None:
+        event = parse(body)
+        if not isinstance(event, CaseEvent):
+            return  # nobody is told (e.g. SubmissionRejected: 311 reads the event)
+        now = deps.clock.now()
+        async with deps.uow() as uow:
+            if await uow.seen(CONSUMER, str(event.event_id)):
+                return
+            uow.mark_seen(CONSUMER, str(event.event_id), now)
+            try:
+                case = await get_case(uow, case_id=str(event.case_id))
+            except CaseNotFound as exc:
+                raise Poison("caso desconocido") from exc
+            if case.tracking_code != event.tracking_code:
+                raise Poison("tracking_code no corresponde al case_id")
+            plan = planner.plan(event, case_facts(case))
+            await store(uow, event, case, plan, now=now)
+        if plan.notifications:
+            signal.set()
+        log.info(
+            "notifications queued",
+            extra={
+                "case_id": case.id,
+                "tracking_code": case.tracking_code,
+                "event_type": event.event_type,
+                "queued": len(plan.notifications),
+                "gaps": plan.gaps,
+            },
+        )
+
+    return handle
+
+
+async def store(
+    uow: UnitOfWork, event: CaseEvent, case: CaseRow, plan: Plan, *, now: datetime
+) -> None:
+    rows = [
+        NotificationRow(
+            event_id=str(event.event_id),
+            event_type=event.event_type,
+            case_id=case.id,
+            tracking_code=case.tracking_code,
+            template=p.template,
+            channel=p.channel,
+            recipient=p.recipient,
+            recipient_masked=p.recipient_masked,
+            status=p.status,
+            attempts=0,
+            next_attempt_at=now,
+            last_error=p.note,
+            context=p.context,
+            created_at=now,
+        )
+        for p in plan.notifications
+    ]
+    uow.session.add_all(rows)
+    await uow.session.flush()  # the audit rows name the notification ids
+    for row in rows:
+        record_note(
+            uow,
+            case,
+            actor=ACTOR,
+            action="notification_queued",
+            now=now,
+            details={
+                "notification_id": row.id,
+                "event_type": row.event_type,
+                "template": row.template,
+                "channel": row.channel,
+                "recipient": row.recipient_masked,
+                "status": row.status,
+            },
+        )
+    for gap in plan.gaps:
+        record_note(
+            uow,
+            case,
+            actor=ACTOR,
+            action="notification_skipped",
+            now=now,
+            details={"event_type": event.event_type, "reason": gap},
+        )

@@ -1,0 +1,283 @@
+"""Who gets what for an event: the notifier's routing table, pure (no I/O).
+
+=====================  ===============================================================
+event                  recipients
+=====================  ===============================================================
+``CaseReceived``       the citizen's notification address (receipt)
+``CaseRemitted``       the department's contact e-mail (+ its webhook, if configured)
+``DeadlineNear``       department clock: the department; legal clock: the supervisors
+                       (and the department holding the case, if any)
+``DeadlineMissed``     the supervisors and the department
+``CaseResolved``       the citizen's notification address (the resolution)
+anything else          nobody (``SubmissionRejected`` is read by 311 from the event)
+=====================  ===============================================================
+
+The citizen's address is chosen in the order e-mail → phone (SMS through the gateway
+webhook) → postal address (a task for staff to notify in person). The law requires the
+notification, so nothing is silently skipped: a recipient that cannot be reached becomes a
+staff task, and an event with nobody to tell returns a ``gap`` for the case's history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from services.notifier.channels import mask_email, mask_phone
+from shared.config import Department, InstitutionConfig
+from shared.contract import (
+    CaseReceived,
+    CaseRemitted,
+    CaseResolved,
+    DeadlineMissed,
+    DeadlineNear,
+    Event,
+    Location,
+)
+
+EMAIL = "email"
+WEBHOOK = "webhook"
+SMS = "sms"
+IN_PERSON = "in_person"
+
+PENDING = "pending"
+SENT = "sent"
+FAILED = "failed"
+TASK = "task"
+DONE = "done"
+
+NO_ADDRESS = "no notification address"
+NO_SMS_GATEWAY = "no SMS gateway configured: notify by phone"
+ADDRESS_MASK = "dirección física (ver expediente)"
+KIND_FALLBACK = "petición"  # a case received before it is classified has no kind yet
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """What the planner needs from the case record (read by the handler)."""
+
+    tracking_code: str
+    kind: str | None
+    category: str | None
+    received_at: datetime
+    due_at: datetime
+    anonymous: bool = False
+    citizen_name: str | None = None
+    notify: Mapping[str, str] = field(default_factory=dict)
+    department: str | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One notification to store: one row of the log, unique per (event, recipient)."""
+
+    template: str
+    channel: str
+    recipient: str
+    recipient_masked: str
+    status: str
+    context: dict[str, Any]
+    note: str | None = None
+
+
+@dataclass
+class Plan:
+    notifications: list[Planned] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)  # why someone who should be told is not
+
+    def add(self, planned: Planned) -> None:
+        if all(p.recipient != planned.recipient for p in self.notifications):
+            self.notifications.append(planned)
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme or 'http'}://{parts.hostname or '?'}/…"
+
+
+def address_key(address: str) -> str:
+    """A postal address can be long; the log's unique key holds a digest of it."""
+    return "address:" + hashlib.sha256(address.strip().encode("utf-8")).hexdigest()[:32]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def location_text(location: Location | None) -> str:
+    if location is None:
+        return ""
+    parts = [location.address, location.corregimiento, location.district, location.province]
+    text = ", ".join(p for p in parts if p)
+    if not text and location.lat is not None and location.lon is not None:
+        text = f"{location.lat:.5f}, {location.lon:.5f}"
+    return text
+
+
+class Planner:
+    def __init__(self, config: InstitutionConfig, *, sms_gateway: bool) -> None:
+        self._config = config
+        self._sms_gateway = sms_gateway
+
+    def plan(self, event: Event, case: CaseFacts) -> Plan:
+        plan = Plan()
+        if isinstance(event, CaseReceived):
+            context = self._base(case) | {
+                "received_at": _iso(event.received_at),
+                "due_at": _iso(event.due_at),
+                "citizen": self._citizen(case),
+            }
+            self._to_citizen(plan, "case_received", case, context)
+        elif isinstance(event, CaseResolved):
+            department = self._config.department(event.department) if event.department else None
+            context = self._base(case) | {
+                "response": event.resolution,
+                "received_at": _iso(case.received_at),
+                "resolved_at": _iso(event.resolved_at),
+                "department_name": department.name if department else None,
+                "citizen": self._citizen(case),
+            }
+            self._to_citizen(plan, "case_resolved", case, context)
+        elif isinstance(event, CaseRemitted):
+            self._remitted(plan, event, case)
+        elif isinstance(event, DeadlineNear | DeadlineMissed):
+            self._deadline(plan, event, case)
+        return plan
+
+    # ---------------------------------------------------------------------------- contexts
+
+    def _base(self, case: CaseFacts) -> dict[str, Any]:
+        institution = self._config.institution
+        return {
+            "tracking_code": case.tracking_code,
+            "kind": case.kind or KIND_FALLBACK,
+            "category": case.category,
+            "institution": institution.name,
+            "office": institution.office,
+            "public_url": institution.public_url.rstrip("/"),
+            "business_days": self._config.deadlines.calendar == "business",
+        }
+
+    @staticmethod
+    def _citizen(case: CaseFacts) -> dict[str, Any]:
+        return {"name": None if case.anonymous else case.citizen_name}
+
+    # -------------------------------------------------------------------------- recipients
+
+    def _to_citizen(
+        self, plan: Plan, template: str, case: CaseFacts, context: dict[str, Any]
+    ) -> None:
+        notify = case.notify
+        if email := notify.get("email"):
+            plan.add(Planned(template, EMAIL, email, mask_email(email), PENDING, context))
+        elif phone := notify.get("phone"):
+            if self._sms_gateway:
+                plan.add(Planned(template, SMS, phone, mask_phone(phone), PENDING, context))
+            else:
+                plan.add(
+                    Planned(template, SMS, phone, mask_phone(phone), TASK, context, NO_SMS_GATEWAY)
+                )
+        elif address := notify.get("address"):
+            plan.add(
+                Planned(
+                    template,
+                    IN_PERSON,
+                    address_key(address),
+                    ADDRESS_MASK,
+                    TASK,
+                    context | {"address": address},
+                )
+            )
+        else:
+            plan.gaps.append(NO_ADDRESS)
+
+    def _to_department(
+        self,
+        plan: Plan,
+        template: str,
+        code: str | None,
+        context: dict[str, Any],
+        event: Event,
+    ) -> None:
+        department = self._config.department(code) if code else None
+        if department is None:
+            plan.gaps.append(f"department not configured: {code}" if code else "no department")
+            return
+        plan.add(
+            Planned(
+                template,
+                EMAIL,
+                str(department.email),
+                mask_email(str(department.email)),
+                PENDING,
+                context | {"department_name": department.name},
+            )
+        )
+        if department.webhook_url:
+            plan.add(
+                Planned(
+                    template,
+                    WEBHOOK,
+                    department.webhook_url,
+                    mask_url(department.webhook_url),
+                    PENDING,
+                    {"event": event.model_dump(mode="json")},
+                )
+            )
+
+    def _supervisors(self, department: Department | None) -> list[str]:
+        found: list[str] = []
+        for email in (
+            self._config.institution.supervisor_email,
+            department.supervisor_email if department else None,
+        ):
+            if email and str(email) not in found:
+                found.append(str(email))
+        return found
+
+    def _remitted(self, plan: Plan, event: CaseRemitted, case: CaseFacts) -> None:
+        citizen = event.citizen
+        context = self._base(case) | {
+            "kind": event.kind,
+            "category": event.category or case.category or "Sin categoría",
+            "description": event.description,
+            "location": location_text(event.location),
+            "department_code": event.department,
+            "citizen": {
+                "name": citizen.full_name,
+                "email": citizen.notify_email or citizen.email,
+                "phone": citizen.notify_phone or citizen.phone,
+                "address": citizen.notify_address,
+            },
+            "received_at": _iso(case.received_at),
+            "remitted_at": _iso(event.remitted_at),
+            "due_at": _iso(event.due_at),
+        }
+        self._to_department(plan, "case_remitted", event.department, context, event)
+
+    def _deadline(self, plan: Plan, event: DeadlineNear | DeadlineMissed, case: CaseFacts) -> None:
+        code = event.department or case.department
+        department = self._config.department(code) if code else None
+        context = self._base(case) | {
+            "clock": event.clock,
+            "due_at": _iso(event.due_at),
+            "department_name": department.name if department else None,
+        }
+        if isinstance(event, DeadlineNear):
+            template = "deadline_near"
+            context["days_left"] = event.days_before
+        else:
+            template = "deadline_missed"
+        escalate = isinstance(event, DeadlineMissed) or event.clock == "legal"
+        if escalate:
+            supervisors = self._supervisors(department)
+            for email in supervisors:
+                plan.add(Planned(template, EMAIL, email, mask_email(email), PENDING, context))
+            if not supervisors:
+                plan.gaps.append("no supervisor configured")
+        if code or not escalate:
+            self._to_department(plan, template, code, context, event)
