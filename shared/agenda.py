@@ -1,0 +1,123 @@
+"""The meeting's agenda: the sugerencias waiting in ``on_agenda``, oldest first.
+
+The query is shared by the HTTP API (intake) and the ``defensa311 agenda`` command; the
+renderings carry no personal data (a suggestion is presented by its tracking code).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from shared.calendar import TZ, BusinessCalendar, days_left
+from shared.db.models import CaseHistoryRow, CaseRow
+from shared.lifecycle import State
+from shared.uow import UnitOfWork
+
+
+class AgendaItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    case_id: str
+    tracking_code: str
+    category: str | None
+    description: str
+    received_at: datetime
+    added_at: datetime
+    due_at: datetime
+    days_left: int
+
+
+async def agenda(uow: UnitOfWork, calendar: BusinessCalendar, now: datetime) -> list[AgendaItem]:
+    """Every sugerencia on the agenda, the one filed first on top."""
+    rows = await uow.session.scalars(
+        select(CaseRow)
+        .where(CaseRow.state == State.ON_AGENDA.value, CaseRow.kind == "sugerencia")
+        .order_by(CaseRow.received_at, CaseRow.tracking_code)
+    )
+    cases = list(rows)
+    added = await _added_at(uow, [c.id for c in cases])
+    return [
+        AgendaItem(
+            case_id=case.id,
+            tracking_code=case.tracking_code,
+            category=case.category,
+            description=case.description,
+            received_at=case.received_at,
+            added_at=added.get(case.id, case.updated_at),
+            due_at=case.due_at,
+            days_left=days_left(case.due_at, now, calendar),
+        )
+        for case in cases
+    ]
+
+
+async def _added_at(uow: UnitOfWork, case_ids: list[str]) -> dict[str, datetime]:
+    if not case_ids:
+        return {}
+    rows = await uow.session.execute(
+        select(CaseHistoryRow.case_id, CaseHistoryRow.at)
+        .where(
+            CaseHistoryRow.case_id.in_(case_ids),
+            CaseHistoryRow.to_state == State.ON_AGENDA.value,
+        )
+        .order_by(CaseHistoryRow.at)
+    )
+    latest: dict[str, datetime] = {}
+    for case_id, at in rows:
+        latest[case_id] = at  # the last time it was put on the agenda
+    return latest
+
+
+def _local(instant: datetime) -> str:
+    return instant.astimezone(TZ).strftime("%d/%m/%Y")
+
+
+def _cell(text: str) -> str:
+    # A table cell is one line, and a pipe would open a new column.
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def render_markdown(items: list[AgendaItem], *, office: str, now: datetime) -> str:
+    """The agenda as a Markdown document to print for the meeting (Spanish)."""
+    lines = [
+        f"# Agenda de sugerencias — {office}",
+        "",
+        f"Preparada el {_local(now)}. Sugerencias pendientes de presentar: {len(items)}.",
+        "",
+    ]
+    if not items:
+        lines.append("No hay sugerencias en agenda.")
+        return "\n".join(lines) + "\n"
+    lines += [
+        "| # | Código | Recibida | Categoría | Vence | Días hábiles restantes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, item in enumerate(items, 1):
+        category = _cell(item.category or "Sin categoría")
+        lines.append(
+            f"| {n} | {item.tracking_code} | {_local(item.received_at)} | {category} | "
+            f"{_local(item.due_at)} | {item.days_left} |"
+        )
+    lines.append("")
+    for n, item in enumerate(items, 1):
+        lines += [
+            f"## {n}. {item.tracking_code}",
+            "",
+            f"- Categoría: {item.category or 'Sin categoría'}",
+            f"- Recibida: {_local(item.received_at)}; en agenda desde: {_local(item.added_at)}",
+            f"- Plazo legal: {_local(item.due_at)} ({item.days_left} días hábiles restantes)",
+            "",
+            *(f"> {line}" if line else ">" for line in item.description.splitlines()),
+            "",
+            "Decisión: ☐ aceptada  ☐ aceptada en parte  ☐ no aceptada",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def as_json(items: list[AgendaItem]) -> list[dict[str, Any]]:
+    return [item.model_dump(mode="json") for item in items]
