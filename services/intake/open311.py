@@ -1,11 +1,300 @@
-"""Installed into intake's HTTP app by create_app (to be built)."""
+"""Open311 GeoReport v2 under ``/open311/v2/``: discovery, services, service definitions,
+filing and following service requests, each as ``.json`` or ``.xml``.
+
+Filing goes through the same :func:`shared.contract.validate_submission` and
+:func:`shared.cases.file_case` as every other door (channel ``311``, actor ``open311``).
+Errors are GeoReport error lists: 404 for a missing resource, 403 for a missing or bad
+``api_key`` (a ``platform311`` token), 400 otherwise.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from sqlalchemy import and_, false, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from services.intake.open311_catalog import Service, build_catalog
+from services.intake.open311_format import FORMATS, Open311Error, render, render_errors, w3c
+from services.intake.open311_requests import (
+    describe,
+    parse_query,
+    read_filing,
+    request_element,
+    service_notice,
+)
+from shared.cases import file_case
+from shared.contract import SubmissionInvalid, validate_submission
+from shared.db.models import CaseRow
+from shared.lifecycle import OPEN_STATES
 from shared.runtime import Deps
+from shared.tracking import normalize_tracking_code
+
+PREFIX = "/open311/v2"
+SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+PLATFORM_ROLE = "platform311"
+log = logging.getLogger("defensa311.intake.open311")
+
+Answer = tuple[str, Any, int]
 
 
 def install(app: FastAPI, deps: Deps) -> None:
-    """Add this part's routes (and middleware) to the app."""
+    """Add the GeoReport v2 routes to intake's app."""
+    api = Open311(deps)
+
+    @app.get(PREFIX + "/discovery.{fmt}", tags=["open311"])
+    async def discovery(fmt: str) -> Response:
+        return await api.answer(fmt, api.discovery)
+
+    @app.get(PREFIX + "/services.{fmt}", tags=["open311"])
+    async def services(fmt: str) -> Response:
+        return await api.answer(fmt, api.services)
+
+    @app.get(PREFIX + "/services/{service_code}.{fmt}", tags=["open311"])
+    async def service_definition(service_code: str, fmt: str) -> Response:
+        return await api.answer(fmt, lambda: api.definition(service_code))
+
+    @app.post(PREFIX + "/requests.{fmt}", tags=["open311"])
+    async def post_request(fmt: str, request: Request) -> Response:
+        return await api.answer(fmt, lambda: api.file(request))
+
+    @app.get(PREFIX + "/requests.{fmt}", tags=["open311"])
+    async def get_requests(fmt: str, request: Request) -> Response:
+        return await api.answer(fmt, lambda: api.requests(dict(request.query_params)))
+
+    @app.get(PREFIX + "/requests/{service_request_id}.{fmt}", tags=["open311"])
+    async def get_request(service_request_id: str, fmt: str) -> Response:
+        return await api.answer(fmt, lambda: api.request(service_request_id))
+
+    @app.api_route(PREFIX + "/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
+    async def not_found(rest: str) -> Response:
+        fmt = rest.rsplit(".", 1)[-1] if "." in rest else "json"
+        error = Open311Error(404, f"recurso Open311 inexistente: {PREFIX}/{rest}")
+        return render_errors(fmt, error)
+
+
+class Open311:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.config = deps.config
+        self.tz = ZoneInfo(deps.config.institution.timezone)
+        self.catalog = build_catalog(deps.config)
+        self.changeset = self._changeset()
+
+    def _changeset(self) -> str:
+        # The catalogue changes when the institution's config file does.
+        try:
+            changed = datetime.fromtimestamp(self.deps.settings.config.stat().st_mtime, UTC)
+        except OSError:
+            changed = self.deps.clock.now()
+        return w3c(changed, self.tz) or ""
+
+    async def answer(self, fmt: str, produce: Callable[[], Awaitable[Answer]]) -> Response:
+        if fmt not in FORMATS:
+            return render_errors(
+                "json", Open311Error(404, f"formato no disponible: .{fmt}; use .json o .xml")
+            )
+        try:
+            root, document, status = await produce()
+        except Open311Error as error:
+            return render_errors(fmt, error)
+        return render(fmt, root, document, status)
+
+    # ------------------------------------------------------------------- catalogue
+
+    async def discovery(self) -> Answer:
+        institution = self.config.institution
+        contact = f"{institution.office}, {institution.name}"
+        if institution.supervisor_email:
+            contact += f" <{institution.supervisor_email}>"
+        document = {
+            "changeset": self.changeset,
+            "contact": contact,
+            "key_service": (
+                "Solicite una api_key (token de rol platform311) al "
+                f"{institution.office} de la {institution.name}."
+            ),
+            "endpoints": [
+                {
+                    "specification": SPECIFICATION,
+                    "url": institution.public_url.rstrip("/") + PREFIX,
+                    "changeset": self.changeset,
+                    "type": "production",
+                    "formats": ["text/xml", "application/json"],
+                }
+            ],
+        }
+        return "discovery", document, 200
+
+    async def services(self) -> Answer:
+        document = [
+            {
+                "service_code": s.code,
+                "service_name": s.name,
+                "description": s.description,
+                "metadata": True,
+                "type": "realtime",
+                "keywords": ", ".join(s.keywords),
+                "group": s.group,
+            }
+            for s in self.catalog.values()
+        ]
+        return "services", document, 200
+
+    def _service(self, code: str, status: int) -> Service:
+        service = self.catalog.get(code.strip())
+        if service is None:
+            raise Open311Error(
+                status,
+                f"service_code: servicio desconocido «{code}»; consulte services.json "
+                "(regla: unknown_service)",
+            )
+        return service
+
+    async def definition(self, code: str) -> Answer:
+        service = self._service(code, 404)
+        attributes = []
+        for a in service.attributes:
+            attribute: dict[str, Any] = {
+                "variable": True,
+                "code": a.code,
+                "datatype": a.datatype,
+                "required": a.required,
+                "datatype_description": a.datatype_description or None,
+                "order": a.order,
+                "description": a.description,
+            }
+            if a.values:
+                attribute["values"] = [{"key": k, "name": n} for k, n in a.values]
+            attributes.append(attribute)
+        return "service_definition", {"service_code": service.code, "attributes": attributes}, 200
+
+    # ------------------------------------------------------------------- filing
+
+    def _check_key(self, key: Any) -> None:
+        if not isinstance(key, str) or not key or not self._is_platform311(key):
+            raise Open311Error(
+                403,
+                "api_key: falta o no es válida; use la clave de la plataforma 311 "
+                "(regla: platform311_token)",
+            )
+
+    def _is_platform311(self, key: str) -> bool:
+        # Settings.api_tokens is "role=token,role=token"; config [[tokens]] hold SHA-256 hashes.
+        found = False
+        for entry in self.deps.settings.api_tokens.split(","):
+            role, _, token = entry.partition("=")
+            if role.strip() == PLATFORM_ROLE and token.strip():
+                found |= hmac.compare_digest(token.strip().encode(), key.encode())
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        for stored in self.config.tokens:
+            if stored.role == PLATFORM_ROLE:
+                found |= hmac.compare_digest(stored.sha256, digest)
+        return found
+
+    async def file(self, request: Request) -> Answer:
+        form = await request.form()
+        self._check_key(form.get("api_key") or request.query_params.get("api_key"))
+        code = form.get("service_code")
+        if not isinstance(code, str) or not code.strip():
+            raise Open311Error(400, "service_code: campo obligatorio (regla: required)")
+        service = self._service(code, 400)
+        filing = read_filing(form, service)
+        if filing.external_ref is not None and len(filing.external_ref) > 200:
+            raise Open311Error(
+                400, "attribute[external_ref]: como máximo 200 caracteres (regla: text_length)"
+            )
+        try:
+            submission = validate_submission(filing.data)
+        except SubmissionInvalid as exc:
+            raise Open311Error(400, *(describe(e) for e in exc.errors)) from None
+        now = self.deps.clock.now()
+
+        async def store() -> tuple[CaseRow, bool]:
+            async with self.deps.uow() as uow:
+                return await file_case(
+                    uow,
+                    self.deps.cases,
+                    submission,
+                    channel="311",
+                    actor="open311",
+                    now=now,
+                    external_ref=filing.external_ref,
+                )
+
+        try:
+            case, created = await store()
+        except IntegrityError:
+            # The same 311 reference filed concurrently: the other filing won; answer with it.
+            case, created = await store()
+        log.info(
+            "case filed" if created else "duplicate open311 request answered",
+            extra={"case_id": case.id, "tracking_code": case.tracking_code, "door": "open311"},
+        )
+        document = [
+            {
+                "service_request_id": case.tracking_code,
+                "service_notice": service_notice(service, case, self.tz),
+                "account_id": None,
+            }
+        ]
+        return "service_requests", document, 201 if created else 200
+
+    # ------------------------------------------------------------------- following
+
+    async def requests(self, params: dict[str, str]) -> Answer:
+        query = parse_query(params, self.deps.clock.now(), self.tz)
+        statement = select(CaseRow)
+        if query.ids is not None:
+            statement = statement.where(CaseRow.tracking_code.in_(query.ids))
+        else:
+            statement = statement.where(
+                CaseRow.received_at >= query.start, CaseRow.received_at <= query.end
+            )
+            if query.statuses is not None and len(query.statuses) == 1:
+                open_states = [s.value for s in OPEN_STATES]
+                if "open" in query.statuses:
+                    statement = statement.where(CaseRow.state.in_(open_states))
+                else:
+                    statement = statement.where(CaseRow.state.not_in(open_states))
+            if query.service_codes is not None:
+                services = [self._service(code, 400) for code in query.service_codes]
+                statement = statement.where(
+                    or_(
+                        false(),
+                        *(
+                            and_(CaseRow.kind == s.kind, CaseRow.category == s.category)
+                            for s in services
+                        ),
+                    )
+                )
+        statement = (
+            statement.order_by(CaseRow.received_at.desc(), CaseRow.id)
+            .offset((query.page - 1) * query.page_size)
+            .limit(query.page_size)
+        )
+        async with self.deps.uow() as uow:
+            cases = list(await uow.session.scalars(statement))
+        document = [request_element(c, self.catalog, self.config, self.tz) for c in cases]
+        return "service_requests", document, 200
+
+    async def request(self, raw_id: str) -> Answer:
+        missing = Open311Error(404, f"service_request_id: no existe la solicitud «{raw_id}»")
+        try:
+            code = normalize_tracking_code(raw_id)
+        except ValueError:
+            raise missing from None
+        async with self.deps.uow() as uow:
+            case = await uow.session.scalar(select(CaseRow).where(CaseRow.tracking_code == code))
+        if case is None:
+            raise missing
+        document = [request_element(case, self.catalog, self.config, self.tz)]
+        return "service_requests", document, 200
