@@ -1,9 +1,22 @@
-"""Deadlines: see the module's handlers."""
+"""Deadlines: the legal and department clocks, durable timers in the database, and their alerts."""
 
 from __future__ import annotations
 
-from shared.runtime import ServiceDefinition
+from services.deadlines.handlers import case_event
+from services.deadlines.sweep import sweep_loop
+from shared.messaging import DEADLINES
+from shared.runtime import ServiceDefinition, Subscription
 
 
 def service() -> ServiceDefinition:
-    return ServiceDefinition(name="deadlines")
+    return ServiceDefinition(
+        name="deadlines",
+        subscriptions=(
+            Subscription(
+                DEADLINES,
+                case_event,
+                "Case events that start and stop the legal and department clocks",
+            ),
+        ),
+        loops=(sweep_loop,),
+    )

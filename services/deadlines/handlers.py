@@ -1,0 +1,183 @@
+"""Start and stop the clocks from the case events (idempotent by ``event_id``).
+
+- ``CaseReceived`` starts the legal clock (due = the event's ``due_at``);
+- ``CaseRemitted`` starts a department clock (due = the event's ``due_at``); a re-remittance
+  starts a new one;
+- ``DepartmentResponded`` / ``CaseReturned`` stop that department's clocks;
+- ``CaseResolved`` / ``CaseClosed`` stop the legal clock and every department clock of the case.
+
+A stop applies to the clocks started at or before it, and is stored even when no such clock is
+known yet: a start that arrives late (a redelivery goes to the back of the queue) is then opened
+already stopped, and a stop that arrives late does not stop a later re-remittance.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from faststream.rabbit.message import RabbitMessage
+from pydantic import ValidationError
+from sqlalchemy import func, or_, select, text, update
+
+from services.deadlines.models import DEPARTMENT, LEGAL, ClockRow, StopRow
+from services.deadlines.schedule import AlertPolicy
+from shared.consumer import Handler, Poison
+from shared.contract import (
+    CaseClosed,
+    CaseEvent,
+    CaseReceived,
+    CaseRemitted,
+    CaseResolved,
+    CaseReturned,
+    DepartmentResponded,
+    Event,
+    parse_event,
+)
+from shared.runtime import Deps
+from shared.uow import UnitOfWork
+
+CONSUMER = "deadlines"
+log = logging.getLogger("defensa311.deadlines")
+
+
+def policy_for(deps: Deps) -> AlertPolicy:
+    policy = deps.extras.get("deadline_policy")
+    if policy is None:
+        policy = AlertPolicy.from_config(deps.config, deps.cases.terms)
+        deps.extras["deadline_policy"] = policy
+    assert isinstance(policy, AlertPolicy)
+    return policy
+
+
+def parse(body: bytes) -> Event:
+    try:
+        return parse_event(body)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise Poison("el cuerpo no es JSON válido") from exc
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "·" for e in exc.errors())
+        raise Poison(f"no cumple el esquema del evento: {fields}") from exc
+
+
+def case_event(deps: Deps) -> Handler:
+    """The handler of the ``defensa311.deadlines`` queue."""
+    policy = policy_for(deps)
+
+    async def handle(body: bytes, msg: RabbitMessage) -> None:
+        event = parse(body)
+        if not isinstance(event, CaseEvent):
+            raise Poison(f"event_type inesperado: {event.event_type!r}")
+        async with deps.uow() as uow:
+            if await uow.seen(CONSUMER, str(event.event_id)):
+                return
+            uow.mark_seen(CONSUMER, str(event.event_id), deps.clock.now())
+            outcome = await apply(uow, policy, event)
+        if outcome:
+            log.info(
+                outcome,
+                extra={
+                    "case_id": str(event.case_id),
+                    "tracking_code": event.tracking_code,
+                    "event_type": event.event_type,
+                },
+            )
+
+    return handle
+
+
+async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str | None:
+    """Apply one case event to the clocks, in the caller's transaction; say what was done."""
+    case_id = str(event.case_id)
+    if uow.is_postgres:
+        # Two instances handling a start and a stop of one case at once must not miss each other.
+        await uow.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"deadlines:{case_id}"}
+        )
+    if isinstance(event, CaseReceived):
+        return await start(uow, policy, event, LEGAL, None, event.received_at)
+    if isinstance(event, CaseRemitted):
+        return await start(uow, policy, event, DEPARTMENT, event.department, event.remitted_at)
+    if isinstance(event, DepartmentResponded | CaseReturned):
+        await stop(uow, event, DEPARTMENT, event.department, event.occurred_at)
+        return "department clock stopped"
+    if isinstance(event, CaseResolved | CaseClosed):
+        at = event.resolved_at if isinstance(event, CaseResolved) else event.occurred_at
+        await stop(uow, event, LEGAL, None, at)
+        await stop(uow, event, DEPARTMENT, None, at)
+        return "clocks stopped"
+    return None  # another case event on the queue: nothing to do
+
+
+async def start(
+    uow: UnitOfWork,
+    policy: AlertPolicy,
+    event: CaseReceived | CaseRemitted,
+    clock: str,
+    department: str | None,
+    started_at: datetime,
+) -> str:
+    stopped = await _stopped_at(uow, str(event.case_id), clock, department, started_at)
+    first = None if stopped is not None else policy.first(event.due_at, started_at)
+    uow.session.add(
+        ClockRow(
+            start_event_id=str(event.event_id),
+            case_id=str(event.case_id),
+            tracking_code=event.tracking_code,
+            clock=clock,
+            department=department,
+            started_at=started_at,
+            due_at=event.due_at,
+            stopped_at=stopped,
+            next_fire_at=first.fire_at if first else None,
+            next_threshold=first.threshold if first else None,
+            last_alert=None,
+        )
+    )
+    if stopped is not None:
+        return f"{clock} clock started already stopped (its stop arrived first)"
+    return f"{clock} clock started"
+
+
+async def _stopped_at(
+    uow: UnitOfWork, case_id: str, clock: str, department: str | None, started_at: datetime
+) -> datetime | None:
+    """The earliest recorded stop that covers a clock started at ``started_at``."""
+    query = select(func.min(StopRow.stopped_at)).where(
+        StopRow.case_id == case_id,
+        StopRow.clock == clock,
+        StopRow.stopped_at >= started_at,
+    )
+    if department is not None:
+        query = query.where(or_(StopRow.department.is_(None), StopRow.department == department))
+    stopped: datetime | None = await uow.session.scalar(query)
+    return stopped
+
+
+async def stop(
+    uow: UnitOfWork, event: CaseEvent, clock: str, department: str | None, at: datetime
+) -> None:
+    case_id = str(event.case_id)
+    uow.session.add(
+        StopRow(
+            event_id=str(event.event_id),
+            case_id=case_id,
+            clock=clock,
+            department=department,
+            stopped_at=at,
+        )
+    )
+    query = (
+        update(ClockRow)
+        .where(
+            ClockRow.case_id == case_id,
+            ClockRow.clock == clock,
+            ClockRow.stopped_at.is_(None),
+            ClockRow.started_at <= at,
+        )
+        .values(stopped_at=at, next_fire_at=None, next_threshold=None)
+        .execution_options(synchronize_session=False)
+    )
+    if department is not None:
+        query = query.where(ClockRow.department == department)
+    await uow.session.execute(query)
