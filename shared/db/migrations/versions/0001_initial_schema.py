@@ -82,7 +82,32 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deadline_clocks", schema=None) as batch_op:
         batch_op.create_index("ix_deadline_clocks_case", ["case_id", "clock"], unique=False)
-        batch_op.create_index("ix_deadline_clocks_next_fire", ["next_fire_at"], unique=False)
+        # Partial: the sweep reads only clocks with an alert still to send.
+        batch_op.create_index(
+            "ix_deadline_clocks_next_fire",
+            ["next_fire_at"],
+            unique=False,
+            postgresql_where=sa.text("next_fire_at IS NOT NULL"),
+            sqlite_where=sa.text("next_fire_at IS NOT NULL"),
+        )
+
+    op.create_table(
+        "deadline_stops",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("event_id", sa.String(length=36), nullable=False),
+        sa.Column("case_id", sa.String(length=36), nullable=False),
+        sa.Column("clock", sa.String(length=16), nullable=False),
+        sa.Column("department", sa.String(length=32), nullable=True),
+        sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("deadline_stops", schema=None) as batch_op:
+        batch_op.create_index("ix_deadline_stops_case", ["case_id", "clock"], unique=False)
 
     op.create_table(
         "inbox",
@@ -184,6 +209,10 @@ def downgrade() -> None:
 
     op.drop_table("notifications")
     op.drop_table("inbox")
+    with op.batch_alter_table("deadline_stops", schema=None) as batch_op:
+        batch_op.drop_index("ix_deadline_stops_case")
+
+    op.drop_table("deadline_stops")
     with op.batch_alter_table("deadline_clocks", schema=None) as batch_op:
         batch_op.drop_index("ix_deadline_clocks_next_fire")
         batch_op.drop_index("ix_deadline_clocks_case")
