@@ -141,7 +141,9 @@ def law_errors(submission: Submission) -> list[FieldError]:
                 FieldError(
                     field="citizen.full_name",
                     rule="required_for_kind",
-                    message=f"campo obligatorio para una {submission.kind} (Ley 38 de 2000, art. 65)",
+                    message=(
+                        f"campo obligatorio para una {submission.kind} (Ley 38 de 2000, art. 65)"
+                    ),
                 )
             )
         if not citizen.id_number:
@@ -192,6 +194,7 @@ def _lenient(data: Any) -> Submission:
     notify = data.get("notify") if isinstance(data.get("notify"), dict) else {}
     kind = data.get("kind") if data.get("kind") in KINDS else None
     return Submission.model_construct(
+        description="",
         kind=kind,
         anonymous=data.get("anonymous") is True,
         citizen=Citizen.model_construct(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faststream.rabbit import (
     Channel,
@@ -21,6 +21,9 @@ from faststream.rabbit import (
 )
 
 from shared.contract import EXCHANGE
+
+if TYPE_CHECKING:
+    from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 PREFIX = "defensa311"
 
@@ -97,12 +100,16 @@ def queue_arguments(spec: QueueSpec) -> dict[str, Any]:
 
 
 def rabbit_queue(spec: QueueSpec) -> RabbitQueue:
+    arguments: QuorumQueueArgs = {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": spec.dlq,
+    }
     return RabbitQueue(
         spec.name,
         queue_type=QueueType.QUORUM,
         durable=True,
         routing_key=spec.bindings[0],
-        arguments=queue_arguments(spec),  # type: ignore[arg-type]
+        arguments=arguments,
     )
 
 

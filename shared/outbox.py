@@ -10,6 +10,7 @@ once: a crash between confirm and commit republishes the same ``event_id``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from faststream.rabbit import RabbitBroker
@@ -56,10 +57,8 @@ class OutboxRelay:
             if count >= self._batch:
                 continue
             self._signal.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._signal.wait(), timeout=self._poll)
-            except TimeoutError:
-                pass
 
     async def relay_once(self) -> int:
         """Publish one batch of pending rows; return how many were published."""
@@ -70,10 +69,10 @@ class OutboxRelay:
                 .order_by(OutboxRow.id)
                 .limit(self._batch)
             )
-            if session.bind.dialect.name == "postgresql":
+            if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = list(await session.scalars(query))
-            # Publish the batch on one channel: frames go out in order, confirms are awaited together.
+            # One channel: frames go out in order, confirms are awaited together.
             results = await asyncio.gather(
                 *(self._publish(row) for row in rows), return_exceptions=True
             )

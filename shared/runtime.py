@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +78,7 @@ class Deps:
 
 
 HandlerFactory = Callable[[Deps], Handler]
-LoopFactory = Callable[[Deps], Awaitable[None]]
+LoopFactory = Callable[[Deps], Coroutine[Any, Any, None]]
 HttpFactory = Callable[[Deps], "FastAPI"]
 
 
@@ -212,7 +212,9 @@ class Runtime:
                 await server_task
             else:
                 if self.settings.metrics_port:
-                    await self.deps.metrics.serve(self.settings.http_host, self.settings.metrics_port)
+                    await self.deps.metrics.serve(
+                        self.settings.http_host, self.settings.metrics_port
+                    )
                 await stop.wait()
         finally:
             await self.stop()

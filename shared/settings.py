@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     smtp_from: str = "Defensa del Usuario 311 <no-responder@alcaldia.example>"
     smtp_starttls: bool = False
     smtp_tls: bool = False
-    webhook_secret: str = "cambie-este-secreto"
+    webhook_secret: str = "cambie-este-secreto"  # noqa: S105 - a placeholder to override
     sms_webhook_url: str | None = None
     templates_dir: Path | None = None
     notify_attempts: int = 6

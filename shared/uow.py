@@ -47,7 +47,7 @@ class UnitOfWork:
 
     @property
     def is_postgres(self) -> bool:
-        return self.session.bind.dialect.name == "postgresql"
+        return self.session.get_bind().dialect.name == "postgresql"
 
     def publish(self, event: Event) -> None:
         """Store the event in the outbox; the relay publishes it after commit."""

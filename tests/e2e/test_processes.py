@@ -67,8 +67,9 @@ async def test_a_case_flows_through_four_processes(processes, amqp_url: str) -> 
             "notify": {"email": "ana@example.com"},
         }
         await exchange.publish(
-            aio_pika.Message(json.dumps(body).encode(), delivery_mode=2,
-                             content_type="application/json"),
+            aio_pika.Message(
+                json.dumps(body).encode(), delivery_mode=2, content_type="application/json"
+            ),
             routing_key="case.submitted",
         )
         platform = await channel.declare_queue("defensa311.platform311", passive=True)

@@ -56,8 +56,9 @@ class Client311:
     async def publish(self, body: bytes | dict[str, object], key: str = "case.submitted") -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         await self.exchange.publish(
-            aio_pika.Message(raw, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                             content_type="application/json"),
+            aio_pika.Message(
+                raw, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json"
+            ),
             routing_key=key,
         )
 
@@ -102,7 +103,9 @@ async def test_a_311_case_is_received_and_classified(system, amqp_url: str) -> N
     # Dec 8 holiday; 9-11 → 12; 14-18 → 17; Dec 21 observed for Sun 20; 22-24 → 20; Dec 25;
     # 28-31 → 24; Jan 1; Jan 4-8 → 29; Mon Jan 11 → 30), ending 23:59:59 in Panama.
     assert received["due_at"] == "2027-01-11T23:59:59-05:00"
-    assert {"event_id", "occurred_at", "schema_version", "tracking_code", "case_id"} <= set(received)
+    assert {"event_id", "occurred_at", "schema_version", "tracking_code", "case_id"} <= set(
+        received
+    )
     async with system.deps.sessionmaker() as session:
         case = await session.scalar(select(CaseRow))
         assert case is not None and case.state in ("classified", "remitted", "inspection")
@@ -125,9 +128,9 @@ async def test_duplicates_create_nothing_new(system, amqp_url: str) -> None:  # 
     async with system.deps.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(CaseRow)) == 1
         received = await session.scalar(
-            select(func.count()).select_from(OutboxRow).where(
-                OutboxRow.event_type == "CaseReceived"
-            )
+            select(func.count())
+            .select_from(OutboxRow)
+            .where(OutboxRow.event_type == "CaseReceived")
         )
         assert received == 1
 
@@ -147,7 +150,9 @@ async def test_not_json_goes_to_the_dlq_with_its_reason(system, amqp_url: str) -
         await eventually(lambda: count_cases(system))
 
 
-async def test_schema_failure_is_answered_with_one_submission_rejected(system, amqp_url: str) -> None:  # type: ignore[no-untyped-def]
+async def test_schema_failure_is_answered_with_one_submission_rejected(
+    system, amqp_url: str
+) -> None:  # type: ignore[no-untyped-def]
     bad = submission(
         kind="denuncia",
         description="corto",

@@ -15,9 +15,9 @@ from shared.contract import (
     CaseSubmitted,
     CitizenContact,
     DeadlineNear,
+    FieldError,
     SubmissionInvalid,
     SubmissionRejected,
-    FieldError,
     parse_event,
     validate_submission,
 )
@@ -60,8 +60,14 @@ def test_round_trip_through_json(name: str) -> None:
 def test_routing_keys() -> None:
     ids = {"case_id": uuid4(), "tracking_code": "2026-AAA-BBB-CCC"}
     remitted = CaseRemitted(
-        **ids, department="obras", kind="denuncia", category=None, description="x" * 20,
-        citizen=CitizenContact(), remitted_at=NOW, due_at=NOW,
+        **ids,
+        department="obras",
+        kind="denuncia",
+        category=None,
+        description="x" * 20,
+        citizen=CitizenContact(),
+        remitted_at=NOW,
+        due_at=NOW,
     )
     assert remitted.routing_key() == "case.remitted.obras"
     assert CaseReceived(**ids, channel="web", received_at=NOW, due_at=NOW).routing_key() == (
@@ -78,8 +84,16 @@ def test_routing_keys() -> None:
 
 def test_naive_occurred_at_is_refused() -> None:
     with pytest.raises(ValueError):
-        parse_event(json.dumps({**SAMPLES["CaseReceived"], "event_type": "CaseReceived",
-                                "event_id": str(uuid4()), "occurred_at": "2026-11-27T10:00:00"}))
+        parse_event(
+            json.dumps(
+                {
+                    **SAMPLES["CaseReceived"],
+                    "event_type": "CaseReceived",
+                    "event_id": str(uuid4()),
+                    "occurred_at": "2026-11-27T10:00:00",
+                }
+            )
+        )
 
 
 def _fields(exc: SubmissionInvalid) -> dict[str, str]:
@@ -127,9 +141,7 @@ def test_every_failing_field_is_named_with_its_rule() -> None:
             CaseSubmitted,
         )
     fields = _fields(caught.value)
-    assert {"kind", "description", "citizen.id_number", "citizen.email", "location"} <= set(
-        fields
-    )
+    assert {"kind", "description", "citizen.id_number", "citizen.email", "location"} <= set(fields)
     messages = " ".join(e.message for e in caught.value.errors)
     assert "denuncia" in messages  # the allowed kinds are named, in Spanish
 
