@@ -1,11 +1,206 @@
-"""Installed into intake's HTTP app by create_app (to be built)."""
+"""The web pages (issue 8): the staff console, the citizen's tracking page, transparency.
+
+Server-rendered HTML (Jinja2), in Spanish, with every asset served by the app. ``install``
+mounts the stylesheet and adds the public pages (:mod:`services.intake.web_public`) and the
+console (:mod:`services.intake.web_console`); the shared rendering helpers live here.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from services.intake.web_session import Session
+from shared.calendar import TZ, CalendarKind
 from shared.runtime import Deps
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "web_templates"
+STATIC = HERE / "web_static"
+STATIC_URL = "/estaticos"
+
+STATE_LABELS = {
+    "received": "Recibido",
+    "classified": "En revisión",
+    "inspection": "En inspección",
+    "remitted": "Remitido a la dependencia responsable",
+    "on_agenda": "En agenda de reunión",
+    "resolved": "Resuelto",
+    "closed": "Cerrado",
+}
+STATE_EXPLANATIONS = {
+    "received": "Su caso fue registrado y está pendiente de clasificación.",
+    "classified": "El Departamento revisó su caso y decide cómo tramitarlo.",
+    "inspection": "El Departamento está inspeccionando lo que usted reportó.",
+    "remitted": "Su caso fue enviado a la dependencia responsable, que debe responder.",
+    "on_agenda": "Su sugerencia está en la agenda de una reunión, donde será presentada.",
+    "resolved": "Su caso fue resuelto. La respuesta se le envía al lugar de notificación "
+    "que indicó.",
+    "closed": "Su caso está cerrado.",
+}
+ACTION_LABELS = {
+    "file": "Caso registrado",
+    "classify": "Caso clasificado",
+    "start_inspection": "Inspección iniciada",
+    "remit": "Remitido a la dependencia responsable",
+    "add_to_agenda": "Incluido en la agenda de reunión",
+    "record_findings": "Hallazgos de la inspección registrados",
+    "respond": "Respuesta de la dependencia registrada",
+    "record_meeting_outcome": "Decisión de la reunión registrada",
+    "return": "Devuelto por la dependencia para reasignarlo",
+    "close": "Caso cerrado",
+    "decline": "Caso declinado",
+    "route_refused": "Ruta automática no aplicada",
+    "answer_refused": "Respuesta de dependencia rechazada",
+}
+ACTION_BUTTONS = {
+    "classify": "Clasificar",
+    "start_inspection": "Iniciar inspección",
+    "remit": "Remitir",
+    "add_to_agenda": "Incluir en la agenda",
+    "record_findings": "Registrar hallazgos y resolver",
+    "respond": "Enviar respuesta",
+    "record_meeting_outcome": "Registrar decisión y resolver",
+    "return": "Devolver el caso",
+    "close": "Cerrar el caso",
+    "decline": "Declinar el caso",
+}
+KIND_LABELS = {"denuncia": "Denuncia", "queja": "Queja", "sugerencia": "Sugerencia"}
+CHANNEL_LABELS = {"presencial": "Presencial", "web": "Web", "311": "Plataforma 311"}
+DECISION_LABELS = {
+    "accepted": "Aceptada",
+    "partially_accepted": "Aceptada en parte",
+    "rejected": "Rechazada",
+}
+
+
+def _asset_version(name: str) -> str:
+    return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:10]
+
+
+class Pages:
+    """The template environment and the helpers every page uses."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        versions = {p.name: _asset_version(p.name) for p in STATIC.iterdir() if p.is_file()}
+        business = deps.cases.terms.calendar.kind is CalendarKind.BUSINESS
+        self.env.globals.update(
+            static=lambda name: f"{STATIC_URL}/{name}?v={versions.get(name, '0')}",
+            state_label=lambda s: STATE_LABELS.get(s, s),
+            state_explanation=lambda s: STATE_EXPLANATIONS.get(s, ""),
+            action_label=lambda a: ACTION_LABELS.get(a, a.replace("_", " ")),
+            action_button=lambda a: ACTION_BUTTONS.get(a, a),
+            kind_label=lambda k: KIND_LABELS.get(k or "", "Sin clasificar"),
+            channel_label=lambda c: CHANNEL_LABELS.get(c, c),
+            decision_label=lambda d: DECISION_LABELS.get(d, d),
+            department_name=self.department_name,
+            role_label=self.role_label,
+            date=format_date,
+            datetime=format_datetime,
+            percent=lambda x: f"{x * 100:.0f} %",
+            clock_badge=lambda days, running=True: clock_badge(days, running, business),
+            institution=deps.config.institution.name,
+            office=deps.config.institution.office,
+            legal_days=deps.config.deadlines.days,
+        )
+
+    def department_name(self, code: str | None) -> str:
+        department = self.deps.config.department(code or "")
+        return department.name if department else (code or "—")
+
+    def role_label(self, role: str) -> str:
+        if role.startswith("department:"):
+            return self.department_name(role.removeprefix("department:"))
+        return {"staff": "Personal del Departamento", "supervisor": "Supervisión"}.get(role, role)
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        *,
+        status_code: int = 200,
+        session: Session | None = None,
+        private: bool = False,
+        **context: Any,
+    ) -> HTMLResponse:
+        context.setdefault("title", "")
+        context.setdefault("section", "")
+        html = self.env.get_template(template).render(session=session, **context)
+        response = HTMLResponse(html, status_code=status_code)
+        secure_headers(response, private=private)
+        return response
+
+
+def secure_headers(response: Any, *, private: bool) -> None:
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; style-src 'self'; img-src 'self' data:; script-src 'none'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # Tracking codes travel in URLs: never leak them to another site.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if private:
+        response.headers["Cache-Control"] = "no-store"
+
+
+def clock_badge(days: int, running: bool, business: bool) -> tuple[str, str]:
+    """CSS class and Spanish text of a clock's days left (≤ 3 is near, < 0 overdue)."""
+
+    def unit(n: int) -> str:
+        if business:
+            return f"{n} día hábil" if n == 1 else f"{n} días hábiles"
+        return f"{n} día" if n == 1 else f"{n} días"
+
+    if not running:
+        return "neutra", "Detenido"
+    if days < 0:
+        return "vencido", f"Vencido hace {unit(-days)}"
+    if days == 0:
+        return "proximo", "Vence hoy"
+    if days <= 3:
+        return "proximo", f"Quedan {unit(days)}"
+    return "a-tiempo", f"Quedan {unit(days)}"
+
+
+_MONTHS = (
+    "enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
+    "septiembre", "octubre", "noviembre", "diciembre",
+)
+
+
+def format_date(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    local = value.astimezone(TZ)
+    return f"{local.day} de {_MONTHS[local.month - 1]} de {local.year}"
+
+
+def format_datetime(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    local = value.astimezone(TZ)
+    return f"{format_date(value)}, {local:%H:%M}"
 
 
 def install(app: FastAPI, deps: Deps) -> None:
-    """Add this part's routes (and middleware) to the app."""
+    """Mount the assets and add the public pages and the console."""
+    from services.intake import web_console, web_public
+
+    pages = Pages(deps)
+    app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="web-static")
+    web_public.install(app, deps, pages)
+    web_console.install(app, deps, pages)

@@ -1,0 +1,252 @@
+"""The public transparency figures, their inline SVG bar charts and their CSV.
+
+Pure functions over rows (``figures``, ``bar_chart_svg``, ``to_csv``) plus one query
+(``load_figures``). Days to resolution are counted like the legal term (business days by
+default), from the filing day to the resolution day. "Resolved within the legal term" is
+measured over the cases whose outcome is known: resolved (on time or late) and open cases
+already past their due date (late for sure); cases still inside their term do not count yet.
+A department's median is shown with its count, and counts under ``SMALL_SAMPLE`` are flagged,
+so that a tiny sample is not read as a ranking.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from html import escape
+
+from sqlalchemy import select
+
+from shared.calendar import TZ, BusinessCalendar
+from shared.config import InstitutionConfig
+from shared.db.models import CaseRow
+from shared.lifecycle import is_open
+from shared.uow import UnitOfWork
+
+SMALL_SAMPLE = 5
+
+KIND_LABELS = {"denuncia": "Denuncia", "queja": "Queja", "sugerencia": "Sugerencia"}
+CHANNEL_LABELS = {"presencial": "Presencial", "web": "Web", "311": "Plataforma 311"}
+PATH_LABELS = {"inspection": "Inspección del Departamento", "meeting": "Reunión (sugerencias)"}
+UNCLASSIFIED = "Sin clasificar"
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """What the figures need of one case (no personal data)."""
+
+    kind: str | None
+    channel: str
+    state: str
+    department: str | None
+    resolution_path: str | None
+    received_at: datetime
+    due_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Median:
+    key: str
+    label: str
+    median_days: float
+    count: int
+
+    @property
+    def small(self) -> bool:
+        return self.count < SMALL_SAMPLE
+
+
+@dataclass
+class Figures:
+    total: int = 0
+    by_kind: list[tuple[str, str, int]] = field(default_factory=list)
+    by_channel: list[tuple[str, str, int]] = field(default_factory=list)
+    by_month: list[tuple[str, str, int]] = field(default_factory=list)
+    decided: int = 0
+    on_time: int = 0
+    open_count: int = 0
+    overdue_count: int = 0
+    medians: list[Median] = field(default_factory=list)
+
+    @property
+    def on_time_share(self) -> float | None:
+        return self.on_time / self.decided if self.decided else None
+
+
+_MONTHS = (
+    "ene",
+    "feb",
+    "mar",
+    "abr",
+    "may",
+    "jun",
+    "jul",
+    "ago",
+    "sep",
+    "oct",
+    "nov",
+    "dic",
+)
+
+
+def month_label(key: str) -> str:
+    year, month = key.split("-")
+    return f"{_MONTHS[int(month) - 1]} {year}"
+
+
+def figures(
+    cases: list[CaseFacts],
+    now: datetime,
+    calendar: BusinessCalendar,
+    config: InstitutionConfig,
+) -> Figures:
+    result = Figures(total=len(cases))
+    kinds = Counter(c.kind or "" for c in cases)
+    result.by_kind = [(k, KIND_LABELS[k], kinds[k]) for k in KIND_LABELS if kinds[k]] + (
+        [("", UNCLASSIFIED, kinds[""])] if kinds[""] else []
+    )
+    channels = Counter(c.channel for c in cases)
+    result.by_channel = [(k, CHANNEL_LABELS.get(k, k), n) for k, n in sorted(channels.items())]
+    months = Counter(c.received_at.astimezone(TZ).strftime("%Y-%m") for c in cases)
+    result.by_month = [(k, month_label(k), months[k]) for k in sorted(months)]
+
+    days: dict[str, list[int]] = {}
+    for case in cases:
+        if case.resolved_at is not None:
+            result.decided += 1
+            result.on_time += case.resolved_at <= case.due_at
+            group = _resolution_group(case)
+            days.setdefault(group, []).append(
+                calendar.days_between(
+                    case.received_at.astimezone(TZ).date(), case.resolved_at.astimezone(TZ).date()
+                )
+            )
+        elif is_open(case.state):
+            result.open_count += 1
+            if now > case.due_at:
+                result.overdue_count += 1
+                result.decided += 1  # certainly not resolved within the term
+    result.medians = sorted(
+        (
+            Median(key, _group_label(key, config), float(statistics.median(values)), len(values))
+            for key, values in days.items()
+        ),
+        key=lambda m: (-m.count, m.label),
+    )
+    return result
+
+
+def _resolution_group(case: CaseFacts) -> str:
+    if case.resolution_path == "department" and case.department:
+        return case.department
+    return case.resolution_path or "otro"
+
+
+def _group_label(key: str, config: InstitutionConfig) -> str:
+    department = config.department(key)
+    if department is not None:
+        return department.name
+    return PATH_LABELS.get(key, key)
+
+
+async def load_figures(
+    uow: UnitOfWork, now: datetime, calendar: BusinessCalendar, config: InstitutionConfig
+) -> Figures:
+    rows = await uow.session.execute(
+        select(
+            CaseRow.kind,
+            CaseRow.channel,
+            CaseRow.state,
+            CaseRow.department,
+            CaseRow.resolution_path,
+            CaseRow.received_at,
+            CaseRow.due_at,
+            CaseRow.resolved_at,
+        )
+    )
+    cases = [CaseFacts(*row) for row in rows]
+    return figures(cases, now, calendar, config)
+
+
+# ------------------------------------------------------------------------------ SVG
+
+
+def bar_chart_svg(
+    title: str, bars: list[tuple[str, float]], *, unit: str = "", chart_id: str = "grafico"
+) -> str:
+    """A horizontal bar chart as accessible inline SVG (a ``<title>`` and one per bar)."""
+    row, label_w, bar_w, value_w = 28, 190, 260, 70
+    height = max(1, len(bars)) * row + 8
+    width = label_w + bar_w + value_w
+    top = max((v for _, v in bars), default=0) or 1
+    title_id = f"{chart_id}-titulo"
+    parts = [
+        f'<svg class="grafico" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="{title_id}" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{title_id}">{escape(title)}</title>',
+    ]
+    if not bars:
+        parts.append(f'<text x="0" y="20" class="grafico-etiqueta">{escape("Sin datos")}</text>')
+    for i, (label, value) in enumerate(bars):
+        y = i * row + 4
+        length = round(bar_w * value / top, 1)
+        shown = f"{value:g}{unit}"
+        parts.append(
+            f"<g><title>{escape(label)}: {escape(shown)}</title>"
+            f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end" class="grafico-etiqueta">'
+            f"{escape(_shorten(label))}</text>"
+            f'<rect x="{label_w}" y="{y + 3}" width="{max(length, 1)}" height="{row - 10}" '
+            f'class="grafico-barra" rx="2"/>'
+            f'<text x="{label_w + max(length, 1) + 6}" y="{y + 17}" class="grafico-valor">'
+            f"{escape(shown)}</text></g>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _shorten(label: str, limit: int = 28) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+# ------------------------------------------------------------------------------ CSV
+
+
+def to_csv(data: Figures) -> str:
+    """The same numbers as the page: ``figure,group,value,count``."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["figure", "group", "value", "count"])
+    writer.writerow(["cases_total", "", data.total, ""])
+    for key, _, n in data.by_kind:
+        writer.writerow(["cases_by_kind", key or "unclassified", n, ""])
+    for key, _, n in data.by_channel:
+        writer.writerow(["cases_by_channel", key, n, ""])
+    for key, _, n in data.by_month:
+        writer.writerow(["cases_by_month", key, n, ""])
+    share = data.on_time_share
+    writer.writerow(
+        [
+            "resolved_within_legal_term_share",
+            "",
+            "" if share is None else f"{share:.4f}",
+            data.decided,
+        ]
+    )
+    writer.writerow(["resolved_within_legal_term", "", data.on_time, data.decided])
+    for median in data.medians:
+        writer.writerow(
+            [
+                "median_business_days_to_resolution",
+                median.key,
+                f"{median.median_days:g}",
+                median.count,
+            ]
+        )
+    writer.writerow(["open_cases", "", data.open_count, ""])
+    writer.writerow(["overdue_open_cases", "", data.overdue_count, ""])
+    return out.getvalue()

@@ -1,0 +1,557 @@
+"""The staff console (``/consola``): sign-in, inbox, case page with its actions, filing a
+presencial case; and the department view (its remitted cases, the answer and return forms).
+
+Every action goes through :func:`shared.cases.perform` in one unit of work on the locked
+case row. POST forms carry the session's CSRF token; the session cookie is ``SameSite=Strict``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import func, select
+
+from services.intake import web_session
+from services.intake.web import ACTION_LABELS, DECISION_LABELS, KIND_LABELS
+from services.intake.web_session import Session
+from services.notifier.models import NotificationRow
+from shared.calendar import days_left
+from shared.cases import (
+    CaseNotFound,
+    InvalidActionInput,
+    NotYourCase,
+    file_case,
+    get_case,
+    history,
+    perform,
+)
+from shared.contract import SubmissionInvalid, validate_submission
+from shared.db.models import CaseRow
+from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State
+from shared.runtime import Deps
+from shared.tracking import normalize_tracking_code
+
+if TYPE_CHECKING:
+    from services.intake.web import Pages
+
+DEPARTMENT_ACTIONS = ("respond", "return")
+NEAR_DAYS = 3
+LIST_LIMIT = 300
+LOGIN_WINDOW_SECONDS = 300
+LOGIN_MAX_FAILURES = 20
+
+FIELD_LABELS = {
+    "kind": "Tipo",
+    "category": "Categoría",
+    "description": "Descripción",
+    "anonymous": "Anónimo",
+    "citizen.full_name": "Nombre completo",
+    "citizen.id_number": "Cédula",
+    "citizen.phone": "Teléfono",
+    "citizen.email": "Correo electrónico",
+    "notify": "Notificaciones",
+    "notify.email": "Correo para notificaciones",
+    "notify.phone": "Teléfono para notificaciones",
+    "notify.address": "Dirección para notificaciones",
+    "location": "Lugar de los hechos",
+    "location.district": "Distrito",
+    "location.corregimiento": "Corregimiento",
+    "location.address": "Dirección o referencia",
+}
+FORM_FIELDS = {
+    "citizen": ("full_name", "id_number", "phone", "email"),
+    "notify": ("email", "phone", "address"),
+    "location": ("district", "corregimiento", "address"),
+}
+ANCHORS = {
+    "notify": "grupo-notify",
+    "location": "grupo-location",
+}
+ACTION_FIELDS = {
+    "classify": ("kind", "category"),
+    "start_inspection": ("inspector",),
+    "remit": ("department",),
+    "record_findings": ("findings",),
+    "respond": ("response",),
+    "record_meeting_outcome": ("decision", "meeting_date", "notes"),
+    "return": ("reason",),
+    "decline": ("reason",),
+}
+DONE = {
+    "file": "Caso registrado. Entregue al ciudadano su código de seguimiento: {code}.",
+    "respond": "Respuesta enviada: el caso {code} quedó resuelto.",
+    "return": "Caso {code} devuelto al Departamento.",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    case: CaseRow
+    days_left: int
+    running: bool
+    urgency: str
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    at: datetime
+    kind: str
+    kind_label: str
+    text: str
+    who: str | None
+
+
+class LoginThrottle:
+    """Refuse sign-in from an address after too many wrong tokens in a short window."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, deque[float]] = {}
+
+    def blocked(self, who: str) -> bool:
+        recent = self._failures.get(who)
+        if not recent:
+            return False
+        while recent and recent[0] < time.monotonic() - LOGIN_WINDOW_SECONDS:
+            recent.popleft()
+        return len(recent) >= LOGIN_MAX_FAILURES
+
+    def failed(self, who: str) -> None:
+        self._failures.setdefault(who, deque()).append(time.monotonic())
+
+
+def row_for(case: CaseRow, now: datetime, deps: Deps, *, department_clock: bool = False) -> Row:
+    running = case.state in OPEN_STATES
+    due = case.due_at
+    if case.state == State.REMITTED and case.department_due_at is not None:
+        due = case.department_due_at if department_clock else min(due, case.department_due_at)
+    left = days_left(due, now, deps.cases.terms.calendar)
+    urgency = ""
+    if running and now > due:
+        urgency = "fila-vencida"
+    elif running and left <= NEAR_DAYS:
+        urgency = "fila-proxima"
+    return Row(case, left, running, urgency)
+
+
+def clocks_for(case: CaseRow, now: datetime, deps: Deps) -> list[dict[str, Any]]:
+    calendar = deps.cases.terms.calendar
+    running = case.state in OPEN_STATES
+    result: list[dict[str, Any]] = [
+        {
+            "label": "Plazo legal",
+            "due_at": case.due_at,
+            "days_left": days_left(case.due_at, now, calendar),
+            "running": running,
+        }
+    ]
+    if case.department_due_at is not None and case.state == State.REMITTED:
+        result.append(
+            {
+                "label": f"Plazo de la dependencia ({case.department})",
+                "due_at": case.department_due_at,
+                "days_left": days_left(case.department_due_at, now, calendar),
+                "running": True,
+            }
+        )
+    return result
+
+
+def person_data(case: CaseRow) -> list[tuple[str, str]]:
+    citizen, notify, location = case.citizen or {}, case.notify or {}, case.location or {}
+    items = [
+        ("Nombre", citizen.get("full_name")),
+        ("Cédula", citizen.get("id_number")),
+        ("Teléfono", citizen.get("phone")),
+        ("Correo", citizen.get("email")),
+        ("Notificar por correo", notify.get("email")),
+        ("Notificar por teléfono", notify.get("phone")),
+        ("Notificar en la dirección", notify.get("address")),
+        ("Provincia", location.get("province")),
+        ("Distrito", location.get("district")),
+        ("Corregimiento", location.get("corregimiento")),
+        ("Lugar de los hechos", location.get("address")),
+    ]
+    if location.get("lat") is not None:
+        items.append(("Coordenadas", f"{location.get('lat')}, {location.get('lon')}"))
+    return [(label, str(value)) for label, value in items if value]
+
+
+_STATUS = {
+    "pending": "pendiente",
+    "sent": "enviada",
+    "failed": "fallida",
+    "task": "tarea de entrega en persona",
+    "done": "entregada",
+}
+
+
+async def timeline_for(deps: Deps, case: CaseRow) -> list[TimelineItem]:
+    items: list[TimelineItem] = []
+    async with deps.uow() as uow:
+        rows = await history(uow, case.id)
+        notes = list(
+            await uow.session.scalars(
+                select(NotificationRow).where(NotificationRow.case_id == case.id)
+            )
+        )
+    for row in rows:
+        changed = row.from_state != row.to_state or row.action == "file"
+        details = {
+            k: v
+            for k, v in (row.details or {}).items()
+            if k != "events" and isinstance(v, str | int | float) and not isinstance(v, bool)
+        }
+        text = ACTION_LABELS.get(row.action, row.action.replace("_", " "))
+        if details:
+            text += " (" + "; ".join(f"{k}: {v}" for k, v in details.items()) + ")"
+        items.append(
+            TimelineItem(
+                row.at,
+                "estado" if changed else "nota",
+                "Cambio de estado" if changed else "Nota",
+                text,
+                row.actor,
+            )
+        )
+    for note in notes:
+        alert = note.event_type in ("DeadlineNear", "DeadlineMissed")
+        items.append(
+            TimelineItem(
+                note.sent_at or note.created_at,
+                "alerta" if alert else "notificacion",
+                "Alerta de plazo" if alert else "Notificación",
+                f"{note.template} por {note.channel} a {note.recipient_masked}: "
+                f"{_STATUS.get(note.status, note.status)}",
+                None,
+            )
+        )
+    return sorted(items, key=lambda item: item.at)
+
+
+def submission_data(form: dict[str, str]) -> dict[str, Any]:
+    """The presencial form as a submission: blank fields are absent."""
+    data: dict[str, Any] = {
+        "description": form.get("description", ""),
+        "anonymous": form.get("anonymous") == "si",
+    }
+    for name in ("kind", "category"):
+        if form.get(name, "").strip():
+            data[name] = form[name].strip()
+    for group, names in FORM_FIELDS.items():
+        values = {
+            n: form[f"{group}.{n}"].strip() for n in names if form.get(f"{group}.{n}", "").strip()
+        }
+        if values:
+            data[group] = values
+    return data
+
+
+def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
+    throttle = LoginThrottle()
+
+    def session_of(request: Request) -> Session | None:
+        return web_session.current(request, deps)
+
+    def to_login() -> Response:
+        return RedirectResponse("/consola", status_code=303)
+
+    def forbidden(request: Request, session: Session | None) -> Response:
+        return pages.render(
+            request,
+            "no_encontrado.html",
+            status_code=403,
+            session=session,
+            private=True,
+            title="Solicitud rechazada",
+            section="consola",
+            message="El formulario caducó o no es válido. Vuelva a la página e inténtelo de nuevo.",
+            back_href="/consola",
+            back_text="Volver a la consola",
+        )
+
+    def case_not_found(request: Request, session: Session) -> Response:
+        return pages.render(
+            request,
+            "no_encontrado.html",
+            status_code=404,
+            session=session,
+            private=True,
+            title="Caso no encontrado",
+            section="consola",
+            message="No hay ningún caso con ese código a su alcance.",
+            back_href="/consola",
+            back_text="Volver a la bandeja",
+        )
+
+    async def form_of(request: Request) -> dict[str, str]:
+        form = await request.form()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+
+    @app.get("/consola", include_in_schema=False)
+    async def console(
+        request: Request, estado: str | None = None, hecho: str | None = None,
+        codigo: str | None = None,
+    ) -> Response:
+        session = session_of(request)
+        if session is None:
+            return pages.render(
+                request, "consola_entrar.html", title="Consola del personal", section="consola",
+                private=True,
+            )
+        notice = DONE[hecho].format(code=codigo or "") if hecho in DONE else None
+        now = deps.clock.now()
+        if session.department is not None:
+            async with deps.uow() as uow:
+                cases = await uow.session.scalars(
+                    select(CaseRow)
+                    .where(
+                        CaseRow.state == State.REMITTED,
+                        CaseRow.department == session.department,
+                    )
+                    .order_by(CaseRow.department_due_at)
+                    .limit(LIST_LIMIT)
+                )
+                rows = [row_for(c, now, deps, department_clock=True) for c in cases]
+            return pages.render(
+                request, "consola_departamento.html", session=session, private=True,
+                title="Casos remitidos", section="consola", notice=notice, rows=rows,
+                department_name=pages.department_name(session.department),
+            )
+        if not session.is_staff:
+            return forbidden(request, session)
+        state_filter = estado if estado in {s.value for s in State} else "open"
+        async with deps.uow() as uow:
+            counts = dict(
+                (await uow.session.execute(
+                    select(CaseRow.state, func.count()).group_by(CaseRow.state)
+                )).all()
+            )
+            open_cases = list(
+                await uow.session.scalars(
+                    select(CaseRow)
+                    .where(CaseRow.state.in_([s.value for s in OPEN_STATES]))
+                    .order_by(CaseRow.due_at)
+                    .limit(LIST_LIMIT)
+                )
+            )
+            if state_filter == "open":
+                listed_cases = open_cases
+            else:
+                listed_cases = list(
+                    await uow.session.scalars(
+                        select(CaseRow)
+                        .where(CaseRow.state == state_filter)
+                        .order_by(CaseRow.updated_at.desc())
+                        .limit(LIST_LIMIT)
+                    )
+                )
+        open_rows = [row_for(c, now, deps) for c in open_cases]
+        from services.intake.web import STATE_LABELS
+
+        state_counts = [("open", "Abiertos", sum(counts.get(s.value, 0) for s in OPEN_STATES))]
+        state_counts += [(s.value, STATE_LABELS[s.value], counts.get(s.value, 0)) for s in State]
+        listed_label = dict((c, label) for c, label, _ in state_counts)[state_filter]
+        return pages.render(
+            request, "consola_bandeja.html", session=session, private=True,
+            title="Bandeja de casos", section="consola", notice=notice, search="",
+            overdue=[r for r in open_rows if r.urgency == "fila-vencida"],
+            near=[r for r in open_rows if r.urgency == "fila-proxima"],
+            triage=[r for r in open_rows if r.case.state == State.CLASSIFIED],
+            state_counts=state_counts, state_filter=state_filter,
+            listed=[row_for(c, now, deps) for c in listed_cases],
+            listed_caption=f"Casos: {listed_label}",
+        )
+
+    @app.post("/consola/entrar", include_in_schema=False)
+    async def sign_in(request: Request) -> Response:
+        who = request.client.host if request.client else "?"
+        form = await form_of(request)
+        if throttle.blocked(who):
+            session = None
+            error = "Demasiados intentos fallidos. Espere unos minutos."
+            status = 429
+        else:
+            session = web_session.sign_in(deps, form.get("token", ""))
+            error, status = "Token no válido.", 401
+        if session is None or not (session.is_staff or session.department):
+            if session is None and status == 401:
+                throttle.failed(who)
+            return pages.render(
+                request, "consola_entrar.html", status_code=status, private=True,
+                title="Consola del personal", section="consola",
+                error=error if session is None else "Este token no da acceso a la consola.",
+            )
+        response = RedirectResponse("/consola", status_code=303)
+        web_session.set_cookie(response, request, deps, session)
+        return response
+
+    @app.post("/consola/salir", include_in_schema=False)
+    async def sign_out(request: Request) -> Response:
+        session = session_of(request)
+        form = await form_of(request)
+        if session is not None and not web_session.csrf_ok(session, form.get("csrf")):
+            return forbidden(request, session)
+        response = RedirectResponse("/consola", status_code=303)
+        web_session.clear_cookie(response)
+        return response
+
+    @app.get("/consola/buscar", include_in_schema=False)
+    async def search(request: Request, codigo: str = "") -> Response:
+        session = session_of(request)
+        if session is None:
+            return to_login()
+        try:
+            code = normalize_tracking_code(codigo)
+        except ValueError:
+            return case_not_found(request, session)
+        return RedirectResponse(f"/consola/casos/{code}", status_code=303)
+
+    def new_case_page(
+        request: Request, session: Session, values: dict[str, str], errors: dict[str, str],
+        status_code: int = 200,
+    ) -> Response:
+        return pages.render(
+            request, "consola_nuevo.html", status_code=status_code, session=session,
+            private=True, title="Registrar caso presencial", section="consola",
+            values=values, errors=errors, kinds=list(KIND_LABELS.items()),
+            field_labels=FIELD_LABELS, anchors=ANCHORS,
+        )
+
+    @app.get("/consola/nuevo", include_in_schema=False)
+    async def new_case_form(request: Request) -> Response:
+        session = session_of(request)
+        if session is None or not session.is_staff:
+            return to_login()
+        return new_case_page(request, session, {}, {})
+
+    @app.post("/consola/nuevo", include_in_schema=False)
+    async def new_case(request: Request) -> Response:
+        session = session_of(request)
+        if session is None or not session.is_staff:
+            return to_login()
+        form = await form_of(request)
+        if not web_session.csrf_ok(session, form.get("csrf")):
+            return forbidden(request, session)
+        try:
+            submission = validate_submission(submission_data(form))
+        except SubmissionInvalid as exc:
+            errors: dict[str, str] = {}
+            for error in exc.errors:
+                errors.setdefault(error.field or "_", error.message)
+            return new_case_page(request, session, form, errors, status_code=422)
+        async with deps.uow() as uow:
+            case, _ = await file_case(
+                uow, deps.cases, submission, channel="presencial", actor=session.actor,
+                now=deps.clock.now(),
+            )
+            code = case.tracking_code
+        return RedirectResponse(f"/consola/casos/{code}?hecho=file", status_code=303)
+
+    async def case_page(
+        request: Request, session: Session, code: str, *, status_code: int = 200,
+        problem: str | None = None, notice: str | None = None, failed_action: str | None = None,
+        form_values: dict[str, str] | None = None, form_errors: dict[str, str] | None = None,
+    ) -> Response:
+        async with deps.uow() as uow:
+            try:
+                case = await get_case(uow, tracking_code=code)
+            except CaseNotFound:
+                return case_not_found(request, session)
+        if session.department is not None and not (
+            case.state == State.REMITTED and case.department == session.department
+        ):
+            return case_not_found(request, session)
+        actions = deps.cases.lifecycle.allowed(case.state, case.kind)
+        if session.department is not None:
+            actions = [a for a in actions if a in DEPARTMENT_ACTIONS]
+        now = deps.clock.now()
+        return pages.render(
+            request, "consola_caso.html", status_code=status_code, session=session,
+            private=True, title=f"Caso {case.tracking_code}", section="consola",
+            case=case, clocks=clocks_for(case, now, deps), person=person_data(case),
+            timeline=await timeline_for(deps, case), actions=actions,
+            kinds=list(KIND_LABELS.items()), decisions=list(DECISION_LABELS.items()),
+            departments=deps.config.departments, problem=problem, notice=notice,
+            failed_action=failed_action, form_values=form_values or {},
+            form_errors=form_errors or {}, today=now.date().isoformat(),
+        )
+
+    @app.get("/consola/casos/{code}", include_in_schema=False)
+    async def show_case(request: Request, code: str, hecho: str | None = None) -> Response:
+        session = session_of(request)
+        if session is None:
+            return to_login()
+        try:
+            canonical = normalize_tracking_code(code)
+        except ValueError:
+            return case_not_found(request, session)
+        notice = None
+        if hecho == "file":
+            notice = DONE["file"].format(code=canonical)
+        elif hecho:
+            notice = f"Hecho: {ACTION_LABELS.get(hecho, hecho)}."
+        return await case_page(request, session, canonical, notice=notice)
+
+    @app.post("/consola/casos/{code}/{action}", include_in_schema=False)
+    async def act(request: Request, code: str, action: str) -> Response:
+        session = session_of(request)
+        if session is None:
+            return to_login()
+        form = await form_of(request)
+        if not web_session.csrf_ok(session, form.get("csrf")):
+            return forbidden(request, session)
+        try:
+            code = normalize_tracking_code(code)
+        except ValueError:
+            return case_not_found(request, session)
+        if session.department is not None and action not in DEPARTMENT_ACTIONS:
+            return forbidden(request, session)
+        if not (session.is_staff or session.department):
+            return forbidden(request, session)
+        params: dict[str, Any] = {
+            name: form[name] for name in ACTION_FIELDS.get(action, ()) if form.get(name)
+        }
+        if session.department is not None:
+            params["department"] = session.department
+        try:
+            async with deps.uow() as uow:
+                case = await get_case(uow, tracking_code=code, lock=True)
+                if session.department is not None and not (
+                    case.state == State.REMITTED and case.department == session.department
+                ):
+                    raise CaseNotFound(code)
+                if form.get("estado") and form["estado"] != case.state:
+                    raise IllegalTransition(
+                        case.state, action, deps.cases.lifecycle.allowed(case.state, case.kind),
+                        case.kind,
+                    )
+                await perform(
+                    uow, deps.cases, case, action, params, actor=session.actor,
+                    now=deps.clock.now(), department_event=True,
+                )
+        except CaseNotFound:
+            return case_not_found(request, session)
+        except InvalidActionInput as exc:
+            return await case_page(
+                request, session, code, status_code=422,
+                problem="Revise el formulario: " + exc.message, failed_action=action,
+                form_values=form, form_errors={exc.field if exc.field in
+                    ACTION_FIELDS.get(action, ()) else "_": exc.message},
+            )
+        except IllegalTransition:
+            return await case_page(
+                request, session, code, status_code=409,
+                problem="El caso cambió de estado mientras tanto: esa acción ya no está "
+                "permitida. Revise las acciones disponibles ahora.",
+            )
+        except (NotYourCase, DomainError) as exc:
+            return await case_page(request, session, code, status_code=409, problem=str(exc))
+        if session.department is not None:
+            return RedirectResponse(f"/consola?hecho={action}&codigo={code}", status_code=303)
+        return RedirectResponse(f"/consola/casos/{code}?hecho={action}", status_code=303)

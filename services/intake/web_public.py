@@ -1,0 +1,153 @@
+"""Public pages: the citizen's tracking page and the transparency figures (no personal data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from services.intake.transparency import SMALL_SAMPLE, bar_chart_svg, load_figures, to_csv
+from shared.calendar import days_left
+from shared.cases import CaseNotFound, get_case, history
+from shared.db.models import CaseHistoryRow
+from shared.lifecycle import is_open
+from shared.runtime import Deps
+from shared.tracking import normalize_tracking_code
+
+if TYPE_CHECKING:
+    from services.intake.web import Pages
+
+
+@dataclass(frozen=True)
+class PublicStep:
+    at: datetime
+    text: str
+
+
+def public_timeline(rows: list[CaseHistoryRow]) -> list[PublicStep]:
+    """State changes only, in plain Spanish: no actor, no reasons, no free text."""
+    from services.intake.web import ACTION_LABELS, STATE_LABELS
+
+    steps = []
+    for row in rows:
+        if row.from_state == row.to_state and row.action != "file":
+            continue
+        text = ACTION_LABELS.get(row.action, "Cambio de estado")
+        if row.to_state and row.action != "file":
+            text += f" — nuevo estado: {STATE_LABELS.get(row.to_state, row.to_state)}"
+        steps.append(PublicStep(row.at, text))
+    return steps
+
+
+def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
+    def not_found(request: Request, message: str) -> Response:
+        return pages.render(
+            request,
+            "no_encontrado.html",
+            status_code=404,
+            title="Caso no encontrado",
+            section="seguimiento",
+            message=message,
+            back_href="/seguimiento",
+            back_text="Consultar otro código",
+        )
+
+    @app.get("/seguimiento", include_in_schema=False)
+    async def tracking_form(request: Request, codigo: str | None = None) -> Response:
+        error = None
+        if codigo is not None:
+            try:
+                code = normalize_tracking_code(codigo)
+            except ValueError as exc:
+                error = f"Código mal escrito: {exc}" if codigo.strip() else "Escriba el código."
+            else:
+                return RedirectResponse(f"/seguimiento/{code}", status_code=303)
+        return pages.render(
+            request,
+            "seguimiento_form.html",
+            status_code=422 if error else 200,
+            title="Seguimiento de casos",
+            section="seguimiento",
+            code=codigo or "",
+            error=error,
+        )
+
+    @app.get("/seguimiento/{tracking_code}", include_in_schema=False)
+    async def tracking_page(request: Request, tracking_code: str) -> Response:
+        try:
+            code = normalize_tracking_code(tracking_code)
+        except ValueError:
+            return not_found(request, "El código está mal escrito. Revíselo e inténtelo de nuevo.")
+        if code != tracking_code:
+            return RedirectResponse(f"/seguimiento/{code}", status_code=308)
+        now = deps.clock.now()
+        async with deps.uow() as uow:
+            try:
+                case = await get_case(uow, tracking_code=code)
+            except CaseNotFound:
+                return not_found(request, "No hay ningún caso con ese código.")
+            rows = await history(uow, case.id)
+        return pages.render(
+            request,
+            "seguimiento.html",
+            title=f"Caso {case.tracking_code}",
+            section="seguimiento",
+            case=case,
+            open=is_open(case.state),
+            legal_days_left=days_left(case.due_at, now, deps.cases.terms.calendar),
+            timeline=public_timeline(rows),
+        )
+
+    @app.get("/transparencia", include_in_schema=False)
+    async def transparency(request: Request) -> Response:
+        async with deps.uow() as uow:
+            data = await load_figures(
+                uow, deps.clock.now(), deps.cases.terms.calendar, deps.config
+            )
+        charts = []
+        for chart_id, title, header, rows in (
+            ("tipo", "Casos por tipo", "Tipo", data.by_kind),
+            ("canal", "Casos por canal", "Canal", data.by_channel),
+            ("mes", "Casos recibidos por mes", "Mes", data.by_month),
+        ):
+            bars = [(label, float(n)) for _, label, n in rows]
+            charts.append(
+                {
+                    "id": chart_id,
+                    "title": title,
+                    "group_header": header,
+                    "rows": [(label, n) for _, label, n in rows],
+                    "svg": bar_chart_svg(title, bars, chart_id=chart_id),
+                }
+            )
+        medians_svg = bar_chart_svg(
+            "Mediana de días hábiles hasta la resolución",
+            [(f"{m.label} (n={m.count})", m.median_days) for m in data.medians],
+            unit=" d",
+            chart_id="medianas",
+        )
+        return pages.render(
+            request,
+            "transparencia.html",
+            title="Transparencia",
+            section="transparencia",
+            data=data,
+            charts=charts,
+            medians_svg=medians_svg,
+            small_sample=SMALL_SAMPLE,
+        )
+
+    @app.get("/transparencia.csv", include_in_schema=False)
+    async def transparency_csv() -> Response:
+        async with deps.uow() as uow:
+            data = await load_figures(
+                uow, deps.clock.now(), deps.cases.terms.calendar, deps.config
+            )
+        return Response(
+            to_csv(data),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="transparencia.csv"'},
+        )
