@@ -290,7 +290,7 @@ def _text(
     params: dict[str, Any], name: str, *, required: bool, min_len: int, max_len: int
 ) -> str | None:
     value = params.get(name)
-    if value is None or (isinstance(value, str) and not value.strip() and not required):
+    if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise InvalidActionInput(name, "required", "campo obligatorio")
         return None
