@@ -48,8 +48,12 @@ async def test_a_case_flows_through_four_processes(processes, amqp_url: str) -> 
         except httpx.HTTPError:
             return False
 
-    await eventually(ready, timeout=60)
-    await eventually(lambda: all(p.started() for p in procs.values()), timeout=60)
+    try:
+        await eventually(ready, timeout=90)
+        await eventually(lambda: all(p.started() for p in procs.values()), timeout=90)
+    except AssertionError as exc:
+        logs = {n: p.log()[-3000:] for n, p in procs.items()}
+        raise AssertionError(f"services did not start: {logs}") from exc
 
     external_ref = f"311-{uuid.uuid4().hex[:8]}"
     connection = await aio_pika.connect(amqp_url)
@@ -80,7 +84,7 @@ async def test_a_case_flows_through_four_processes(processes, amqp_url: str) -> 
                 events.append(json.loads(message.body))
             return "CaseClassified" in {e["event_type"] for e in events}
 
-        await eventually(classified, timeout=30)
+        await eventually(classified, timeout=60)
     received = next(e for e in events if e["event_type"] == "CaseReceived")
     assert received["external_ref"] == external_ref
     async with httpx.AsyncClient() as http:
