@@ -1,11 +1,184 @@
-"""Installed into intake's HTTP app by create_app (to be built)."""
+"""The notification log over HTTP, for staff and supervisors.
+
+- ``GET /api/v1/notifications?case=<tracking code>&status=<status>``: what was (or will be)
+  sent for a case, to whom (masked), when, and its status — including ``failed`` ones with
+  the reason.
+- ``GET /api/v1/tasks``: the notifications staff must deliver themselves (a citizen with only
+  a postal address, or only a phone when no SMS gateway is configured), with the address or
+  number and the message to deliver. ``?status=done`` lists the finished ones.
+- ``POST /api/v1/tasks/{id}/done``: staff record that they notified the citizen; the case's
+  history shows it.
+
+Every route needs ``Authorization: Bearer <token>`` of a ``staff`` or ``supervisor`` role.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from datetime import datetime
+from typing import Annotated, Any
 
+from fastapi import FastAPI, Header, HTTPException, Query
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from services.intake.auth import Principal, TokenStore, bearer_token
+from services.notifier.models import NotificationRow
+from services.notifier.planning import DONE, IN_PERSON, TASK
+from services.notifier.templates import TemplateRenderer
+from shared.cases import CaseNotFound, get_case, record_note
 from shared.runtime import Deps
+from shared.tracking import normalize_tracking_code
+
+STATUSES = ("pending", "sent", "failed", "task", "done")
+MAX_ROWS = 500
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def notification_view(row: NotificationRow) -> dict[str, Any]:
+    """The public shape of a log row: the recipient is always masked."""
+    return {
+        "id": row.id,
+        "case": row.tracking_code,
+        "event_id": row.event_id,
+        "event_type": row.event_type,
+        "template": row.template,
+        "channel": row.channel,
+        "recipient": row.recipient_masked,
+        "status": row.status,
+        "attempts": row.attempts,
+        "created_at": _iso(row.created_at),
+        "next_attempt_at": _iso(row.next_attempt_at) if row.status == "pending" else None,
+        "sent_at": _iso(row.sent_at),
+        "last_error": row.last_error,
+    }
 
 
 def install(app: FastAPI, deps: Deps) -> None:
-    """Add this part's routes (and middleware) to the app."""
+    """Add the notification log and the staff task routes to the app."""
+    tokens = TokenStore.build(
+        deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
+    )
+    renderer = TemplateRenderer(deps.settings.templates_dir, tz=deps.config.institution.timezone)
+
+    def staff(authorization: str | None) -> Principal:
+        token = bearer_token(authorization)
+        principal = tokens.authenticate(token) if token else None
+        if principal is None:
+            raise HTTPException(
+                status_code=401,
+                detail="se requiere un token válido (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not principal.is_staff:
+            raise HTTPException(status_code=403, detail="solo personal o supervisión")
+        return principal
+
+    def task_view(row: NotificationRow) -> dict[str, Any]:
+        view = notification_view(row)
+        context = row.context
+        if row.channel == IN_PERSON:
+            view["deliver_to"] = {"address": context.get("address")}
+        else:
+            view["deliver_to"] = {"phone": row.recipient}
+        try:
+            message = renderer.render(row.template, context)
+            view["message"] = {
+                "subject": message.subject,
+                "text": message.text,
+                "sms": renderer.render_sms(row.template, context),
+            }
+        except Exception:  # a broken override must not hide the task itself
+            view["message"] = None
+        return view
+
+    @app.get("/api/v1/notifications", tags=["notificaciones"])
+    async def list_notifications(
+        authorization: Annotated[str | None, Header()] = None,
+        case: Annotated[str | None, Query(description="código de seguimiento")] = None,
+        status: Annotated[str | None, Query(description=" | ".join(STATUSES))] = None,
+    ) -> Any:
+        staff(authorization)
+        query = select(NotificationRow).order_by(NotificationRow.id).limit(MAX_ROWS)
+        if case is not None:
+            try:
+                code = normalize_tracking_code(case)
+            except ValueError:
+                return _invalid("case", "tracking_code", "código de seguimiento no válido")
+            query = query.where(NotificationRow.tracking_code == code)
+        if status is not None:
+            if status not in STATUSES:
+                return _invalid("status", "one_of", f"estado no válido; use {', '.join(STATUSES)}")
+            query = query.where(NotificationRow.status == status)
+        async with deps.sessionmaker() as session:
+            rows = await session.scalars(query)
+            return {"items": [notification_view(row) for row in rows]}
+
+    @app.get("/api/v1/tasks", tags=["notificaciones"])
+    async def list_tasks(
+        authorization: Annotated[str | None, Header()] = None,
+        status: Annotated[str, Query(description="task (abiertas) | done")] = TASK,
+    ) -> Any:
+        staff(authorization)
+        if status not in (TASK, DONE):
+            return _invalid("status", "one_of", "estado no válido; use task o done")
+        query = (
+            select(NotificationRow)
+            .where(NotificationRow.status == status)
+            .where(NotificationRow.channel.in_((IN_PERSON, "sms")))
+            .order_by(NotificationRow.created_at, NotificationRow.id)
+            .limit(MAX_ROWS)
+        )
+        async with deps.sessionmaker() as session:
+            rows = await session.scalars(query)
+            return {"items": [task_view(row) for row in rows]}
+
+    @app.post("/api/v1/tasks/{task_id}/done", tags=["notificaciones"])
+    async def task_done(
+        task_id: int,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        principal = staff(authorization)
+        now = deps.clock.now()
+        async with deps.uow() as uow:
+            query = select(NotificationRow).where(NotificationRow.id == task_id)
+            if uow.is_postgres:
+                query = query.with_for_update()
+            row = await uow.session.scalar(query)
+            if row is None or row.status not in (TASK, DONE):
+                return JSONResponse({"detail": "tarea no encontrada"}, status_code=404)
+            if row.status == TASK:
+                row.status = DONE
+                row.sent_at = now
+                row.attempts += 1
+                if row.case_id is not None:
+                    try:
+                        case_row = await get_case(uow, case_id=row.case_id)
+                    except CaseNotFound:
+                        case_row = None
+                    if case_row is not None:
+                        details: dict[str, Any] = {
+                            "notification_id": row.id,
+                            "event_type": row.event_type,
+                            "template": row.template,
+                            "channel": row.channel,
+                            "recipient": row.recipient_masked,
+                        }
+                        record_note(
+                            uow,
+                            case_row,
+                            actor=principal.actor,
+                            action="notification_delivered",
+                            now=now,
+                            details=details,
+                        )
+            view = notification_view(row)
+        return view
+
+
+def _invalid(field: str, rule: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": [{"field": field, "rule": rule, "message": message}]}, status_code=422
+    )
