@@ -9,8 +9,6 @@ Errors are GeoReport error lists: 404 for a missing resource, 403 for a missing 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from fastapi.responses import Response
 from sqlalchemy import and_, false, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from services.intake.auth import TokenStore
 from services.intake.open311_catalog import Service, build_catalog
 from services.intake.open311_format import FORMATS, Open311Error, render, render_errors, w3c
 from services.intake.open311_requests import (
@@ -40,7 +39,6 @@ from shared.tracking import normalize_tracking_code
 
 PREFIX = "/open311/v2"
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
-PLATFORM_ROLE = "platform311"
 log = logging.getLogger("defensa311.intake.open311")
 
 Answer = tuple[str, Any, int]
@@ -88,6 +86,9 @@ class Open311:
         self.tz = ZoneInfo(deps.config.institution.timezone)
         self.catalog = build_catalog(deps.config)
         self.changeset = self._changeset()
+        self.tokens = TokenStore.build(
+            deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
+        )
 
     def _changeset(self) -> str:
         # The catalogue changes when the institution's config file does.
@@ -188,17 +189,8 @@ class Open311:
             )
 
     def _is_platform311(self, key: str) -> bool:
-        # Settings.api_tokens is "role=token,role=token"; config [[tokens]] hold SHA-256 hashes.
-        found = False
-        for entry in self.deps.settings.api_tokens.split(","):
-            role, _, token = entry.partition("=")
-            if role.strip() == PLATFORM_ROLE and token.strip():
-                found |= hmac.compare_digest(token.strip().encode(), key.encode())
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        for stored in self.config.tokens:
-            if stored.role == PLATFORM_ROLE:
-                found |= hmac.compare_digest(stored.sha256, digest)
-        return found
+        principal = self.tokens.authenticate(key)
+        return principal is not None and principal.is_platform311
 
     async def file(self, request: Request) -> Answer:
         form = await request.form()
