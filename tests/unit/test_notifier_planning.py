@@ -1,0 +1,224 @@
+"""Who gets what (services/notifier/planning.py) and the retry schedule, without I/O."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.notifier.delivery import retry_delay
+from services.notifier.planning import (
+    ADDRESS_MASK,
+    NO_ADDRESS,
+    NO_SMS_GATEWAY,
+    CaseFacts,
+    Planner,
+    address_key,
+)
+from services.notifier.templates import TemplateRenderer
+from shared.config import InstitutionConfig
+from shared.contract import (
+    CaseReceived,
+    CaseRemitted,
+    CaseResolved,
+    CitizenContact,
+    DeadlineMissed,
+    DeadlineNear,
+    Event,
+    FieldError,
+    Location,
+    SubmissionRejected,
+)
+
+NOW = datetime(2026, 11, 3, 14, 5, tzinfo=UTC)
+DUE = NOW + timedelta(days=42)
+CASE_ID = uuid.uuid4()
+CODE = "D311-2026-000123"
+CONFIG = InstitutionConfig.model_validate(
+    {
+        "institution": {"name": "Alcaldía", "supervisor_email": "sup@alcaldia.example"},
+        "departments": [
+            {
+                "code": "aseo",
+                "name": "Aseo",
+                "email": "aseo@alcaldia.example",
+                "supervisor_email": "jefe@alcaldia.example",
+                "webhook_url": "https://aseo.example/hook?k=1",
+            },
+            {"code": "vias", "name": "Vías", "email": "vias@alcaldia.example"},
+        ],
+    }
+)
+
+
+def facts(**extra: Any) -> CaseFacts:
+    values: dict[str, Any] = {
+        "tracking_code": CODE,
+        "kind": "queja",
+        "category": "Basura",
+        "received_at": NOW,
+        "due_at": DUE,
+        "citizen_name": "Ana",
+        "notify": {"email": "ana@example.com"},
+    }
+    values.update(extra)
+    return CaseFacts(**values)
+
+
+def received() -> CaseReceived:
+    return CaseReceived(
+        case_id=CASE_ID, tracking_code=CODE, channel="web", received_at=NOW, due_at=DUE
+    )
+
+
+def who(event: Event, case: CaseFacts, *, sms: bool = True) -> set[tuple[str, str, str]]:
+    plan = Planner(CONFIG, sms_gateway=sms).plan(event, case)
+    return {(p.channel, p.recipient, p.status) for p in plan.notifications}
+
+
+def test_citizen_address_order_email_then_phone_then_post() -> None:
+    both = facts(notify={"email": "ana@example.com", "phone": "+50761234567"})
+    assert who(received(), both) == {("email", "ana@example.com", "pending")}
+    phone = facts(notify={"phone": "+50761234567"})
+    assert who(received(), phone) == {("sms", "+50761234567", "pending")}
+    assert who(received(), phone, sms=False) == {("sms", "+50761234567", "task")}
+    post = facts(notify={"address": "Calle 50, casa 12"})
+    assert who(received(), post) == {("in_person", address_key("Calle 50, casa 12"), "task")}
+
+
+def test_unreachable_citizen_is_a_gap_never_silence() -> None:
+    plan = Planner(CONFIG, sms_gateway=True).plan(received(), facts(notify={}, anonymous=True))
+    assert plan.notifications == [] and plan.gaps == [NO_ADDRESS]
+    task = Planner(CONFIG, sms_gateway=False).plan(received(), facts(notify={"phone": "+5076"}))
+    assert task.notifications[0].note == NO_SMS_GATEWAY
+
+
+def test_masked_recipients_carry_no_personal_data() -> None:
+    plan = Planner(CONFIG, sms_gateway=True).plan(received(), facts(notify={"address": "Calle 50"}))
+    (task,) = plan.notifications
+    assert task.recipient_masked == ADDRESS_MASK
+    assert task.context["address"] == "Calle 50"
+    assert "Calle" not in task.recipient
+
+
+def remitted(department: str = "aseo") -> CaseRemitted:
+    return CaseRemitted(
+        case_id=CASE_ID,
+        tracking_code=CODE,
+        department=department,
+        kind="denuncia",
+        category=None,
+        description="Basura acumulada en la esquina",
+        location=Location(address="Calle 50", district="Panamá"),
+        citizen=CitizenContact(full_name="Ana", notify_email="ana@example.com"),
+        remitted_at=NOW,
+        due_at=DUE,
+    )
+
+
+def test_remitted_goes_to_the_department_email_and_webhook() -> None:
+    assert who(remitted(), facts()) == {
+        ("email", "aseo@alcaldia.example", "pending"),
+        ("webhook", "https://aseo.example/hook?k=1", "pending"),
+    }
+    assert who(remitted("vias"), facts()) == {("email", "vias@alcaldia.example", "pending")}
+    plan = Planner(CONFIG, sms_gateway=True).plan(remitted("aseo"), facts())
+    mail = next(p for p in plan.notifications if p.channel == "email")
+    hook = next(p for p in plan.notifications if p.channel == "webhook")
+    assert hook.recipient_masked == "https://aseo.example/…"
+    assert hook.context["event"]["event_type"] == "CaseRemitted"
+    assert mail.context["location"] == "Calle 50, Panamá"
+    assert mail.context["category"] == "Basura"  # the case's, when the event has none
+    # the context renders with the real templates
+    rendered = TemplateRenderer().render(mail.template, mail.context)
+    assert CODE in rendered.subject and "Aseo" in rendered.text
+
+
+def test_unknown_department_is_a_gap() -> None:
+    plan = Planner(CONFIG, sms_gateway=True).plan(remitted("nadie"), facts())
+    assert plan.notifications == []
+    assert plan.gaps == ["department not configured: nadie"]
+
+
+@pytest.mark.parametrize(
+    ("clock", "department", "case_department", "expected"),
+    [
+        ("department", "aseo", "aseo", {"aseo@alcaldia.example", "https://aseo.example/hook?k=1"}),
+        ("legal", None, None, {"sup@alcaldia.example"}),
+        ("legal", None, "vias", {"sup@alcaldia.example", "vias@alcaldia.example"}),
+        (
+            "legal",
+            None,
+            "aseo",
+            {
+                "sup@alcaldia.example",
+                "jefe@alcaldia.example",
+                "aseo@alcaldia.example",
+                "https://aseo.example/hook?k=1",
+            },
+        ),
+    ],
+)
+def test_deadline_near(
+    clock: str, department: str | None, case_department: str | None, expected: set[str]
+) -> None:
+    event = DeadlineNear(
+        case_id=CASE_ID,
+        tracking_code=CODE,
+        clock=clock,  # type: ignore[arg-type]
+        department=department,
+        due_at=DUE,
+        days_before=3,
+    )
+    plan = Planner(CONFIG, sms_gateway=True).plan(event, facts(department=case_department))
+    assert {p.recipient for p in plan.notifications} == expected
+    assert all(p.template == "deadline_near" for p in plan.notifications)
+    for p in plan.notifications:
+        if p.channel == "email":
+            assert "3 días hábiles" in TemplateRenderer().render(p.template, p.context).text
+
+
+def test_deadline_missed_escalates_to_supervisors_and_department() -> None:
+    event = DeadlineMissed(
+        case_id=CASE_ID, tracking_code=CODE, clock="department", department="vias", due_at=DUE
+    )
+    assert {
+        p.recipient for p in Planner(CONFIG, sms_gateway=True).plan(event, facts()).notifications
+    } == {
+        "sup@alcaldia.example",
+        "vias@alcaldia.example",
+    }
+
+
+def test_resolved_goes_to_the_citizen_and_rejected_to_nobody() -> None:
+    event = CaseResolved(
+        case_id=CASE_ID,
+        tracking_code=CODE,
+        path="inspection",
+        resolution="Se recogió la basura.",
+        resolved_at=NOW,
+    )
+    plan = Planner(CONFIG, sms_gateway=True).plan(event, facts())
+    (mail,) = plan.notifications
+    assert (mail.template, mail.recipient) == ("case_resolved", "ana@example.com")
+    assert "Se recogió la basura." in TemplateRenderer().render(mail.template, mail.context).text
+    rejected = SubmissionRejected(reasons=[FieldError(field="a", rule="b", message="c")])
+    empty = Planner(CONFIG, sms_gateway=True).plan(rejected, facts())
+    assert empty.notifications == [] and empty.gaps == []
+
+
+def test_unclassified_case_receipt_still_renders() -> None:
+    plan = Planner(CONFIG, sms_gateway=True).plan(received(), facts(kind=None, category=None))
+    (mail,) = plan.notifications
+    text = TemplateRenderer().render(mail.template, mail.context).text
+    assert "ha recibido su petición" in text
+    assert "None" not in text
+
+
+def test_retry_delay_is_exponential_capped_and_honours_retry_after() -> None:
+    assert [retry_delay(n, 2.0).total_seconds() for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
+    assert retry_delay(40, 2.0) == timedelta(hours=1)
+    assert retry_delay(1, 2.0, retry_after=30) == timedelta(seconds=30)
+    assert retry_delay(5, 2.0, retry_after=3) == timedelta(seconds=32)
