@@ -167,7 +167,7 @@ def test_deadline_near(
     event = DeadlineNear(
         case_id=CASE_ID,
         tracking_code=CODE,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         department=department,
         due_at=DUE,
         days_before=3,
