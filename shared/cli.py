@@ -56,12 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document")
     asyncapi.add_argument("--output", "-o", help="write to this file instead of stdout")
-    for name in SERVICES:
-        # A service may contribute sub-commands in ``services/<name>/cli.py``: register(commands).
+    # Services (``services/<name>/cli.py``) and shared tools contribute sub-commands
+    # through ``register(commands)``.
+    for module_name in [f"services.{name}.cli" for name in SERVICES] + ["shared.broker_cli"]:
         try:
-            module = importlib.import_module(f"services.{name}.cli")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"services.{name}.cli":
+            if exc.name != module_name:
                 raise
             continue
         module.register(commands)

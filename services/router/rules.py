@@ -18,7 +18,8 @@ Rule schema (one ``[[rules]]`` table each)::
 
 Matching (all of it accent- and case-insensitive):
 
-* A rule matches when its ``categories`` match the submitted category **or** any of its
+* A rule matches when its ``categories`` (or the ``category`` it assigns) match the submitted
+  category **or** any of its
   ``keywords`` matches the description (either is enough). A rule needs at least one of the two.
 * Text is lowercased, accents are stripped (NFKD) and it is split on anything that is not a
   letter or digit, so keywords match whole words only: ``basura`` does not match ``basurero``.
@@ -327,7 +328,12 @@ class RuleSet:
         self._rules: tuple[_CompiledRule, ...] = tuple(
             _CompiledRule(
                 rule=rule,
-                categories=frozenset(_normalize_label(c) for c in rule.categories),
+                # A rule also matches the category it assigns: a filing that chose that
+                # category (an Open311 service, a staff form) follows the rule's route.
+                categories=frozenset(
+                    _normalize_label(c)
+                    for c in (*rule.categories, *([rule.category] if rule.category else []))
+                ),
                 phrases=tuple(_compile_keyword(k, rule.max_gap) for k in rule.keywords),
             )
             for _, rule in ordered
