@@ -22,9 +22,16 @@ def test_document_names_every_event_and_queue() -> None:
     doc = json.loads(render(Settings()))
     assert doc["asyncapi"].startswith("3.")
     messages = set(doc["components"]["messages"])
-    assert {"CaseSubmitted", "CaseReceived", "CaseClassified", "CaseRemitted",
-            "DepartmentResponded", "SubmissionRejected", "DeadlineNear",
-            "DeadlineMissed"} <= messages
+    assert {
+        "CaseSubmitted",
+        "CaseReceived",
+        "CaseClassified",
+        "CaseRemitted",
+        "DepartmentResponded",
+        "SubmissionRejected",
+        "DeadlineNear",
+        "DeadlineMissed",
+    } <= messages
     queues = doc["info"]["x-queues"]
     assert queues["defensa311.intake"]["dead_letter_queue"] == "defensa311.intake.dlq"
     assert all(q["type"] == "quorum" for q in queues.values())
