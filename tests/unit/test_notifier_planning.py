@@ -222,3 +222,14 @@ def test_retry_delay_is_exponential_capped_and_honours_retry_after() -> None:
     assert retry_delay(40, 2.0) == timedelta(hours=1)
     assert retry_delay(1, 2.0, retry_after=30) == timedelta(seconds=30)
     assert retry_delay(5, 2.0, retry_after=3) == timedelta(seconds=32)
+
+
+def test_a_body_that_is_no_event_is_poison() -> None:
+    from services.notifier.handlers import parse
+    from shared.consumer import Poison
+
+    with pytest.raises(Poison, match="JSON"):
+        parse(b"{not json")
+    with pytest.raises(Poison, match="esquema"):
+        parse(b'{"event_type": "CaseReceived"}')
+    assert isinstance(parse(received().model_dump_json().encode()), CaseReceived)
