@@ -35,9 +35,9 @@ def public_timeline(rows: list[CaseHistoryRow]) -> list[PublicStep]:
     for row in rows:
         if row.from_state == row.to_state and row.action != "file":
             continue
-        text = ACTION_LABELS.get(row.action, "Cambio de estado")
-        if row.to_state and row.action != "file":
-            text += f" — nuevo estado: {STATE_LABELS.get(row.to_state, row.to_state)}"
+        text = ACTION_LABELS.get(row.action)
+        if text is None:
+            text = f"Nuevo estado: {STATE_LABELS.get(row.to_state or '', row.to_state)}"
         steps.append(PublicStep(row.at, text))
     return steps
 
