@@ -27,7 +27,7 @@ _KEYS: dict[str, str] = {
     "SubmissionRejected": "case.rejected | case.rejected.{department}",
     "DeadlineNear": "deadline.near",
     "DeadlineMissed": "deadline.missed",
-    "NotificationFailed": "notification.failed",
+    "NotificationFailed": "case.notification_failed",
 }
 
 _INBOUND = {"CaseSubmitted", "DepartmentResponded", "CaseReturned"}

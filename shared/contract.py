@@ -379,7 +379,7 @@ class NotificationFailed(CaseEvent):
     notification_id: str
     channel: str
     reason: str
-    routing_prefix: ClassVar[str] = "notification.failed"
+    routing_prefix: ClassVar[str] = "case.notification_failed"
 
 
 AnyEvent = Annotated[
