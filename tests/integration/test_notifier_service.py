@@ -591,7 +591,9 @@ async def test_attempts_exhausted_fail_loudly(amqp_url: str, pg_url: str, tmp_pa
         failures = await h.deps.broker.declare_queue(
             RabbitQueue(f"test.failed.{uuid.uuid4().hex[:6]}", auto_delete=True)
         )
-        await failures.bind(await h.deps.broker.declare_exchange(exchange()), "notification.failed")
+        await failures.bind(
+            await h.deps.broker.declare_exchange(exchange()), "case.notification_failed"
+        )
 
         case = await h.file(kind="queja", citizen=citizen(), notify={"email": "ana@example.com"})
         row = (await eventually(lambda: _tried(h, case, 1)))[0]
