@@ -23,7 +23,7 @@ import uuid
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 
 from services.deadlines.schedule import AlertPolicy
 from services.deadlines.sweep import sweep

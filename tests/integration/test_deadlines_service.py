@@ -487,3 +487,29 @@ async def test_the_service_loop_sweeps_by_itself(amqp_url: str, pg_url: str, wir
         await runtime.stop()
     assert summary(first) == [("deadline.near", "legal", 3)]
     assert again == []
+
+
+async def test_one_process_on_sqlite(sqlite_url: str) -> None:
+    """SQLite (no FOR UPDATE) serves a single process with the same once-only alerts."""
+    await _open_clocks(sqlite_url, 5)
+    engine = make_engine(sqlite_url)
+    try:
+        factory = uow_factory(engine)
+        case_id = uuid.uuid4()
+        async with factory() as uow:
+            from services.deadlines.handlers import apply
+
+            await apply(uow, POLICY, received(case_id, "D311-2026-000999"))
+            await apply(
+                uow,
+                POLICY,
+                CaseClosed(case_id=case_id, tracking_code="D311-2026-000999", occurred_at=AT_3),
+            )
+        sent = [(await sweep(factory, POLICY, at)).sent for at in (AT_7, AT_7, AT_3, AT_1)]
+        async with make_sessionmaker(engine)() as session:
+            outbox = await session.scalar(select(func.count()).select_from(OutboxRow))
+    finally:
+        await engine.dispose()
+    # The closed case's clock never alerts; the five others alert once per threshold.
+    assert sent == [5, 0, 5, 5]
+    assert outbox == 15
