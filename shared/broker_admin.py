@@ -106,9 +106,8 @@ class RabbitmqctlAdmin:
             raise BrokerAdminError(f"no se pudo ejecutar {self.executable}: {exc}") from exc
         if result.returncode != 0:
             # Only the sub-command is echoed: arguments never carry a password (stdin does).
-            raise BrokerAdminError(
-                f"{self.executable} {args[0]} falló: {result.stderr.strip() or result.stdout.strip()}"
-            )
+            detail = result.stderr.strip() or result.stdout.strip()
+            raise BrokerAdminError(f"{self.executable} {args[0]} falló: {detail}")
         return result.stdout
 
     def existing_users(self) -> set[str]:
@@ -120,13 +119,17 @@ class RabbitmqctlAdmin:
         self._run("add_user", name, stdin=password + "\n")
 
     def set_permissions(self, vhost: str, user: str, grant: Grant) -> None:
-        self._run(
-            "set_permissions", "-p", vhost, user, grant.configure, grant.write, grant.read
-        )
+        self._run("set_permissions", "-p", vhost, user, grant.configure, grant.write, grant.read)
 
     def set_topic_permissions(self, vhost: str, user: str, exchange: str, grant: Grant) -> None:
         self._run(
-            "set_topic_permissions", "-p", vhost, user, exchange, grant.topic_write, grant.topic_read
+            "set_topic_permissions",
+            "-p",
+            vhost,
+            user,
+            exchange,
+            grant.topic_write,
+            grant.topic_read,
         )
 
 
