@@ -1,11 +1,418 @@
-"""Installed into intake's HTTP app by create_app (to be built)."""
+"""Observability and hygiene for intake's HTTP app: ``/metrics``, request counting, rate
+limits on the public endpoints and a request body size limit.
+
+``install`` runs last in :func:`services.intake.http.create_app`, so its middleware wraps
+every route: a request refused here (413, 429) is still counted by route and status.
+
+- ``GET /metrics``: the process's Prometheus registry (messages per queue and outcome,
+  HTTP requests, notifications, alerts) plus gauges computed at scrape time from the
+  database: cases by state, open and overdue cases, open and overdue clocks (when the
+  deadlines service has written any), the notification log by channel and status.
+- Rate limits: a token bucket per client IP, in memory (per process; behind N instances
+  the effective limit is N times this one). Filing without a token
+  (``POST /api/v1/cases``) and tracking lookups (``GET /api/v1/cases/{code}``,
+  ``/seguimiento…``) are limited; a request bearing a valid API token is not.
+- Body size: a declared ``Content-Length`` over the limit is refused before the app runs;
+  a chunked body is counted as it is read.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import hashlib
+import hmac
+import logging
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import Table, and_, case, func, select
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.db.schema import metadata
+from shared.lifecycle import OPEN_STATES, State
 from shared.runtime import Deps
+
+log = logging.getLogger("defensa311.intake.http")
+
+TOO_LARGE = "la solicitud es demasiado grande: el máximo es {limit} bytes"
+TOO_MANY = "demasiadas solicitudes desde su conexión; intente de nuevo en {seconds} segundos"
+
+
+class HttpLimits(BaseSettings):
+    """Limits of the public HTTP surface.
+
+    From ``DEFENSA311_RATE_LIMIT_*`` and ``DEFENSA311_MAX_BODY_BYTES``; a test may pass an
+    instance in ``deps.extras["http_limits"]``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DEFENSA311_", extra="ignore")
+
+    rate_limit_enabled: bool = True
+    # Filing from the web without a token: a burst, then a sustained rate per client IP.
+    rate_limit_filing_burst: int = Field(default=30, ge=1)
+    rate_limit_filing_per_minute: float = Field(default=30.0, gt=0)
+    # Tracking lookups (API and /seguimiento): enumerating codes must be slow.
+    rate_limit_lookup_burst: int = Field(default=120, ge=1)
+    rate_limit_lookup_per_minute: float = Field(default=120.0, gt=0)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    rate_limit_max_clients: int = Field(default=50_000, ge=100)
+
+
+# ---------------------------------------------------------------- token bucket
+
+
+class TokenBuckets:
+    """One bucket per key: ``burst`` tokens, refilled at ``per_minute``; least recently used
+    keys are forgotten beyond ``max_keys`` (a forgotten key starts with a full bucket)."""
+
+    def __init__(
+        self,
+        burst: int,
+        per_minute: float,
+        *,
+        max_keys: int = 50_000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = float(burst)
+        self.rate = per_minute / 60.0
+        self.max_keys = max_keys
+        self._now = monotonic
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str) -> float:
+        """Take one token; return 0 if allowed, else the seconds until one is available."""
+        now = self._now()
+        tokens, last = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+@dataclass(frozen=True)
+class LimitRule:
+    name: str
+    methods: frozenset[str]
+    path: re.Pattern[str]
+    buckets: TokenBuckets
+
+    def applies(self, method: str, path: str) -> bool:
+        return method in self.methods and self.path.fullmatch(path) is not None
+
+
+def public_rules(limits: HttpLimits) -> list[LimitRule]:
+    def buckets(burst: int, per_minute: float) -> TokenBuckets:
+        return TokenBuckets(burst, per_minute, max_keys=limits.rate_limit_max_clients)
+
+    filing = buckets(limits.rate_limit_filing_burst, limits.rate_limit_filing_per_minute)
+    lookup = buckets(limits.rate_limit_lookup_burst, limits.rate_limit_lookup_per_minute)
+    return [
+        LimitRule("filing", frozenset({"POST"}), re.compile(r"/api/v1/cases/?"), filing),
+        LimitRule("lookup", frozenset({"GET"}), re.compile(r"/api/v1/cases/[^/]+/?"), lookup),
+        LimitRule("lookup", frozenset({"GET", "POST"}), re.compile(r"/seguimiento(/.*)?"), lookup),
+    ]
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def known_token_hashes(deps: Deps) -> frozenset[str]:
+    """SHA-256 of every API token: ``DEFENSA311_API_TOKENS`` (``role=token,…``) and the TOML's."""
+    hashes = {entry.sha256 for entry in deps.config.tokens}
+    for item in deps.settings.api_tokens.split(","):
+        _, sep, token = item.strip().partition("=")
+        if sep and token.strip():
+            hashes.add(hashlib.sha256(token.strip().encode()).hexdigest())
+    return frozenset(hashes)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return str(token.strip())
+    return None
+
+
+def _has_valid_token(scope: Scope, hashes: frozenset[str]) -> bool:
+    token = _bearer(scope)
+    if token is None:
+        return False
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    # Compare against every hash, in constant time each: no early exit on a match.
+    return sum(hmac.compare_digest(digest, known) for known in hashes) > 0
+
+
+# ---------------------------------------------------------------- middleware
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while reading a body past the limit; FastAPI turns it into a 413 response."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, detail=TOO_LARGE.format(limit=limit))
+
+
+class HttpGuard:
+    """Pure ASGI middleware: counts every request; refuses oversized bodies and floods."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        fastapi_app: FastAPI,
+        deps: Deps,
+        limits: HttpLimits,
+        rules: list[LimitRule],
+        token_hashes: frozenset[str],
+    ) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+        self.deps = deps
+        self.limits = limits
+        self.rules = rules
+        self.token_hashes = token_hashes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500, "started": False}
+
+        async def send_counting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = int(message["status"])
+                status["started"] = True
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send_counting)
+            else:
+                await self.app(scope, self._limited(receive), send_counting)
+        except BodyTooLarge as exc:
+            # Raised outside FastAPI's request handling (e.g. a form read by hand).
+            if status["started"]:
+                raise
+            await _json(exc.status_code, {"detail": exc.detail})(scope, receive, send_counting)
+        finally:
+            self._count(scope, int(status["code"]))
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        declared = _content_length(scope)
+        if declared is not None and declared > self.limits.max_body_bytes:
+            log.info("request refused", extra={"reason": "body_too_large", "status_code": 413})
+            return _json(413, {"detail": TOO_LARGE.format(limit=self.limits.max_body_bytes)})
+        if not self.limits.rate_limit_enabled:
+            return None
+        method, path = scope["method"], scope["path"]
+        rules = [rule for rule in self.rules if rule.applies(method, path)]
+        if not rules or _has_valid_token(scope, self.token_hashes):
+            return None
+        client = (scope.get("client") or ("desconocido", 0))[0]
+        for rule in rules:
+            wait = rule.buckets.take(f"{rule.name}:{client}")
+            if wait > 0:
+                seconds = max(1, math.ceil(wait))
+                log.info(
+                    "request refused",
+                    extra={"reason": f"rate_limited:{rule.name}", "status_code": 429},
+                )
+                return _json(
+                    429,
+                    {"detail": TOO_MANY.format(seconds=seconds)},
+                    headers={"Retry-After": str(seconds)},
+                )
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        limit = self.limits.max_body_bytes
+        read = 0
+
+        async def receive_limited() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        return receive_limited
+
+    def _count(self, scope: Scope, status: int) -> None:
+        self.deps.metrics.http_requests.labels(
+            route=self._route(scope), method=scope["method"], status=str(status)
+        ).inc()
+
+    def _route(self, scope: Scope) -> str:
+        """The route template (``/api/v1/cases/{tracking_code}``), never the raw path."""
+        route = scope.get("route")
+        template = getattr(route, "path", None)
+        if isinstance(template, str):
+            return template
+        for candidate in self.fastapi_app.router.routes:
+            match, _ = candidate.matches(scope)
+            if match == Match.FULL:
+                path = getattr(candidate, "path", None)
+                if isinstance(path, str):
+                    return path
+        # Unknown paths share one label: a scanner must not blow up the series count.
+        return "unmatched"
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# ---------------------------------------------------------------- /metrics
+
+
+class DatabaseGauges(Collector):
+    """Gauges read from the database at scrape time (one scrape's worth)."""
+
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self.families
+
+
+async def database_gauges(deps: Deps) -> list[GaugeMetricFamily]:
+    tables = metadata().tables
+    now = deps.clock.now()
+    families: list[GaugeMetricFamily] = []
+    up = GaugeMetricFamily(
+        "defensa311_metrics_database_up", "1 if the database answered the scrape's queries"
+    )
+    ok = True
+    try:
+        async with deps.engine.connect() as conn:
+            cases = tables["cases"]
+            by_state = GaugeMetricFamily(
+                "defensa311_cases", "Cases by lifecycle state", labels=["state"]
+            )
+            counts = {state.value: 0 for state in State}
+            for state, count in await conn.execute(
+                select(cases.c.state, func.count()).group_by(cases.c.state)
+            ):
+                counts[str(state)] = int(count)
+            for state, count in sorted(counts.items()):
+                by_state.add_metric([state], count)
+            families.append(by_state)
+            open_states = [s.value for s in OPEN_STATES]
+            overdue_cases = await conn.scalar(
+                select(func.count()).where(
+                    and_(cases.c.state.in_(open_states), cases.c.due_at < now)
+                )
+            )
+            families.append(
+                GaugeMetricFamily(
+                    "defensa311_cases_overdue",
+                    "Open cases past their legal due date",
+                    value=int(overdue_cases or 0),
+                )
+            )
+            families += await _clock_gauges(conn, tables["deadline_clocks"], now)
+            families += await _notification_gauges(conn, tables["notifications"])
+    except Exception as exc:  # a scrape must answer even when the database does not
+        ok = False
+        log.warning("metrics query failed", extra={"error": type(exc).__name__})
+    up.add_metric([], 1 if ok else 0)
+    return [*families, up]
+
+
+async def _clock_gauges(conn: Any, clocks: Table, now: Any) -> list[GaugeMetricFamily]:
+    if not await conn.scalar(select(func.count()).select_from(clocks)):
+        return []  # no deadlines service has run: no clock figures rather than false zeros
+    open_clocks = GaugeMetricFamily(
+        "defensa311_clocks_open", "Running deadline clocks by clock", labels=["clock"]
+    )
+    overdue = GaugeMetricFamily(
+        "defensa311_clocks_overdue", "Running clocks past their due date", labels=["clock"]
+    )
+    running = clocks.c.stopped_at.is_(None)
+    late = func.sum(case((clocks.c.due_at < now, 1), else_=0))
+    rows = await conn.execute(
+        select(clocks.c.clock, func.count(), late).where(running).group_by(clocks.c.clock)
+    )
+    for clock, count, late_count in rows:
+        open_clocks.add_metric([str(clock)], int(count))
+        overdue.add_metric([str(clock)], int(late_count or 0))
+    return [open_clocks, overdue]
+
+
+async def _notification_gauges(conn: Any, notifications: Table) -> list[GaugeMetricFamily]:
+    family = GaugeMetricFamily(
+        "defensa311_notifications_logged",
+        "Notification log rows by channel and status (sent, failed, pending, …)",
+        labels=["channel", "status"],
+    )
+    rows = await conn.execute(
+        select(notifications.c.channel, notifications.c.status, func.count()).group_by(
+            notifications.c.channel, notifications.c.status
+        )
+    )
+    for channel, status, count in rows:
+        family.add_metric([str(channel), str(status)], int(count))
+    return [family]
+
+
+async def render_metrics(deps: Deps) -> bytes:
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(DatabaseGauges(await database_gauges(deps)))
+    return deps.metrics.render() + generate_latest(scrape)
+
+
+# ---------------------------------------------------------------- install
 
 
 def install(app: FastAPI, deps: Deps) -> None:
-    """Add this part's routes (and middleware) to the app."""
+    """Add ``/metrics`` and the middleware that counts, limits and guards every request."""
+    limits = deps.extras.get("http_limits")
+    if not isinstance(limits, HttpLimits):
+        limits = HttpLimits()
+
+    @app.get("/metrics", tags=["operación"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(await render_metrics(deps), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(
+        HttpGuard,
+        fastapi_app=app,
+        deps=deps,
+        limits=limits,
+        rules=public_rules(limits),
+        token_hashes=known_token_hashes(deps),
+    )
