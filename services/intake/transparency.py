@@ -177,10 +177,15 @@ async def load_figures(
 
 
 def bar_chart_svg(
-    title: str, bars: list[tuple[str, float]], *, unit: str = "", chart_id: str = "grafico"
+    title: str,
+    bars: list[tuple[str, float]],
+    *,
+    unit: str = "",
+    chart_id: str = "grafico",
+    notes: list[str] | None = None,
 ) -> str:
     """A horizontal bar chart as accessible inline SVG (a ``<title>`` and one per bar)."""
-    row, label_w, bar_w, value_w = 28, 190, 260, 70
+    row, label_w, bar_w, value_w = 28, 210, 240, 110
     height = max(1, len(bars)) * row + 8
     width = label_w + bar_w + value_w
     top = max((v for _, v in bars), default=0) or 1
@@ -195,7 +200,7 @@ def bar_chart_svg(
     for i, (label, value) in enumerate(bars):
         y = i * row + 4
         length = round(bar_w * value / top, 1)
-        shown = f"{value:g}{unit}"
+        shown = f"{value:g}{unit}" + (f" {notes[i]}" if notes else "")
         parts.append(
             f"<g><title>{escape(label)}: {escape(shown)}</title>"
             f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end" class="grafico-etiqueta">'
@@ -209,7 +214,7 @@ def bar_chart_svg(
     return "".join(parts)
 
 
-def _shorten(label: str, limit: int = 28) -> str:
+def _shorten(label: str, limit: int = 26) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 

@@ -125,8 +125,9 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             )
         medians_svg = bar_chart_svg(
             "Mediana de días hábiles hasta la resolución",
-            [(f"{m.label} (n={m.count})", m.median_days) for m in data.medians],
+            [(m.label, m.median_days) for m in data.medians],
             unit=" d",
+            notes=[f"(n={m.count})" for m in data.medians],
             chart_id="medianas",
         )
         return pages.render(
