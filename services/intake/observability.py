@@ -18,8 +18,6 @@ every route: a request refused here (413, 429) is still counted by route and sta
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import math
 import re
@@ -38,9 +36,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Table, and_, case, func, select
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.intake.auth import TokenStore, bearer_token
 from shared.db.schema import metadata
 from shared.lifecycle import OPEN_STATES, State
 from shared.runtime import Deps
@@ -110,9 +108,12 @@ class TokenBuckets:
 
 @dataclass(frozen=True)
 class LimitRule:
+    """Requests (method, path) limited by one budget; ``route`` labels their refusals."""
+
     name: str
     methods: frozenset[str]
     path: re.Pattern[str]
+    route: str
     buckets: TokenBuckets
 
     def applies(self, method: str, path: str) -> bool:
@@ -124,43 +125,46 @@ def public_rules(limits: HttpLimits) -> list[LimitRule]:
         return TokenBuckets(burst, per_minute, max_keys=limits.rate_limit_max_clients)
 
     filing = buckets(limits.rate_limit_filing_burst, limits.rate_limit_filing_per_minute)
+    # The API and the tracking pages share one lookup budget per client.
     lookup = buckets(limits.rate_limit_lookup_burst, limits.rate_limit_lookup_per_minute)
+    post, get = frozenset({"POST"}), frozenset({"GET", "HEAD"})
     return [
-        LimitRule("filing", frozenset({"POST"}), re.compile(r"/api/v1/cases/?"), filing),
-        LimitRule("lookup", frozenset({"GET"}), re.compile(r"/api/v1/cases/[^/]+/?"), lookup),
-        LimitRule("lookup", frozenset({"GET", "POST"}), re.compile(r"/seguimiento(/.*)?"), lookup),
+        LimitRule("filing", post, re.compile(r"/api/v1/cases/?"), "/api/v1/cases", filing),
+        LimitRule(
+            "lookup",
+            get,
+            re.compile(r"/api/v1/cases/[^/]+/?"),
+            "/api/v1/cases/{tracking_code}",
+            lookup,
+        ),
+        LimitRule(
+            "lookup",
+            get | post,
+            re.compile(r"/seguimiento/?"),
+            "/seguimiento",
+            lookup,
+        ),
+        LimitRule(
+            "lookup",
+            get,
+            re.compile(r"/seguimiento/[^/]+/?"),
+            "/seguimiento/{tracking_code}",
+            lookup,
+        ),
     ]
 
 
 # ---------------------------------------------------------------- tokens
 
 
-def known_token_hashes(deps: Deps) -> frozenset[str]:
-    """SHA-256 of every API token: ``DEFENSA311_API_TOKENS`` (``role=token,…``) and the TOML's."""
-    hashes = {entry.sha256 for entry in deps.config.tokens}
-    for item in deps.settings.api_tokens.split(","):
-        _, sep, token = item.strip().partition("=")
-        if sep and token.strip():
-            hashes.add(hashlib.sha256(token.strip().encode()).hexdigest())
-    return frozenset(hashes)
-
-
-def _bearer(scope: Scope) -> str | None:
+def _authenticated(scope: Scope, tokens: TokenStore) -> bool:
+    """A request bearing a valid API token (any role) is not a member of the public."""
+    authorization = None
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return str(token.strip())
-    return None
-
-
-def _has_valid_token(scope: Scope, hashes: frozenset[str]) -> bool:
-    token = _bearer(scope)
-    if token is None:
-        return False
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    # Compare against every hash, in constant time each: no early exit on a match.
-    return sum(hmac.compare_digest(digest, known) for known in hashes) > 0
+            authorization = value.decode("latin-1")
+    token = bearer_token(authorization)
+    return bool(token) and tokens.authenticate(token or "") is not None
 
 
 # ---------------------------------------------------------------- middleware
@@ -180,18 +184,16 @@ class HttpGuard:
         self,
         app: ASGIApp,
         *,
-        fastapi_app: FastAPI,
         deps: Deps,
         limits: HttpLimits,
         rules: list[LimitRule],
-        token_hashes: frozenset[str],
+        tokens: TokenStore,
     ) -> None:
         self.app = app
-        self.fastapi_app = fastapi_app
         self.deps = deps
         self.limits = limits
         self.rules = rules
-        self.token_hashes = token_hashes
+        self.tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -210,7 +212,7 @@ class HttpGuard:
             if refusal is not None:
                 await refusal(scope, receive, send_counting)
             else:
-                await self.app(scope, self._limited(receive), send_counting)
+                await self.app(scope, self._limited(scope, receive), send_counting)
         except BodyTooLarge as exc:
             # Raised outside FastAPI's request handling (e.g. a form read by hand).
             if status["started"]:
@@ -220,20 +222,18 @@ class HttpGuard:
             self._count(scope, int(status["code"]))
 
     def _refusal(self, scope: Scope) -> Response | None:
-        declared = _content_length(scope)
-        if declared is not None and declared > self.limits.max_body_bytes:
-            log.info("request refused", extra={"reason": "body_too_large", "status_code": 413})
-            return _json(413, {"detail": TOO_LARGE.format(limit=self.limits.max_body_bytes)})
         if not self.limits.rate_limit_enabled:
             return None
         method, path = scope["method"], scope["path"]
         rules = [rule for rule in self.rules if rule.applies(method, path)]
-        if not rules or _has_valid_token(scope, self.token_hashes):
+        if not rules or _authenticated(scope, self.tokens):
             return None
         client = (scope.get("client") or ("desconocido", 0))[0]
         for rule in rules:
             wait = rule.buckets.take(f"{rule.name}:{client}")
             if wait > 0:
+                # Refused before routing: the rule knows which route template it guards.
+                scope["defensa311.route"] = rule.route
                 seconds = max(1, math.ceil(wait))
                 log.info(
                     "request refused",
@@ -246,16 +246,25 @@ class HttpGuard:
                 )
         return None
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, scope: Scope, receive: Receive) -> Receive:
+        """Refuse the body once it is read: routing has happened, so the 413 is counted
+        under its route, and an endpoint that reads no body is not refused."""
         limit = self.limits.max_body_bytes
+        declared = _content_length(scope)
         read = 0
 
         async def receive_limited() -> Message:
             nonlocal read
+            if declared is not None and declared > limit:
+                log.info("request refused", extra={"reason": "body_too_large", "status_code": 413})
+                raise BodyTooLarge(limit)
             message = await receive()
             if message["type"] == "http.request":
                 read += len(message.get("body", b""))
                 if read > limit:
+                    log.info(
+                        "request refused", extra={"reason": "body_too_large", "status_code": 413}
+                    )
                     raise BodyTooLarge(limit)
             return message
 
@@ -268,16 +277,9 @@ class HttpGuard:
 
     def _route(self, scope: Scope) -> str:
         """The route template (``/api/v1/cases/{tracking_code}``), never the raw path."""
-        route = scope.get("route")
-        template = getattr(route, "path", None)
+        template = getattr(scope.get("route"), "path", None) or scope.get("defensa311.route")
         if isinstance(template, str):
             return template
-        for candidate in self.fastapi_app.router.routes:
-            match, _ = candidate.matches(scope)
-            if match == Match.FULL:
-                path = getattr(candidate, "path", None)
-                if isinstance(path, str):
-                    return path
         # Unknown paths share one label: a scanner must not blow up the series count.
         return "unmatched"
 
@@ -410,9 +412,10 @@ def install(app: FastAPI, deps: Deps) -> None:
 
     app.add_middleware(
         HttpGuard,
-        fastapi_app=app,
         deps=deps,
         limits=limits,
         rules=public_rules(limits),
-        token_hashes=known_token_hashes(deps),
+        tokens=TokenStore.build(
+            deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
+        ),
     )
