@@ -20,6 +20,7 @@ import aio_pika
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.messaging import QueueSpec
 
@@ -44,13 +45,24 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
+# SQLSTATEs that say "the database cannot serve you right now", not "this message is bad":
+# connection exceptions (08), insufficient resources such as "too many clients" (53),
+# operator intervention such as a shutdown or "the database system is starting up" (57P),
+# and the concurrency failures a retry resolves (serialization failure, deadlock).
+TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "40001", "40P01")
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, IntegrityError):
         return False
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(TRANSIENT_SQLSTATE_PREFIXES):
+            return True
     return isinstance(exc, ConnectionError | OSError | TimeoutError | aio_pika.exceptions.AMQPError)
 
 
