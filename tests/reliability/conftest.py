@@ -19,7 +19,7 @@ class Sink:
     def __init__(self) -> None:
         self.count = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.count += 1
         return "250 OK"
 
@@ -38,12 +38,14 @@ def smtp_port() -> Iterator[int]:
 @pytest.fixture
 async def cluster(
     amqp_url: str, pg_url: str, tmp_path: Path, smtp_port: int
-) -> AsyncIterator[Callable[[int], Awaitable[Cluster]]]:
+) -> AsyncIterator[Callable[..., Awaitable[Cluster]]]:
     check_descriptions()
     made: list[Cluster] = []
 
-    async def make(instances: int = 1) -> Cluster:
-        cluster = Cluster(amqp_url, pg_url, tmp_path, instances=instances, smtp_port=smtp_port)
+    async def make(instances: int = 1, **env: str) -> Cluster:
+        cluster = Cluster(
+            amqp_url, pg_url, tmp_path, instances=instances, smtp_port=smtp_port, extra_env=env
+        )
         made.append(cluster)
         await cluster.start()
         return cluster
