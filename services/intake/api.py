@@ -1,11 +1,459 @@
-"""Installed into intake's HTTP app by create_app (to be built)."""
+"""The case API (``/api/v1``): filing, tracking, listing and every lifecycle action.
+
+Every accepted action runs :func:`shared.cases.perform` in one unit of work on a locked
+row: the new state, the audit row and the outgoing events commit together or not at all.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import json
+import logging
+from collections import deque
+from datetime import datetime, timedelta
+from http import HTTPStatus
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
+
+from services.intake.auth import Principal, TokenStore, bearer_token
+from services.intake.schemas import (
+    ACTION_BODIES,
+    DEPARTMENT_ACTIONS,
+    Filed,
+    FilingRequest,
+    ListFilters,
+    action_params,
+    actions_openapi,
+    filing_errors,
+)
+from services.intake.views import platform311_view, public_view, staff_view, summary
+from shared.cases import CaseNotFound, InvalidActionInput, file_case, get_case, history, perform
+from shared.contract import CaseReturned, DepartmentResponded, FieldError
+from shared.db.models import CaseHistoryRow, CaseRow
+from shared.lifecycle import OPEN_STATES, IllegalTransition
 from shared.runtime import Deps
+from shared.tracking import normalize_tracking_code
+from shared.validation import spanish_errors
+
+log = logging.getLogger("defensa311.intake.api")
+
+# The router consumes case.responded.* / case.returned.*: an answer given over HTTP has
+# already been applied here, so its inbox is marked in the same transaction.
+ROUTER_CONSUMER = "router"
+
+# Public lookups that miss, per client, before 429: with 40 random bits per code this keeps
+# a blind enumeration at a few thousand guesses a day per address.
+PUBLIC_MISSES_PER_WINDOW = 30
+PUBLIC_MISS_WINDOW = timedelta(minutes=1)
+
+
+class ApiError(Exception):
+    """An answer other than 2xx, raised from inside a unit of work so it rolls back."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
+
+
+def invalid(errors: list[FieldError] | list[dict[str, str]]) -> ApiError:
+    detail = [e.model_dump() if isinstance(e, FieldError) else e for e in errors]
+    return ApiError(422, {"detail": detail})
+
+
+def not_found() -> ApiError:
+    return ApiError(404, {"detail": "caso no encontrado"})
+
+
+def unauthorized(
+    message: str = "se requiere un token válido (Authorization: Bearer <token>)",
+) -> ApiError:
+    return ApiError(401, {"detail": message}, {"WWW-Authenticate": "Bearer"})
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, {"detail": message})
+
+
+class MissLimiter:
+    """Counts a client's public lookups of unknown codes in a sliding window."""
+
+    def __init__(self, limit: int, window: timedelta) -> None:
+        self.limit = limit
+        self.window = window
+        self._misses: dict[str, deque[datetime]] = {}
+
+    def blocked(self, client: str, now: datetime) -> bool:
+        misses = self._misses.get(client)
+        if not misses:
+            return False
+        while misses and now - misses[0] > self.window:
+            misses.popleft()
+        return len(misses) >= self.limit
+
+    def miss(self, client: str, now: datetime) -> None:
+        self._misses.setdefault(client, deque()).append(now)
+        if len(self._misses) > 10_000:  # bound memory: forget the oldest client
+            self._misses.pop(next(iter(self._misses)))
+
+
+# The OpenAPI security scheme; the header is read (and a malformed one refused) below.
+_BEARER = HTTPBearer(auto_error=False, description="token de la institución: Bearer <token>")
+
+
+async def optional_principal(
+    request: Request,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> Principal | None:
+    """No Authorization header → anonymous; a wrong or malformed one → 401."""
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        return None
+    store = request.app.state.api_tokens
+    assert isinstance(store, TokenStore)
+    principal = store.authenticate(token) if token else None
+    if principal is None:
+        raise unauthorized("token inválido o desconocido")
+    return principal
+
+
+async def required_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise unauthorized()
+    return principal
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+RequiredPrincipal = Annotated[Principal, Depends(required_principal)]
 
 
 def install(app: FastAPI, deps: Deps) -> None:
-    """Add this part's routes (and middleware) to the app."""
+    """Add the case API's routes to the app."""
+    store = TokenStore.build(
+        deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
+    )
+    app.state.api_tokens = store
+    limiter = MissLimiter(PUBLIC_MISSES_PER_WINDOW, PUBLIC_MISS_WINDOW)
+    error_handlers(app)
+    app.include_router(build_router(deps, limiter))
+
+
+def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
+    router = APIRouter(prefix="/api/v1")
+
+    def render(case: CaseRow, rows: list[CaseHistoryRow], who: Principal | None) -> dict[str, Any]:
+        now = deps.clock.now()
+        terms = deps.cases.terms
+        if who is None:
+            return public_view(case, rows, terms, now)
+        if who.is_platform311:
+            return platform311_view(case, rows, terms, now)
+        view = staff_view(case, rows, terms, now, deps.cases.lifecycle)
+        mine = DEPARTMENT_ACTIONS if who.department else None
+        view["allowed_actions"] = [
+            a for a in view["allowed_actions"] if (a in DEPARTMENT_ACTIONS) == (mine is not None)
+        ]
+        return view
+
+    # ------------------------------------------------------------------------ filing
+
+    @router.post(
+        "/cases",
+        status_code=201,
+        response_model=Filed,
+        tags=["casos"],
+        summary="Presentar un caso",
+        responses={200: {"description": "caso 311 ya recibido (mismo external_ref)"}},
+    )
+    async def file_a_case(body: FilingRequest, who: OptionalPrincipal, response: Response) -> Any:
+        if body.channel == "presencial" and (who is None or not who.is_staff):
+            if who is None:
+                raise unauthorized("el canal presencial requiere un token del personal")
+            raise forbidden("solo el personal puede presentar casos por el canal presencial")
+        if body.channel == "311" and (who is None or not who.is_platform311):
+            if who is None:
+                raise unauthorized("el canal 311 requiere el token de la plataforma 311")
+            raise forbidden("solo la plataforma 311 puede presentar casos por el canal 311")
+        errors = filing_errors(body)
+        if errors:
+            raise invalid(errors)
+        now = deps.clock.now()
+        actor = who.actor if who else "ciudadano"
+        try:
+            async with deps.uow() as uow:
+                case, created = await file_case(
+                    uow,
+                    deps.cases,
+                    body.submission(),
+                    channel=body.channel,
+                    actor=actor,
+                    now=now,
+                    external_ref=body.external_ref,
+                )
+        except IntegrityError:
+            # The same 311 ticket filed at the same moment elsewhere: that case is the one.
+            if body.external_ref is None:
+                raise
+            async with deps.uow() as uow:
+                case = await _by_external_ref(uow.session, body.external_ref)
+            created = False
+        if not created:
+            response.status_code = 200
+        log.info(
+            "case filed" if created else "duplicate 311 submission answered",
+            extra={
+                "case_id": case.id,
+                "tracking_code": case.tracking_code,
+                "channel": case.channel,
+            },
+        )
+        return Filed(
+            case_id=case.id,
+            tracking_code=case.tracking_code,
+            state=case.state,
+            received_at=case.received_at,
+            due_at=case.due_at,
+        )
+
+    # ------------------------------------------------------------------------ reading
+
+    @router.get("/cases/{tracking_code}", tags=["casos"], summary="Consultar un caso")
+    async def read_case(tracking_code: str, request: Request, who: OptionalPrincipal) -> Any:
+        now = deps.clock.now()
+        client = request.client.host if request.client else "?"
+        if who is None and limiter.blocked(client, now):
+            raise ApiError(
+                429,
+                {"detail": "demasiadas consultas de códigos inexistentes; intente más tarde"},
+                {"Retry-After": str(int(PUBLIC_MISS_WINDOW.total_seconds()))},
+            )
+        try:
+            async with deps.uow() as uow:
+                case = await _visible_case(uow, tracking_code, who)
+                rows = await history(uow, case.id)
+                return render(case, rows, who)
+        except ApiError as exc:
+            if who is None and exc.status == 404:
+                limiter.miss(client, now)
+            raise
+
+    async def _visible_case(
+        uow: Any, tracking_code: str, who: Principal | None, *, lock: bool = False
+    ) -> CaseRow:
+        try:
+            code = normalize_tracking_code(tracking_code)
+            case = await get_case(uow, tracking_code=code, lock=lock)
+        except (ValueError, CaseNotFound):
+            raise not_found() from None
+        if who is not None and who.department and case.department != who.department:
+            raise not_found()  # a department does not learn that other cases exist
+        return case
+
+    @router.get("/cases", tags=["casos"], summary="Listar casos (personal)")
+    async def list_cases(who: RequiredPrincipal, filters: Annotated[ListFilters, Query()]) -> Any:
+        if not (who.is_staff or who.department):
+            raise forbidden("solo el personal y los departamentos pueden listar casos")
+        department = who.department or filters.department
+        now = deps.clock.now()
+        where: list[ColumnElement[bool]] = []
+        if filters.state:
+            where.append(CaseRow.state == filters.state)
+        if filters.kind:
+            where.append(CaseRow.kind == filters.kind)
+        if filters.channel:
+            where.append(CaseRow.channel == filters.channel)
+        if department:
+            where.append(CaseRow.department == department)
+        if filters.overdue is not None:
+            overdue = _overdue(now)
+            where.append(overdue if filters.overdue else not_(overdue))
+        async with deps.uow() as uow:
+            total = await uow.session.scalar(
+                select(func.count()).select_from(CaseRow).where(*where)
+            )
+            rows = await uow.session.scalars(
+                select(CaseRow)
+                .where(*where)
+                .order_by(CaseRow.received_at.desc(), CaseRow.id)
+                .limit(filters.limit)
+                .offset(filters.offset)
+            )
+            items = [summary(case, now) for case in rows]
+        return {
+            "items": items,
+            "total": total or 0,
+            "limit": filters.limit,
+            "offset": filters.offset,
+        }
+
+    @router.get("/agenda", tags=["casos"], summary="Sugerencias en agenda (personal)")
+    async def agenda(who: RequiredPrincipal) -> Any:
+        if not who.is_staff:
+            raise forbidden("solo el personal puede ver la agenda")
+        now = deps.clock.now()
+        async with deps.uow() as uow:
+            rows = await uow.session.scalars(
+                select(CaseRow)
+                .where(CaseRow.state == "on_agenda")
+                .order_by(CaseRow.received_at, CaseRow.id)
+            )
+            items = [{**summary(case, now), "description": case.description} for case in rows]
+        return {"items": items, "total": len(items)}
+
+    @router.get("/departments", tags=["catálogo"], summary="Departamentos configurados")
+    async def departments() -> Any:
+        return [{"code": d.code, "name": d.name} for d in deps.config.departments]
+
+    # ------------------------------------------------------------------------ actions
+
+    @router.post(
+        "/cases/{tracking_code}/actions/{action}",
+        tags=["casos"],
+        summary="Aplicar una acción del ciclo de vida",
+        openapi_extra=actions_openapi(),
+        responses={
+            404: {"description": "caso o acción desconocidos"},
+            409: {"description": "la acción no está permitida en el estado actual"},
+        },
+    )
+    async def act(tracking_code: str, action: str, request: Request, who: RequiredPrincipal) -> Any:
+        model = ACTION_BODIES.get(action)
+        if model is None:
+            raise ApiError(
+                404, {"detail": f"acción desconocida: {action}", "actions": list(ACTION_BODIES)}
+            )
+        if who.department:
+            if action not in DEPARTMENT_ACTIONS:
+                raise forbidden(f"un departamento solo puede responder o devolver, no «{action}»")
+        elif not who.is_staff or action in DEPARTMENT_ACTIONS:
+            raise forbidden(f"su rol ({who.role}) no puede aplicar «{action}»")
+        data = await _json_body(request)
+        try:
+            body = model.model_validate(data)
+        except ValidationError as exc:
+            raise invalid(spanish_errors(exc)) from None
+        now = deps.clock.now()
+        try:
+            async with deps.uow() as uow:
+                case = await _visible_case(uow, tracking_code, who, lock=True)
+                events = await perform(
+                    uow,
+                    deps.cases,
+                    case,
+                    action,
+                    action_params(body),
+                    actor=who.actor,
+                    now=now,
+                    department_event=True,
+                )
+                for event in events:
+                    if isinstance(event, DepartmentResponded | CaseReturned):
+                        uow.mark_seen(ROUTER_CONSUMER, str(event.event_id), now)
+                rows = await history(uow, case.id)
+                view = render(case, rows, who)
+        except IllegalTransition as exc:
+            log.info(
+                "illegal transition refused",
+                extra={"tracking_code": tracking_code[:20], "action": action, "state": exc.state},
+            )
+            raise ApiError(
+                409, {"detail": str(exc), "state": exc.state, "allowed": exc.allowed}
+            ) from None
+        except InvalidActionInput as exc:
+            raise invalid(
+                [FieldError(field=exc.field, rule=exc.rule, message=exc.message)]
+            ) from None
+        log.info(
+            "action applied",
+            extra={
+                "case_id": case.id,
+                "tracking_code": case.tracking_code,
+                "action": action,
+                "state": case.state,
+            },
+        )
+        return view
+
+    return router
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise invalid(
+            [{"field": "", "rule": "json_invalid", "message": "el contenido no es JSON válido"}]
+        ) from None
+
+
+def _overdue(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        CaseRow.state.in_([s.value for s in OPEN_STATES]),
+        or_(
+            CaseRow.due_at < now,
+            and_(
+                CaseRow.state == "remitted",
+                CaseRow.department_due_at.is_not(None),
+                CaseRow.department_due_at < now,
+            ),
+        ),
+    )
+
+
+async def _by_external_ref(session: Any, external_ref: str) -> CaseRow:
+    case = await session.scalar(select(CaseRow).where(CaseRow.external_ref == external_ref))
+    if case is None:
+        raise HTTPException(503, "reintente")  # the other filing rolled back: a retry files it
+    assert isinstance(case, CaseRow)
+    return case
+
+
+def error_handlers(app: FastAPI) -> None:
+    """Answers in the API's shapes: ApiError as given, validation in Spanish."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    async def api_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return exc.response()
+
+    async def validation_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": spanish_errors(list(exc.errors()))}, status_code=422)
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        detail: Any = exc.detail
+        if detail in _ENGLISH_DEFAULTS:
+            detail = SPANISH_HTTP.get(exc.status_code, "error en la solicitud")
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+_ENGLISH_DEFAULTS = {s.phrase for s in HTTPStatus} | {"There was an error parsing the body"}
+
+SPANISH_HTTP = {
+    400: "el cuerpo de la solicitud no se pudo leer",
+    404: "recurso no encontrado",
+    405: "método no permitido",
+    413: "el cuerpo de la solicitud es demasiado grande",
+    415: "tipo de contenido no admitido",
+}

@@ -111,3 +111,44 @@ def staff_view(
         }
     )
     return view
+
+
+def platform311_view(
+    case: CaseRow, history: list[CaseHistoryRow], terms: Terms, now: datetime
+) -> dict[str, Any]:
+    """What the 311 platform sees: the public view plus the ids it follows a case by."""
+    view = public_view(case, history, terms, now)
+    view.update({"case_id": case.id, "external_ref": case.external_ref})
+    return view
+
+
+def is_overdue(case: CaseRow, now: datetime) -> bool:
+    """An open case past its legal term, or a remitted one past the department's."""
+    if not is_open(case.state):
+        return False
+    if now > case.due_at:
+        return True
+    return (
+        case.state == "remitted"
+        and case.department_due_at is not None
+        and now > case.department_due_at
+    )
+
+
+def summary(case: CaseRow, now: datetime) -> dict[str, Any]:
+    """One item of the staff list (no citizen data: open the case for that)."""
+    return {
+        "case_id": case.id,
+        "tracking_code": case.tracking_code,
+        "state": case.state,
+        "kind": case.kind,
+        "category": case.category,
+        "channel": case.channel,
+        "department": case.department,
+        "received_at": _iso(case.received_at),
+        "due_at": _iso(case.due_at),
+        "department_due_at": _iso(case.department_due_at),
+        "overdue": is_overdue(case, now),
+        "flagged": case.flagged,
+        "return_count": case.return_count,
+    }

@@ -1,0 +1,188 @@
+"""Request and response bodies of the HTTP API (pydantic; error messages in Spanish).
+
+The filing body *is* the contract's :class:`~shared.contract.Submission` plus the channel,
+so HTTP, 311 over AMQP and Open311 share one set of field rules; the law's rules
+(:func:`~shared.contract.law_errors`) are applied on top by :func:`filing_errors`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.contract import (
+    Channel,
+    Decision,
+    FieldError,
+    Kind,
+    LongText,
+    ShortText,
+    Submission,
+    law_errors,
+)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class FilingRequest(Submission):
+    """``POST /api/v1/cases``: a submission and the door it came through."""
+
+    channel: Channel = Field(
+        description=(
+            "presencial (requiere token de personal), web (público) o 311 "
+            "(requiere token platform311 y external_ref)"
+        )
+    )
+    external_ref: ShortText | None = Field(
+        default=None, description="el ticket del 311; solo para el canal 311"
+    )
+
+    def submission(self) -> Submission:
+        return Submission.model_validate(self.model_dump(include=set(Submission.model_fields)))
+
+
+def filing_errors(request: FilingRequest) -> list[FieldError]:
+    """The law's rules and the channel's own, on top of the field formats."""
+    errors = law_errors(request)
+    if request.channel == "311" and not request.external_ref:
+        errors.append(
+            FieldError(
+                field="external_ref",
+                rule="required_for_channel",
+                message="campo obligatorio para el canal 311 (el ticket del 311)",
+            )
+        )
+    if request.channel != "311" and request.external_ref:
+        errors.append(
+            FieldError(
+                field="external_ref",
+                rule="only_channel_311",
+                message="solo un caso del canal 311 lleva external_ref",
+            )
+        )
+    return errors
+
+
+class Filed(BaseModel):
+    case_id: str
+    tracking_code: str
+    state: str
+    received_at: datetime
+    due_at: datetime
+
+
+# ---------------------------------------------------------------------------- actions
+
+
+class ClassifyBody(_Body):
+    kind: Kind
+    category: ShortText | None = None
+
+
+class StartInspectionBody(_Body):
+    inspector: ShortText | None = None
+    scheduled_for: AwareDatetime | None = None
+
+
+class RemitBody(_Body):
+    department: str = Field(min_length=1, max_length=32, description="código del departamento")
+
+
+class EmptyBody(_Body):
+    pass
+
+
+class RecordFindingsBody(_Body):
+    findings: LongText
+
+
+class RespondBody(_Body):
+    response: LongText
+
+
+class MeetingOutcomeBody(_Body):
+    decision: Decision
+    notes: LongText
+
+
+class ReturnBody(_Body):
+    reason: LongText
+
+
+class CloseBody(_Body):
+    reason: LongText | None = None
+
+
+class DeclineBody(_Body):
+    reason: LongText
+
+
+ACTION_BODIES: dict[str, type[_Body]] = {
+    "classify": ClassifyBody,
+    "start_inspection": StartInspectionBody,
+    "remit": RemitBody,
+    "add_to_agenda": EmptyBody,
+    "record_findings": RecordFindingsBody,
+    "respond": RespondBody,
+    "record_meeting_outcome": MeetingOutcomeBody,
+    "return": ReturnBody,
+    "close": CloseBody,
+    "decline": DeclineBody,
+}
+
+# Actions a department token may take (on a case remitted to it); staff take the others.
+DEPARTMENT_ACTIONS = frozenset({"respond", "return"})
+
+
+def action_params(body: BaseModel) -> dict[str, Any]:
+    """The parameters :func:`shared.cases.perform` takes, without unset optionals."""
+    return body.model_dump(exclude_none=True)
+
+
+def actions_openapi() -> dict[str, Any]:
+    """The request body of the action endpoint, documented per action."""
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {
+                                "title": action,
+                                **model.model_json_schema(),
+                            }
+                            for action, model in ACTION_BODIES.items()
+                        ]
+                    }
+                }
+            },
+            "description": (
+                "Según la acción: classify {kind, category}, start_inspection {inspector?, "
+                "scheduled_for?}, remit {department}, add_to_agenda {}, record_findings "
+                "{findings}, respond {response}, record_meeting_outcome {decision, notes}, "
+                "return {reason}, close {reason?}, decline {reason}."
+            ),
+        }
+    }
+
+
+class ListFilters(_Body):
+    """``GET /api/v1/cases`` query."""
+
+    state: (
+        Literal[
+            "received", "classified", "inspection", "remitted", "on_agenda", "resolved", "closed"
+        ]
+        | None
+    ) = None
+    kind: Kind | None = None
+    channel: Channel | None = None
+    department: str | None = Field(default=None, max_length=32)
+    overdue: bool | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    offset: int = Field(default=0, ge=0)
