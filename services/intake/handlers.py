@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from faststream.rabbit.message import RabbitMessage
+from sqlalchemy.exc import IntegrityError
 
 from shared.cases import file_case
 from shared.consumer import Handler, Poison
@@ -19,6 +20,7 @@ from shared.contract import (
     SubmissionRejected,
     validate_submission,
 )
+from shared.db.models import CaseRow
 from shared.runtime import Deps
 
 CONSUMER = "intake"
@@ -44,26 +46,41 @@ def submission_received(deps: Deps) -> Handler:
             await _reject(deps, data, event_id, exc.errors)
             return
         assert isinstance(event, CaseSubmitted)
-        now = deps.clock.now()
-        async with deps.uow() as uow:
-            if await uow.seen(CONSUMER, event_id):
-                return
-            case, created = await file_case(
-                uow,
-                deps.cases,
-                Submission.model_validate(event.model_dump(include=set(Submission.model_fields))),
-                channel="311",
-                actor="platform311",
-                now=now,
-                external_ref=event.external_ref,
-            )
-            uow.mark_seen(CONSUMER, event_id, now)
+        try:
+            filed = await _file(deps, event, event_id)
+        except IntegrityError:
+            # Another instance filed the same 311 ticket (or took the same event) between our
+            # look-up and our insert: the unique index refused ours and rolled it back. A
+            # fresh transaction now sees that case and files nothing.
+            filed = await _file(deps, event, event_id)
+        if filed is None:
+            return
+        case, created = filed
         log.info(
             "case filed" if created else "duplicate 311 submission ignored",
             extra={"case_id": case.id, "tracking_code": case.tracking_code, "event_id": event_id},
         )
 
     return handle
+
+
+async def _file(deps: Deps, event: CaseSubmitted, event_id: str) -> tuple[CaseRow, bool] | None:
+    """File the submission once per event and once per ``external_ref``; None if seen."""
+    now = deps.clock.now()
+    async with deps.uow() as uow:
+        if await uow.seen(CONSUMER, event_id):
+            return None
+        case, created = await file_case(
+            uow,
+            deps.cases,
+            Submission.model_validate(event.model_dump(include=set(Submission.model_fields))),
+            channel="311",
+            actor="platform311",
+            now=now,
+            external_ref=event.external_ref,
+        )
+        uow.mark_seen(CONSUMER, event_id, now)
+    return case, created
 
 
 def _event_id(data: dict[str, Any], msg: RabbitMessage) -> str:
