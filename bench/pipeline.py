@@ -1,0 +1,413 @@
+"""Pipeline benchmark (issue 7): N 311 submissions from ``case.submitted`` to ``CaseRemitted``
+in a department queue, the four services as separate OS processes on PostgreSQL, and, in the
+same run, the raw ceiling of this machine (persistent 1 KB messages with publisher confirms
+through one quorum queue, plain aio-pika publisher and consumer).
+
+    python bench/pipeline.py                 # 5,000 cases as fast as they go
+    python bench/pipeline.py --rate 50 --n 1500   # a steady 50 cases/s: the p99 goal
+    python bench/pipeline.py --profile router     # py-spy the router during the run
+
+It creates a fresh vhost and database and removes them. The last line printed is one JSON
+object (``cases_per_s``, ``p50_ms``, ``p95_ms``, ``p99_ms``, ``raw_msgs_per_s``,
+``messages_per_case``, ``ratio``, RSS figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aio_pika
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("intake", "router", "deadlines", "notifier")
+AMQP = os.environ.get("DEFENSA311_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG = os.environ.get(
+    "DEFENSA311_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+# Publishes with confirms on the path case.submitted → CaseRemitted: the submission, then
+# CaseReceived, CaseClassified and CaseRemitted from the services' outboxes.
+MESSAGES_PER_CASE = 4
+DESCRIPTIONS = {
+    "aseo": "Denuncio un vertedero de basura que crece cada semana en la esquina",
+    "vias": "Hay un hueco enorme en la carretera principal frente a la escuela",
+    "ambiente": "Están talando los árboles del parque del barrio sin control",
+    "salud": "Hay ratas y cucarachas por todo el mercado municipal",
+}
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def with_path(url: str, path: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class Services:
+    def __init__(self, amqp_url: str, database_url: str, logs: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DEFENSA311_")}
+        self.env.update(
+            {
+                "DEFENSA311_AMQP_URL": amqp_url,
+                "DEFENSA311_DATABASE_URL": database_url,
+                "DEFENSA311_OUTBOX_POLL_SECONDS": "0.2",
+                "DEFENSA311_LOG_LEVEL": "WARNING",
+                "DEFENSA311_HTTP_PORT": str(free_port()),
+                "DEFENSA311_SMTP_PORT": str(free_port()),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        handle = (self.logs / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "run", name],
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+        )
+
+    async def ready(self, database_url: str, wait_s: float = 120) -> None:
+        """Started when each process has its consumer on its queue (the topology is declared
+        before consuming) and intake answers /readyz."""
+        import httpx
+
+        deadline = time.monotonic() + wait_s
+        port = self.env["DEFENSA311_HTTP_PORT"]
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.procs.values()):
+                raise RuntimeError(f"a service exited: {self.tails()}")
+            with contextlib.suppress(Exception):
+                async with httpx.AsyncClient(timeout=2) as http:
+                    ok = (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+                if ok and await self._consumers() >= len(self.procs):
+                    return
+            await asyncio.sleep(0.3)
+        raise RuntimeError(f"services not ready: {self.tails()}")
+
+    async def _consumers(self) -> int:
+        connection = await aio_pika.connect(self.env["DEFENSA311_AMQP_URL"])
+        async with connection:
+            channel = await connection.channel()
+            total = 0
+            for name in ("intake", "router", "deadlines", "notifier"):
+                if name in self.procs:
+                    q = await channel.declare_queue(f"defensa311.{name}", passive=True)
+                    total += 1 if q.declaration_result.consumer_count else 0
+            return total
+
+    def tails(self) -> dict[str, str]:
+        return {n: (self.logs / f"{n}.log").read_text(errors="replace")[-1500:] for n in self.procs}
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def submission(i: int, run: str) -> tuple[bytes, str]:
+    department = sorted(DESCRIPTIONS)[i % len(DESCRIPTIONS)]
+    ref = f"bench-{run}-{i}"
+    body = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "CaseSubmitted",
+        "occurred_at": "2026-11-24T10:00:00-05:00",
+        "schema_version": 1,
+        "external_ref": ref,
+        # The reference travels in the description to the department (CaseRemitted).
+        "description": f"{DESCRIPTIONS[department]}. Referencia {ref}",
+        "citizen": {"full_name": "Ana Pérez", "id_number": "8-123-4567"},
+        "notify": {"email": "ana@example.com"},
+    }
+    return json.dumps(body).encode(), ref
+
+
+async def pipeline(amqp_url: str, n: int, rate: float | None) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    sent: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    done = asyncio.Event()
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        consume = await connection.channel()
+        await consume.set_qos(prefetch_count=500)
+
+        async def on_remitted(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            now = time.monotonic()
+            data = json.loads(message.body)
+            if data.get("event_type") == "CaseRemitted":
+                ref = data["description"].rsplit("Referencia ", 1)[-1]
+                arrived.setdefault(ref, now)
+                if len(arrived) >= n:
+                    done.set()
+            await message.ack()
+
+        async def on_311(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            await message.ack()  # 311 follows its cases; the bench only keeps the queue short
+
+        for department in DESCRIPTIONS:
+            queue = await consume.get_queue(f"defensa311.department.{department}")
+            await queue.consume(on_remitted)
+        await (await consume.get_queue("defensa311.platform311")).consume(on_311)
+
+        publish = await connection.channel(publisher_confirms=True)
+        exchange = await publish.get_exchange("defensa311")
+        window = asyncio.Semaphore(200)  # publishes awaiting their confirm
+
+        async def one(i: int) -> None:
+            body, ref = submission(i, run)
+            async with window:
+                sent[ref] = time.monotonic()
+                await exchange.publish(
+                    aio_pika.Message(
+                        body,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        content_type="application/json",
+                    ),
+                    routing_key="case.submitted",
+                    mandatory=True,
+                )
+
+        started = time.monotonic()
+        tasks = []
+        for i in range(n):
+            if rate:
+                lag = started + i / rate - time.monotonic()
+                if lag > 0:
+                    await asyncio.sleep(lag)
+            else:
+                await window.acquire()  # keep at most the window in flight
+                window.release()
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        published = time.monotonic()
+        await asyncio.wait_for(done.wait(), timeout=max(120.0, n / 5))
+        finished = max(arrived.values())
+    latencies = [(arrived[ref] - sent[ref]) * 1000 for ref in sent]
+    return {
+        "cases": n,
+        "seconds": round(finished - started, 2),
+        "publish_seconds": round(published - started, 2),
+        "cases_per_s": round(n / (finished - started), 1),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p95_ms": round(percentile(latencies, 95), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+        "mean_ms": round(statistics.fmean(latencies), 1),
+    }
+
+
+async def raw_ceiling(amqp_url: str, count: int) -> dict[str, Any]:
+    """Persistent 1 KB messages with confirms through one quorum queue, consumed with acks."""
+    body = os.urandom(512).hex().encode()  # 1,024 bytes
+    received = 0
+    done = asyncio.Event()
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(
+            "bench.raw", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await channel.set_qos(prefetch_count=500)
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal received
+            await message.ack()
+            received += 1
+            if received >= count:
+                done.set()
+
+        await queue.consume(on_message)
+        publish = await connection.channel(publisher_confirms=True)
+        window = asyncio.Semaphore(200)
+
+        async def one() -> None:
+            async with window:
+                await publish.default_exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key="bench.raw",
+                )
+
+        started = time.monotonic()
+        tasks = []
+        for _ in range(count):
+            await window.acquire()
+            window.release()
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        await asyncio.wait_for(done.wait(), timeout=300)
+        seconds = time.monotonic() - started
+        await queue.delete(if_unused=False, if_empty=False)
+    return {"raw_messages": count, "raw_msgs_per_s": round(count / seconds, 1)}
+
+
+async def run_all_idle_rss(amqp_url: str, database_url: str, logs: Path) -> int:
+    """Idle RSS (kB) of ``defensa311 run all`` on the same database and vhost."""
+    services = Services(amqp_url, database_url, logs)
+    services.start("all")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if '"msg": "started"' in (logs / "all.log").read_text(errors="replace"):
+                break
+            await asyncio.sleep(0.3)
+        await asyncio.sleep(3)  # idle: let start-up work settle before reading RSS
+        return rss_kb(services.procs["all"].pid)
+    finally:
+        services.stop()
+
+
+def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
+    py_spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen(
+        [str(py_spy), "record", "--pid", str(pid), "--duration", str(seconds),
+         "--format", "raw", "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def top_frames(collapsed: Path, limit: int = 12) -> list[tuple[str, float]]:
+    """Share of samples each function appears in (inclusive), from py-spy's raw output."""
+    totals: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples += int(count)
+        for frame in set(stack.split(";")):
+            name = frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0] + ")"
+            totals[name] = totals.get(name, 0) + int(count)
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:limit]
+    return [(name, round(100 * c / max(samples, 1), 1)) for name, c in ranked]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=5000, help="cases to push through")
+    parser.add_argument("--rate", type=float, default=None, help="steady cases/s (default: max)")
+    parser.add_argument("--raw", type=int, default=20000, help="messages for the raw ceiling")
+    parser.add_argument("--profile", choices=SERVICES, help="py-spy this service during the run")
+    args = parser.parse_args()
+
+    vhost = f"d311-bench-{uuid.uuid4().hex[:8]}"
+    db = f"d311_bench_{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    user = urlsplit(AMQP).username or "guest"
+    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    admin = await asyncpg.connect(PG)
+    await admin.execute(f'CREATE DATABASE "{db}"')
+    amqp_url = with_path(AMQP, "/" + quote(vhost, safe=""))
+    database_url = with_path(PG, "/" + db)
+    logs = Path(tempfile.mkdtemp(prefix="d311-bench-"))
+    services = Services(amqp_url, database_url, logs)
+    result: dict[str, Any] = {}
+    try:
+        services.start("intake")  # migrates the empty database first
+        await services.ready(database_url)
+        for name in SERVICES[1:]:
+            services.start(name)
+        await services.ready(database_url)
+        await asyncio.sleep(3)  # idle: let start-up work settle before reading RSS
+        idle = {n: rss_kb(p.pid) // 1024 for n, p in services.procs.items()}
+        print(f"idle RSS MB: {idle}", flush=True)
+
+        raw = await raw_ceiling(amqp_url, args.raw)
+        print(f"raw ceiling: {raw}", flush=True)
+
+        spy = None
+        if args.profile:
+            out = logs / f"{args.profile}.collapsed"
+            spy = profile(services.procs[args.profile].pid, 20, out)
+        cpu_before = {n: cpu_seconds(p.pid) for n, p in services.procs.items()}
+        figures = await pipeline(amqp_url, args.n, args.rate)
+        print(f"pipeline: {figures}", flush=True)
+        # CPU each service spent per case (until the last case arrived; the deadlines and
+        # notifier queues may still hold work, which is not counted).
+        cpu_ms = {
+            n: round(1000 * (cpu_seconds(p.pid) - cpu_before[n]) / args.n, 2)
+            for n, p in services.procs.items()
+        }
+        print(f"CPU ms per case: {cpu_ms}", flush=True)
+        peak = {n: rss_kb(p.pid, "VmHWM") // 1024 for n, p in services.procs.items()}
+        print(f"peak RSS MB: {peak}", flush=True)
+        if spy is not None:
+            spy.wait(60)
+            for name, share in top_frames(logs / f"{args.profile}.collapsed"):
+                print(f"  {share:5.1f}%  {name}")
+        services.stop()
+        all_idle = await run_all_idle_rss(amqp_url, database_url, logs) // 1024
+        print(f"idle RSS MB of 'run all': {all_idle}", flush=True)
+        result = {
+            **figures,
+            **raw,
+            "messages_per_case": MESSAGES_PER_CASE,
+            "ratio": round(figures["cases_per_s"] * MESSAGES_PER_CASE / raw["raw_msgs_per_s"], 3),
+            "rate": args.rate,
+            "cpu_ms_per_case": cpu_ms,
+            "idle_rss_mb": idle,
+            "peak_rss_mb": peak,
+            "run_all_idle_rss_mb": all_idle,
+        }
+    finally:
+        services.stop()
+        with contextlib.suppress(Exception):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        await admin.close()
+        with contextlib.suppress(Exception):
+            rabbitmqctl("delete_vhost", vhost)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
