@@ -31,7 +31,9 @@ def database_url(request, sqlite_url: str) -> str:  # type: ignore[no-untyped-de
 
 async def pending(runtime: Runtime) -> list[OutboxRow]:
     async with runtime.deps.sessionmaker() as session:
-        return list(await session.scalars(select(OutboxRow).where(OutboxRow.published_at.is_(None))))
+        return list(
+            await session.scalars(select(OutboxRow).where(OutboxRow.published_at.is_(None)))
+        )
 
 
 def closed_event() -> CaseClosed:
@@ -80,8 +82,12 @@ async def test_an_unroutable_event_stays_pending_and_does_not_block_others(
         async with rt.deps.uow() as uow:
             uow.session.add(
                 OutboxRow(
-                    event_id=str(uuid.uuid4()), event_type="Nobody", routing_key="nobody.listens",
-                    body="{}", created_at=NOW, attempts=0,
+                    event_id=str(uuid.uuid4()),
+                    event_type="Nobody",
+                    routing_key="nobody.listens",
+                    body="{}",
+                    created_at=NOW,
+                    attempts=0,
                 )
             )
             uow.publish(closed_event())
