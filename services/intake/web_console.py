@@ -295,13 +295,18 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
 
     @app.get("/consola", include_in_schema=False)
     async def console(
-        request: Request, estado: str | None = None, hecho: str | None = None,
+        request: Request,
+        estado: str | None = None,
+        hecho: str | None = None,
         codigo: str | None = None,
     ) -> Response:
         session = session_of(request)
         if session is None:
             return pages.render(
-                request, "consola_entrar.html", title="Consola del personal", section="consola",
+                request,
+                "consola_entrar.html",
+                title="Consola del personal",
+                section="consola",
                 private=True,
             )
         notice = DONE[hecho].format(code=codigo or "") if hecho in DONE else None
@@ -319,8 +324,14 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                 )
                 rows = [row_for(c, now, deps, department_clock=True) for c in cases]
             return pages.render(
-                request, "consola_departamento.html", session=session, private=True,
-                title="Casos remitidos", section="consola", notice=notice, rows=rows,
+                request,
+                "consola_departamento.html",
+                session=session,
+                private=True,
+                title="Casos remitidos",
+                section="consola",
+                notice=notice,
+                rows=rows,
                 department_name=pages.department_name(session.department),
             )
         if not session.is_staff:
@@ -328,9 +339,11 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
         state_filter = estado if estado in {s.value for s in State} else "open"
         async with deps.uow() as uow:
             counts = dict(
-                (await uow.session.execute(
-                    select(CaseRow.state, func.count()).group_by(CaseRow.state)
-                )).all()
+                (
+                    await uow.session.execute(
+                        select(CaseRow.state, func.count()).group_by(CaseRow.state)
+                    )
+                ).all()
             )
             open_cases = list(
                 await uow.session.scalars(
@@ -358,12 +371,19 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
         state_counts += [(s.value, STATE_LABELS[s.value], counts.get(s.value, 0)) for s in State]
         listed_label = dict((c, label) for c, label, _ in state_counts)[state_filter]
         return pages.render(
-            request, "consola_bandeja.html", session=session, private=True,
-            title="Bandeja de casos", section="consola", notice=notice, search="",
+            request,
+            "consola_bandeja.html",
+            session=session,
+            private=True,
+            title="Bandeja de casos",
+            section="consola",
+            notice=notice,
+            search="",
             overdue=[r for r in open_rows if r.urgency == "fila-vencida"],
             near=[r for r in open_rows if r.urgency == "fila-proxima"],
             triage=[r for r in open_rows if r.case.state == State.CLASSIFIED],
-            state_counts=state_counts, state_filter=state_filter,
+            state_counts=state_counts,
+            state_filter=state_filter,
             listed=[row_for(c, now, deps) for c in listed_cases],
             listed_caption=f"Casos: {listed_label}",
         )
@@ -383,8 +403,12 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             if session is None and status == 401:
                 throttle.failed(who)
             return pages.render(
-                request, "consola_entrar.html", status_code=status, private=True,
-                title="Consola del personal", section="consola",
+                request,
+                "consola_entrar.html",
+                status_code=status,
+                private=True,
+                title="Consola del personal",
+                section="consola",
                 error=error if session is None else "Este token no da acceso a la consola.",
             )
         response = RedirectResponse("/consola", status_code=303)
@@ -413,14 +437,25 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
         return RedirectResponse(f"/consola/casos/{code}", status_code=303)
 
     def new_case_page(
-        request: Request, session: Session, values: dict[str, str], errors: dict[str, str],
+        request: Request,
+        session: Session,
+        values: dict[str, str],
+        errors: dict[str, str],
         status_code: int = 200,
     ) -> Response:
         return pages.render(
-            request, "consola_nuevo.html", status_code=status_code, session=session,
-            private=True, title="Registrar caso presencial", section="consola",
-            values=values, errors=errors, kinds=list(KIND_LABELS.items()),
-            field_labels=FIELD_LABELS, anchors=ANCHORS,
+            request,
+            "consola_nuevo.html",
+            status_code=status_code,
+            session=session,
+            private=True,
+            title="Registrar caso presencial",
+            section="consola",
+            values=values,
+            errors=errors,
+            kinds=list(KIND_LABELS.items()),
+            field_labels=FIELD_LABELS,
+            anchors=ANCHORS,
         )
 
     @app.get("/consola/nuevo", include_in_schema=False)
@@ -447,16 +482,27 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             return new_case_page(request, session, form, errors, status_code=422)
         async with deps.uow() as uow:
             case, _ = await file_case(
-                uow, deps.cases, submission, channel="presencial", actor=session.actor,
+                uow,
+                deps.cases,
+                submission,
+                channel="presencial",
+                actor=session.actor,
                 now=deps.clock.now(),
             )
             code = case.tracking_code
         return RedirectResponse(f"/consola/casos/{code}?hecho=file", status_code=303)
 
     async def case_page(
-        request: Request, session: Session, code: str, *, status_code: int = 200,
-        problem: str | None = None, notice: str | None = None, failed_action: str | None = None,
-        form_values: dict[str, str] | None = None, form_errors: dict[str, str] | None = None,
+        request: Request,
+        session: Session,
+        code: str,
+        *,
+        status_code: int = 200,
+        problem: str | None = None,
+        notice: str | None = None,
+        failed_action: str | None = None,
+        form_values: dict[str, str] | None = None,
+        form_errors: dict[str, str] | None = None,
     ) -> Response:
         async with deps.uow() as uow:
             try:
@@ -472,14 +518,27 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             actions = [a for a in actions if a in DEPARTMENT_ACTIONS]
         now = deps.clock.now()
         return pages.render(
-            request, "consola_caso.html", status_code=status_code, session=session,
-            private=True, title=f"Caso {case.tracking_code}", section="consola",
-            case=case, clocks=clocks_for(case, now, deps), person=person_data(case),
-            timeline=await timeline_for(deps, case), actions=actions,
-            kinds=list(KIND_LABELS.items()), decisions=list(DECISION_LABELS.items()),
-            departments=deps.config.departments, problem=problem, notice=notice,
-            failed_action=failed_action, form_values=form_values or {},
-            form_errors=form_errors or {}, today=now.date().isoformat(),
+            request,
+            "consola_caso.html",
+            status_code=status_code,
+            session=session,
+            private=True,
+            title=f"Caso {case.tracking_code}",
+            section="consola",
+            case=case,
+            clocks=clocks_for(case, now, deps),
+            person=person_data(case),
+            timeline=await timeline_for(deps, case),
+            actions=actions,
+            kinds=list(KIND_LABELS.items()),
+            decisions=list(DECISION_LABELS.items()),
+            departments=deps.config.departments,
+            problem=problem,
+            notice=notice,
+            failed_action=failed_action,
+            form_values=form_values or {},
+            form_errors=form_errors or {},
+            today=now.date().isoformat(),
         )
 
     @app.get("/consola/casos/{code}", include_in_schema=False)
@@ -528,25 +587,42 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                     raise CaseNotFound(code)
                 if form.get("estado") and form["estado"] != case.state:
                     raise IllegalTransition(
-                        case.state, action, deps.cases.lifecycle.allowed(case.state, case.kind),
+                        case.state,
+                        action,
+                        deps.cases.lifecycle.allowed(case.state, case.kind),
                         case.kind,
                     )
                 await perform(
-                    uow, deps.cases, case, action, params, actor=session.actor,
-                    now=deps.clock.now(), department_event=True,
+                    uow,
+                    deps.cases,
+                    case,
+                    action,
+                    params,
+                    actor=session.actor,
+                    now=deps.clock.now(),
+                    department_event=True,
                 )
         except CaseNotFound:
             return case_not_found(request, session)
         except InvalidActionInput as exc:
             return await case_page(
-                request, session, code, status_code=422,
-                problem="Revise el formulario: " + exc.message, failed_action=action,
-                form_values=form, form_errors={exc.field if exc.field in
-                    ACTION_FIELDS.get(action, ()) else "_": exc.message},
+                request,
+                session,
+                code,
+                status_code=422,
+                problem="Revise el formulario: " + exc.message,
+                failed_action=action,
+                form_values=form,
+                form_errors={
+                    exc.field if exc.field in ACTION_FIELDS.get(action, ()) else "_": exc.message
+                },
             )
         except IllegalTransition:
             return await case_page(
-                request, session, code, status_code=409,
+                request,
+                session,
+                code,
+                status_code=409,
                 problem="El caso cambió de estado mientras tanto: esa acción ya no está "
                 "permitida. Revise las acciones disponibles ahora.",
             )

@@ -104,9 +104,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
     @app.get("/transparencia", include_in_schema=False)
     async def transparency(request: Request) -> Response:
         async with deps.uow() as uow:
-            data = await load_figures(
-                uow, deps.clock.now(), deps.cases.terms.calendar, deps.config
-            )
+            data = await load_figures(uow, deps.clock.now(), deps.cases.terms.calendar, deps.config)
         charts = []
         for chart_id, title, header, rows in (
             ("tipo", "Casos por tipo", "Tipo", data.by_kind),
@@ -144,9 +142,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
     @app.get("/transparencia.csv", include_in_schema=False)
     async def transparency_csv() -> Response:
         async with deps.uow() as uow:
-            data = await load_figures(
-                uow, deps.clock.now(), deps.cases.terms.calendar, deps.config
-            )
+            data = await load_figures(uow, deps.clock.now(), deps.cases.terms.calendar, deps.config)
         return Response(
             to_csv(data),
             media_type="text/csv; charset=utf-8",
