@@ -114,7 +114,10 @@ class Runtime:
         self.settings = settings
         self.services = services
         config = config or load_config(settings.config)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            **({} if settings.is_sqlite else {"pool_size": settings.db_pool_size}),
+        )
         broker = make_broker(settings.amqp_url, prefetch=settings.prefetch)
         self.deps = Deps(
             settings=settings,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -79,12 +80,24 @@ def asyncpg_dsn(url: str) -> str:
 
 
 def rabbitmqctl(*args: str) -> str:
-    result = subprocess.run(
-        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, check=False, timeout=60
+    # Its own session: on a timeout the whole process group (the Erlang CLI VM too) is
+    # killed, so a hung call leaves nothing behind.
+    proc = subprocess.Popen(
+        ["rabbitmqctl", "-q", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: timed out") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {stderr.strip()}")
+    return stdout
 
 
 def create_vhost(prefix: str = "d311-test") -> str:

@@ -26,9 +26,11 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.close()
 
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
+    # Several processes share PostgreSQL's connection limit (100 by default): keep each
+    # pool small. No pre-ping: a connection that died with a server restart fails once,
+    # is invalidated, and the consumer waits the outage out (shared/consumer.py).
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("max_overflow", 5)
     return create_async_engine(url, **kwargs)
 
 
