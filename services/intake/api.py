@@ -33,8 +33,16 @@ from services.intake.schemas import (
     filing_errors,
 )
 from services.intake.views import platform311_view, public_view, staff_view, summary
-from shared.cases import CaseNotFound, InvalidActionInput, file_case, get_case, history, perform
-from shared.contract import CaseReturned, DepartmentResponded, FieldError
+from shared.cases import (
+    CaseNotFound,
+    InvalidActionInput,
+    NotYourCase,
+    file_case,
+    get_case,
+    history,
+    perform,
+)
+from shared.contract import FieldError
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.lifecycle import OPEN_STATES, IllegalTransition
 from shared.runtime import Deps
@@ -42,10 +50,6 @@ from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
 
 log = logging.getLogger("defensa311.intake.api")
-
-# The router consumes case.responded.* / case.returned.*: an answer given over HTTP has
-# already been applied here, so its inbox is marked in the same transaction.
-ROUTER_CONSUMER = "router"
 
 # Public lookups that miss, per client, before 429: with 40 random bits per code this keeps
 # a blind enumeration at a few thousand guesses a day per address.
@@ -358,9 +362,9 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
                     now=now,
                     department_event=True,
                 )
-                for event in events:
-                    if isinstance(event, DepartmentResponded | CaseReturned):
-                        uow.mark_seen(ROUTER_CONSUMER, str(event.event_id), now)
+                # perform marks the router's inbox for a DepartmentResponded/CaseReturned
+                # emitted here, so the router does not apply the answer a second time.
+                del events
                 rows = await history(uow, case.id)
                 view = render(case, rows, who)
         except IllegalTransition as exc:
@@ -371,6 +375,8 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
             raise ApiError(
                 409, {"detail": str(exc), "state": exc.state, "allowed": exc.allowed}
             ) from None
+        except NotYourCase:
+            raise not_found() from None
         except InvalidActionInput as exc:
             raise invalid(
                 [FieldError(field=exc.field, rule=exc.rule, message=exc.message)]

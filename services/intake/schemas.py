@@ -7,7 +7,7 @@ so HTTP, 311 over AMQP and Open311 share one set of field rules; the law's rules
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -106,7 +106,8 @@ class RespondBody(_Body):
 
 class MeetingOutcomeBody(_Body):
     decision: Decision
-    notes: LongText
+    meeting_date: date = Field(description="fecha de la reunión (AAAA-MM-DD), no futura")
+    notes: LongText | None = None
 
 
 class ReturnBody(_Body):

@@ -234,9 +234,15 @@ def test_any_action_body_is_accepted_or_refused_in_spanish(
 
 def test_action_bodies_name_their_rules() -> None:
     try:
-        MeetingOutcomeBody.model_validate({"decision": "tal vez", "notes": "  "})
+        MeetingOutcomeBody.model_validate(
+            {"decision": "tal vez", "meeting_date": "ayer", "notes": "  "}
+        )
     except ValidationError as exc:
-        assert fields_and_rules(exc) == {("decision", "literal_error"), ("notes", "text_length")}
+        assert fields_and_rules(exc) == {
+            ("decision", "literal_error"),
+            ("meeting_date", "date_from_datetime_parsing"),
+            ("notes", "text_length"),
+        }
         messages = {e["field"]: e["message"] for e in spanish_errors(exc)}
         assert messages["decision"] == (
             "debe ser uno de: 'accepted', 'rejected', 'partially_accepted'"
