@@ -57,8 +57,11 @@ class OutboxRelay:
             if count >= self._batch:
                 continue
             self._signal.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that races its timeout, and the relay would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._signal.wait(), timeout=self._poll)
+                async with asyncio.timeout(self._poll):
+                    await self._signal.wait()
 
     async def relay_once(self) -> int:
         """Publish one batch of pending rows; return how many were published."""

@@ -181,11 +181,12 @@ class Runtime:
         log.info("started", extra={"service": self.names})
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Cancel until every loop has really stopped: a task may absorb one cancellation.
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=5)
         self._tasks.clear()
         with contextlib.suppress(Exception):
             await self.deps.broker.stop()

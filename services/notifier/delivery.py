@@ -323,5 +323,6 @@ async def delivery_loop(deps: Deps) -> None:
                 tried = 0
             if tried >= policy.batch:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), timeout=poll)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: see shared/outbox.py
+                async with asyncio.timeout(poll):
+                    await signal.wait()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,8 +20,7 @@ from shared.clock import FixedClock
 from shared.db.models import CaseHistoryRow, CaseRow, InboxRow, OutboxRow
 from shared.messaging import PLATFORM311, ROUTER
 from shared.runtime import Runtime
-from shared.settings import Settings
-from tests.support import eventually, settings_for
+from tests.support import eventually, running, settings_for
 
 pytestmark = pytest.mark.connected
 
@@ -112,35 +109,11 @@ class Api:
         ]
 
 
-@contextlib.asynccontextmanager
-async def started(
-    settings: Settings, services: list[Any], clock: FixedClock
-) -> AsyncIterator[Runtime]:
-    """``tests.support.running``, with a stop that cannot hang.
-
-    On Python 3.11 ``asyncio.wait_for`` (the outbox relay's idle wait) can swallow a
-    cancellation that lands as its wait ends; ``Runtime.stop`` cancels once and then waits
-    forever. Until the relay uses ``asyncio.timeout``, cancel again while stopping.
-    """
-    runtime = Runtime(settings, services, clock=clock)
-    await runtime.start()
-    try:
-        yield runtime
-    finally:
-        tasks = list(runtime._tasks)
-        stopping = asyncio.create_task(runtime.stop())
-        while not stopping.done():
-            await asyncio.wait({stopping}, timeout=1.0)
-            for task in tasks:
-                task.cancel()
-        await stopping
-
-
 @pytest.fixture
 async def api(amqp_url: str, pg_url: str) -> AsyncIterator[Api]:
     clock = FixedClock(START)
     settings = settings_for(amqp_url, pg_url, api_tokens=TOKENS)
-    async with started(settings, [intake_service()], clock=clock) as runtime:
+    async with running(settings, [intake_service()], clock=clock) as runtime:
         app = create_app(runtime.deps)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
@@ -660,7 +633,7 @@ async def test_departments_health_and_docs(api: Api) -> None:
 async def test_the_router_does_not_apply_an_http_answer_twice(amqp_url: str, pg_url: str) -> None:
     clock = FixedClock(START)
     settings = settings_for(amqp_url, pg_url, api_tokens=TOKENS)
-    async with started(settings, [intake_service(), router_service()], clock=clock) as runtime:
+    async with running(settings, [intake_service(), router_service()], clock=clock) as runtime:
         transport = httpx.ASGITransport(app=create_app(runtime.deps))
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
             filed = await client.post("/api/v1/cases", json=denuncia())
