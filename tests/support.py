@@ -9,6 +9,7 @@ fails the test instead of skipping it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import shutil
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -79,7 +81,71 @@ def asyncpg_dsn(url: str) -> str:
 # ------------------------------------------------------------------ rabbitmq vhosts
 
 
+# Where the services are: the environment's (or local) URLs first; containers only where a
+# Docker engine answers; otherwise unavailable (a failure on CI).
+_found: dict[str, Any] = {}
+
+
+def amqp_base() -> str:
+    if "amqp" not in _found:
+        if reachable(AMQP_BASE, 5672):
+            _found["amqp"] = AMQP_BASE
+        elif docker_available():
+            _found["amqp"] = _rabbitmq_container()
+        else:
+            unavailable("RabbitMQ")
+    return str(_found["amqp"])
+
+
+def pg_base() -> str:
+    if "pg" not in _found:
+        if reachable(PG_BASE, 5432):
+            _found["pg"] = PG_BASE
+        elif docker_available():
+            _found["pg"] = _postgres_container()
+        else:
+            unavailable("PostgreSQL")
+    return str(_found["pg"])
+
+
+def _rabbitmq_container() -> str:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    # guest may only log in from loopback: the container gets a user of its own.
+    container = (
+        DockerContainer("rabbitmq:3.13")
+        .with_env("RABBITMQ_DEFAULT_USER", "defensa311")
+        .with_env("RABBITMQ_DEFAULT_PASS", "defensa311")
+        .with_exposed_ports(5672)
+    )
+    container.start()
+    atexit.register(container.stop)
+    wait_for_logs(container, "Server startup complete", timeout=180)
+    _found["rabbit_container"] = container
+    host, port = container.get_container_host_ip(), container.get_exposed_port(5672)
+    return f"amqp://defensa311:defensa311@{host}:{port}/"
+
+
+def _postgres_container() -> str:
+    from testcontainers.community.postgres import PostgresContainer
+
+    container = PostgresContainer(
+        "postgres:16", username="postgres", password="postgres", dbname="test"
+    )
+    container.start()
+    atexit.register(container.stop)
+    return str(container.get_connection_url(driver="asyncpg"))
+
+
 def rabbitmqctl(*args: str) -> str:
+    container = _found.get("rabbit_container")
+    if container is not None:
+        result = container.exec(["rabbitmqctl", "-q", *args])
+        output = result.output.decode(errors="replace")
+        if result.exit_code != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {output}")
+        return output
     # Its own session: on a timeout the whole process group (the Erlang CLI VM too) is
     # killed, so a hung call leaves nothing behind.
     proc = subprocess.Popen(
@@ -102,7 +168,7 @@ def rabbitmqctl(*args: str) -> str:
 
 def create_vhost(prefix: str = "d311-test") -> str:
     vhost = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    user = urlsplit(AMQP_BASE).username or "guest"
+    user = urlsplit(amqp_base()).username or "guest"
     rabbitmqctl("add_vhost", vhost)
     rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
     return vhost
@@ -115,11 +181,10 @@ def delete_vhost(vhost: str) -> None:
 
 @contextlib.contextmanager
 def fresh_vhost() -> Iterator[str]:
-    if not reachable(AMQP_BASE, 5672):
-        unavailable("RabbitMQ")
+    base = amqp_base()
     vhost = create_vhost()
     try:
-        yield with_vhost(AMQP_BASE, vhost)
+        yield with_vhost(base, vhost)
     finally:
         delete_vhost(vhost)
 
@@ -129,18 +194,18 @@ def fresh_vhost() -> Iterator[str]:
 
 async def create_database(prefix: str = "d311_test") -> str:
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(asyncpg_dsn(PG_BASE))
+    conn = await asyncpg.connect(asyncpg_dsn(pg_base()))
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return with_database(PG_BASE, name)
+    return with_database(pg_base(), name)
 
 
 async def drop_database(url: str) -> None:
     name = urlsplit(url).path.lstrip("/")
     with contextlib.suppress(Exception):
-        conn = await asyncpg.connect(asyncpg_dsn(PG_BASE))
+        conn = await asyncpg.connect(asyncpg_dsn(pg_base()))
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
@@ -149,8 +214,7 @@ async def drop_database(url: str) -> None:
 
 @contextlib.asynccontextmanager
 async def fresh_database() -> AsyncIterator[str]:
-    if not reachable(PG_BASE, 5432):
-        unavailable("PostgreSQL")
+    pg_base()
     url = await create_database()
     try:
         yield url
