@@ -103,6 +103,7 @@ async def test_rabbitmq_restarted_mid_flow(cluster: Make, amqp_url: str, pg_url:
             await asyncio.sleep(3.0)  # the outage itself
         finally:
             await asyncio.to_thread(rabbitmqctl, "start_app")
+            await asyncio.to_thread(rabbitmqctl, "await_startup")
 
     async with open_flow(amqp_url, SEED + 2) as flow:
 
