@@ -177,14 +177,17 @@ def validate_submission(data: Any, model: type[Submission] = Submission) -> Subm
         submission = model.model_validate(data)
     except ValidationError as exc:
         errors = [FieldError(**e) for e in spanish_errors(exc)]
-        named = {e.field for e in errors}
-        # Report the law's rules too, so one answer names every failing field.
-        errors += [e for e in law_errors(_lenient(data)) if e.field not in named]
-        raise SubmissionInvalid(errors) from exc
+        raise SubmissionInvalid(with_law_errors(errors, data)) from exc
     errors = law_errors(submission)
     if errors:
         raise SubmissionInvalid(errors)
     return submission
+
+
+def with_law_errors(errors: list[FieldError], data: Any) -> list[FieldError]:
+    """Format errors plus the law's rules on the raw body, so one answer names every field."""
+    named = {e.field for e in errors}
+    return errors + [e for e in law_errors(_lenient(data)) if e.field not in named]
 
 
 def _lenient(data: Any) -> Submission:

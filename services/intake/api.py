@@ -42,7 +42,7 @@ from shared.cases import (
     history,
     perform,
 )
-from shared.contract import FieldError
+from shared.contract import FieldError, with_law_errors
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.lifecycle import OPEN_STATES, IllegalTransition
 from shared.runtime import Deps
@@ -438,9 +438,14 @@ def error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ApiError)
         return exc.response()
 
-    async def validation_error(_request: Request, exc: Exception) -> Response:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return JSONResponse({"detail": spanish_errors(list(exc.errors()))}, status_code=422)
+        detail = spanish_errors(list(exc.errors()))
+        if request.method == "POST" and request.url.path == "/api/v1/cases":
+            # A filing's answer also names what the law requires (name, cédula, address).
+            errors = with_law_errors([FieldError(**e) for e in detail], exc.body)
+            detail = [e.model_dump() for e in errors]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

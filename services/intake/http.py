@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from services.intake import api, notifications_api, observability, open311, web
 from shared.runtime import Deps
@@ -16,6 +16,11 @@ def create_app(deps: Deps) -> FastAPI:
         version="1.0",
     )
     app.state.deps = deps
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        # The public front page is the tracking form; staff go on to /consola from there.
+        return RedirectResponse("/seguimiento", status_code=307)
 
     @app.get("/healthz", tags=["operación"])
     async def healthz() -> dict[str, str]:

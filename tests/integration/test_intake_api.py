@@ -268,6 +268,31 @@ async def test_invalid_filings_name_field_and_rule_and_store_nothing(
     assert await api.outbox() == []
 
 
+async def test_one_answer_names_format_and_law_failures_together(api: Api) -> None:
+    body = {
+        "channel": "web",
+        "kind": "denuncia",
+        "description": "corto",
+        "citizen": {"id_number": "123"},
+    }
+    response = await api.client.post("/api/v1/cases", json=body)
+    assert response.status_code == 422, response.text
+    rules = {e["field"]: e["rule"] for e in response.json()["detail"]}
+    assert rules == {
+        "description": "text_length",
+        "citizen.id_number": "cedula",
+        "citizen.full_name": "required_for_kind",
+        "notify": "notification_address_required",
+    }
+    assert await api.count_cases() == 0
+
+
+async def test_the_front_page_leads_to_the_tracking_form(api: Api) -> None:
+    response = await api.client.get("/")
+    assert response.status_code == 307
+    assert response.headers["location"] == "/seguimiento"
+
+
 async def test_bodies_that_are_not_json_objects_are_refused_not_500(api: Api) -> None:
     attempts = [
         (
