@@ -40,8 +40,10 @@ class Settings(BaseSettings):
     webhook_secret: str = "cambie-este-secreto"  # noqa: S105 - a placeholder to override
     sms_webhook_url: str | None = None
     templates_dir: Path | None = None
-    notify_attempts: int = 6
-    notify_backoff_seconds: float = 2.0
+    # 30 s doubling, capped at an hour: ten tries ride out about three hours of an SMTP
+    # or webhook outage before a notification is marked failed.
+    notify_attempts: int = 10
+    notify_backoff_seconds: float = 30.0
 
     @field_validator("database_url")
     @classmethod
