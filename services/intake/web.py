@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from services.intake.web_session import Session
 from shared.calendar import TZ, CalendarKind
 from shared.runtime import Deps
+from shared.spanish import long_date
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "web_templates"
@@ -176,27 +177,10 @@ def clock_badge(days: int, running: bool, business: bool) -> tuple[str, str]:
     return "a-tiempo", f"Quedan {unit(days)}"
 
 
-_MONTHS = (
-    "enero",
-    "febrero",
-    "marzo",
-    "abril",
-    "mayo",
-    "junio",
-    "julio",
-    "agosto",
-    "septiembre",
-    "octubre",
-    "noviembre",
-    "diciembre",
-)
-
-
 def format_date(value: datetime | None) -> str:
     if value is None:
         return "—"
-    local = value.astimezone(TZ)
-    return f"{local.day} de {_MONTHS[local.month - 1]} de {local.year}"
+    return long_date(value.astimezone(TZ))
 
 
 def format_datetime(value: datetime | None) -> str:

@@ -84,6 +84,8 @@ from jinja2 import (
     select_autoescape,
 )
 
+from shared.spanish import WEEKDAYS, long_date
+
 __all__ = [
     "MESSAGE_KINDS",
     "SMS_MAX_CHARS",
@@ -104,21 +106,6 @@ MESSAGE_KINDS = (
 SMS_MAX_CHARS = 300
 DEFAULT_TIMEZONE = "America/Panama"
 
-_WEEKDAYS = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
-_MONTHS = (
-    "enero",
-    "febrero",
-    "marzo",
-    "abril",
-    "mayo",
-    "junio",
-    "julio",
-    "agosto",
-    "septiembre",
-    "octubre",
-    "noviembre",
-    "diciembre",
-)
 _KIND_LABELS = {"denuncia": "Denuncia", "queja": "Queja", "sugerencia": "Sugerencia"}
 _CLOCK_LABELS = {
     "legal": "plazo legal de resolución",
@@ -164,8 +151,7 @@ def _to_datetime(value: datetime | date | str, tz: tzinfo) -> datetime | date:
 def format_datetime_es(value: datetime | date | str, tz: str = DEFAULT_TIMEZONE) -> str:
     """``martes 15 de diciembre de 2026, 23:59`` (a bare date omits the time)."""
     moment = _to_datetime(value, _zone(tz))
-    weekday = _WEEKDAYS[moment.weekday()]
-    day = f"{weekday} {moment.day} de {_MONTHS[moment.month - 1]} de {moment.year}"
+    day = f"{WEEKDAYS[moment.weekday()]} {long_date(moment)}"
     if isinstance(moment, datetime):
         return f"{day}, {moment.hour:02d}:{moment.minute:02d}"
     return day
@@ -173,8 +159,7 @@ def format_datetime_es(value: datetime | date | str, tz: str = DEFAULT_TIMEZONE)
 
 def format_date_es(value: datetime | date | str, tz: str = DEFAULT_TIMEZONE) -> str:
     """``15 de diciembre de 2026``."""
-    moment = _to_datetime(value, _zone(tz))
-    return f"{moment.day} de {_MONTHS[moment.month - 1]} de {moment.year}"
+    return long_date(_to_datetime(value, _zone(tz)))
 
 
 def _format_sms_datetime(value: datetime | date | str, tz: str) -> str:
