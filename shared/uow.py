@@ -4,9 +4,12 @@ outgoing events (the outbox) and the inbox mark of the event being handled."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from types import TracebackType
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contract import Event
@@ -71,6 +74,22 @@ class UnitOfWork:
             )
         )
         return row is not None
+
+    async def claim(self, consumer: str, event_id: str, at: datetime) -> bool:
+        """Mark the event handled by ``consumer``; False if it already was.
+
+        One ``INSERT … ON CONFLICT DO NOTHING``: a concurrent claim of the same event waits
+        for the first transaction and then finds it taken, instead of failing on the key.
+        """
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = (
+            insert(InboxRow)
+            .values(consumer=consumer, event_id=event_id, processed_at=at)
+            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .returning(InboxRow.event_id)
+        )
+        return (await self.session.scalar(statement)) is not None
 
     def mark_seen(self, consumer: str, event_id: str, at: object) -> None:
         self.session.add(InboxRow(consumer=consumer, event_id=event_id, processed_at=at))

@@ -69,9 +69,8 @@ def case_event(deps: Deps) -> Handler:
         if not isinstance(event, CaseEvent):
             raise Poison(f"event_type inesperado: {event.event_type!r}")
         async with deps.uow() as uow:
-            if await uow.seen(CONSUMER, str(event.event_id)):
+            if not await uow.claim(CONSUMER, str(event.event_id), deps.clock.now()):
                 return
-            uow.mark_seen(CONSUMER, str(event.event_id), deps.clock.now())
             outcome = await apply(uow, policy, event)
         if outcome:
             log.info(

@@ -68,7 +68,7 @@ async def _file(deps: Deps, event: CaseSubmitted, event_id: str) -> tuple[CaseRo
     """File the submission once per event and once per ``external_ref``; None if seen."""
     now = deps.clock.now()
     async with deps.uow() as uow:
-        if await uow.seen(CONSUMER, event_id):
+        if not await uow.claim(CONSUMER, event_id, now):
             return None
         case, created = await file_case(
             uow,
@@ -79,7 +79,6 @@ async def _file(deps: Deps, event: CaseSubmitted, event_id: str) -> tuple[CaseRo
             now=now,
             external_ref=event.external_ref,
         )
-        uow.mark_seen(CONSUMER, event_id, now)
     return case, created
 
 
@@ -100,7 +99,7 @@ async def _reject(
     external_ref = data.get("external_ref")
     now = deps.clock.now()
     async with deps.uow() as uow:
-        if await uow.seen(CONSUMER, event_id):
+        if not await uow.claim(CONSUMER, event_id, now):
             return
         uow.publish(
             SubmissionRejected(
@@ -110,7 +109,6 @@ async def _reject(
                 occurred_at=now,
             )
         )
-        uow.mark_seen(CONSUMER, event_id, now)
     log.info(
         "submission rejected",
         extra={"event_id": event_id, "reason": ",".join(f"{e.field}:{e.rule}" for e in errors)},

@@ -75,9 +75,8 @@ def events(deps: Deps) -> Handler:
             return  # nobody is told (e.g. SubmissionRejected: 311 reads the event)
         now = deps.clock.now()
         async with deps.uow() as uow:
-            if await uow.seen(CONSUMER, str(event.event_id)):
+            if not await uow.claim(CONSUMER, str(event.event_id), now):
                 return
-            uow.mark_seen(CONSUMER, str(event.event_id), now)
             try:
                 case = await get_case(uow, case_id=str(event.case_id))
             except CaseNotFound as exc:

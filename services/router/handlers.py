@@ -64,9 +64,8 @@ def case_received(deps: Deps) -> Handler:
         event: CaseReceived = parse(CaseReceived, body)
         now = deps.clock.now()
         async with deps.uow() as uow:
-            if await uow.seen(CONSUMER, str(event.event_id)):
+            if not await uow.claim(CONSUMER, str(event.event_id), now):
                 return
-            uow.mark_seen(CONSUMER, str(event.event_id), now)
             try:
                 case = await get_case(uow, case_id=str(event.case_id), lock=True)
             except CaseNotFound as exc:
@@ -164,13 +163,12 @@ async def _apply_answer(deps: Deps, event: DepartmentResponded | CaseReturned, a
     now = deps.clock.now()
     actor = f"department:{event.department}"
     async with deps.uow() as uow:
-        if await uow.seen(CONSUMER, str(event.event_id)):
+        if not await uow.claim(CONSUMER, str(event.event_id), now):
             log.info(
                 "department answer already handled",
                 extra={"case_id": str(event.case_id), "event_id": str(event.event_id)},
             )
             return
-        uow.mark_seen(CONSUMER, str(event.event_id), now)
         try:
             case = await get_case(uow, case_id=str(event.case_id), lock=True)
         except CaseNotFound as exc:

@@ -116,3 +116,20 @@ async def test_inbox_marks_an_event_once(pg_url: str, amqp_url: str) -> None:
         # Two concurrent handlers: one wins; the other sees it or fails on the primary key.
         assert sum(r is True for r in results) == 1
         assert await handle_once() is False
+
+
+async def test_claim_takes_an_event_once_even_when_two_race(
+    amqp_url: str, database_url: str
+) -> None:
+    async with running(settings_for(amqp_url, database_url), [], clock=FixedClock(NOW)) as rt:
+        event_id = str(uuid.uuid4())
+
+        async def claim() -> bool:
+            async with UnitOfWork(rt.deps.sessionmaker) as uow:
+                return await uow.claim("test", event_id, NOW)
+
+        # No exception on the race: the second claim waits for the first and finds it taken.
+        assert sorted(await asyncio.gather(claim(), claim())) == [False, True]
+        assert await claim() is False
+        async with UnitOfWork(rt.deps.sessionmaker) as uow:
+            assert await uow.seen("test", event_id)
