@@ -61,6 +61,28 @@ ACTION_LABELS = {
     "route_refused": "Ruta automática no aplicada",
     "answer_refused": "Respuesta de dependencia rechazada",
 }
+# The audit rows' detail keys, as staff read them on the timeline.
+DETAIL_LABELS = {
+    "channel": "canal",
+    "kind": "tipo",
+    "category": "categoría",
+    "rule": "regla",
+    "route": "ruta",
+    "by": "por",
+    "department": "dependencia",
+    "reason": "motivo",
+    "response": "respuesta",
+    "findings": "hallazgos",
+    "decision": "decisión",
+    "notes": "notas",
+    "meeting_date": "fecha de la reunión",
+    "inspector": "inspector",
+    "scheduled_for": "fecha prevista",
+    "flagged": "marcado para supervisión",
+    "return_count": "devoluciones",
+    "recipient": "destinatario",
+    "event_id": "evento",
+}
 ACTION_BUTTONS = {
     "classify": "Clasificar",
     "start_inspection": "Iniciar inspección",

@@ -18,7 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 
 from services.intake import web_session
-from services.intake.web import ACTION_LABELS, DECISION_LABELS, KIND_LABELS
+from services.intake.web import ACTION_LABELS, DECISION_LABELS, DETAIL_LABELS, KIND_LABELS
 from services.intake.web_session import Session
 from services.notifier.models import NotificationRow
 from shared.calendar import days_left
@@ -209,7 +209,11 @@ async def timeline_for(deps: Deps, case: CaseRow) -> list[TimelineItem]:
         }
         text = ACTION_LABELS.get(row.action, row.action.replace("_", " "))
         if details:
-            text += " (" + "; ".join(f"{k}: {v}" for k, v in details.items()) + ")"
+            text += (
+                " ("
+                + "; ".join(f"{DETAIL_LABELS.get(k, k)}: {v}" for k, v in details.items())
+                + ")"
+            )
         items.append(
             TimelineItem(
                 row.at,
