@@ -19,7 +19,7 @@ from shared.contract import EXCHANGE
 from shared.db.models import CaseRow, OutboxRow
 from shared.messaging import INTAKE, PLATFORM311
 from shared.runtime import Runtime
-from tests.support import asyncpg_dsn, eventually, running, settings_for
+from tests.support import asyncpg_dsn, drain, eventually, running, settings_for
 
 pytestmark = pytest.mark.connected
 
@@ -62,19 +62,6 @@ async def publish(amqp_url: str, *bodies: dict[str, Any]) -> None:
                 routing_key="case.submitted",
                 mandatory=True,
             )
-    finally:
-        await connection.close()
-
-
-async def drain(amqp_url: str, queue_name: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(queue_name, passive=True)
-        messages = []
-        while (message := await queue.get(no_ack=True, fail=False)) is not None:
-            messages.append(message)
-        return messages
     finally:
         await connection.close()
 

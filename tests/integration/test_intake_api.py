@@ -20,7 +20,7 @@ from shared.clock import FixedClock
 from shared.db.models import CaseHistoryRow, CaseRow, InboxRow, OutboxRow
 from shared.messaging import PLATFORM311, ROUTER
 from shared.runtime import Runtime
-from tests.support import eventually, running, settings_for
+from tests.support import drain, eventually, running, settings_for
 
 pytestmark = pytest.mark.connected
 
@@ -118,19 +118,6 @@ async def api(amqp_url: str, pg_url: str) -> AsyncIterator[Api]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
             yield Api(client, runtime, clock, amqp_url)
-
-
-async def drain(amqp_url: str, queue_name: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(queue_name, passive=True)
-        messages = []
-        while (message := await queue.get(no_ack=True, fail=False)) is not None:
-            messages.append(message)
-        return messages
-    finally:
-        await connection.close()
 
 
 # ------------------------------------------------------------------------ filing and tracking
