@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 
-from tests.support import fresh_database, fresh_vhost
+from tests.support import free_port, fresh_database, fresh_vhost
 
 
 @pytest.fixture
@@ -24,3 +26,22 @@ async def pg_url() -> AsyncIterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
     return f"sqlite+aiosqlite:///{tmp_path}/defensa311.db"
+
+
+class _SmtpSink:
+    """Accepts every e-mail (the notifier needs a real server to talk to)."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_port() -> Iterator[int]:
+    """A real SMTP server (aiosmtpd) on a free port that accepts and drops every e-mail."""
+    port = free_port()
+    controller = Controller(_SmtpSink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()

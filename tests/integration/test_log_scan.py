@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ import aio_pika
 import asyncpg
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from tests.support import (
     ServiceProcess,
@@ -73,22 +71,6 @@ def case_submitted(**overrides: Any) -> dict[str, Any]:
     )
     body.update(overrides)
     return body
-
-
-class Sink:
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp_port() -> Iterator[int]:
-    port = free_port()
-    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
 
 
 async def publish_311(amqp_url: str, body: bytes) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from services.notifier.channels import (
     verify_signature,
 )
 from services.notifier.templates import RenderedMessage
+from tests.support import free_port
 
 SECRET = "s3cr3t-de-prueba"
 MESSAGE = RenderedMessage(
@@ -37,12 +37,6 @@ MESSAGE = RenderedMessage(
     text="Código de seguimiento: D311-2026-000123\nFecha límite: martes 15 de diciembre de 2026\n",
     html="<p>Código de seguimiento: <strong>D311-2026-000123</strong></p>\n",
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ------------------------------------------------------------------------------------------ SMTP

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -45,19 +44,13 @@ from shared.contract import (
 from shared.db.models import CaseHistoryRow, CaseRow, OutboxRow
 from shared.messaging import exchange
 from shared.runtime import Deps, Runtime
-from tests.support import eventually, running, settings_for
+from tests.support import eventually, free_port, running, settings_for
 
 SECRET = "secreto-de-prueba-notifier"
 START = datetime(2026, 11, 3, 14, 5, tzinfo=UTC)
 SUPERVISOR = "supervision@alcaldia.example"
 ASEO_SUPERVISOR = "jefe.aseo@alcaldia.example"
 CEDULA = "8-123-4567"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ------------------------------------------------------------------------------------ SMTP

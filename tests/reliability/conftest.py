@@ -1,38 +1,13 @@
-"""Fixtures of the reliability run: an SMTP sink, and the four services as OS processes."""
+"""Fixtures of the reliability run: the four services as OS processes (SMTP: tests/conftest)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from tests.reliability.harness import Cluster, check_descriptions
-from tests.support import free_port
-
-
-class Sink:
-    """Accepts every e-mail the notifier sends (only counted)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.count += 1
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_port() -> Iterator[int]:
-    port = free_port()
-    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
