@@ -116,6 +116,12 @@ async def get_case(
     case_id: str | None = None,
     lock: bool = False,
 ) -> CaseRow:
+    if case_id is not None and tracking_code is None:
+        cached, row = uow.cached_case(case_id, lock=lock)
+        if cached:
+            if row is None:
+                raise CaseNotFound(case_id)
+            return row
     query = select(CaseRow)
     if tracking_code is not None:
         query = query.where(CaseRow.tracking_code == tracking_code)
@@ -152,21 +158,28 @@ async def file_case(
     actor: str,
     now: datetime,
     external_ref: str | None = None,
+    check_code: bool = True,
 ) -> tuple[CaseRow, bool]:
     """Store a new case in ``received`` and emit ``CaseReceived``.
 
     A 311 ``external_ref`` seen before returns the existing case and emits nothing
-    (``created`` is False).
+    (``created`` is False). ``check_code`` False skips the look-up that the new tracking
+    code is free (40 random bits: a clash is all but impossible): for a caller that runs
+    again on the unique index's refusal, as a consumer does.
     """
     if external_ref is not None:
-        existing = await uow.session.scalar(
-            select(CaseRow).where(CaseRow.external_ref == external_ref)
-        )
+        cached, existing = uow.cached_external_ref(external_ref)
+        if not cached:
+            existing = await uow.session.scalar(
+                select(CaseRow).where(CaseRow.external_ref == external_ref)
+            )
         if existing is not None:
             return existing, False
     case = CaseRow(
         id=str(uuid.uuid4()),
-        tracking_code=await _unique_tracking_code(uow, now),
+        tracking_code=(
+            await _unique_tracking_code(uow, now) if check_code else new_tracking_code(now.year)
+        ),
         external_ref=external_ref,
         channel=channel,
         kind=submission.kind,
@@ -184,7 +197,8 @@ async def file_case(
         updated_at=now,
     )
     uow.session.add(case)
-    await uow.session.flush()  # the history row's foreign key needs the case row first
+    if external_ref is not None:
+        uow.remember_external_ref(external_ref, case)
     _audit(
         uow,
         case,
@@ -584,7 +598,7 @@ def _audit(
 ) -> None:
     uow.session.add(
         CaseHistoryRow(
-            case_id=case.id,
+            case=case,
             at=now,
             actor=actor,
             action=action,

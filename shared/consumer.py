@@ -1,6 +1,11 @@
 """How every consumer handles a delivery (DESIGN §5).
 
-- manual ack, only after the handler's transaction committed;
+- a handler first *decodes* the body (pure; a :class:`Poison` body is refused there) and
+  returns the *work* to do in a transaction; the consumer runs the work of the deliveries
+  waiting at that moment in **one** transaction (a batch: one commit instead of many). If the
+  batch fails for any reason but an outage, it is rolled back and each delivery is run alone,
+  so one bad message never takes good ones with it;
+- manual ack, only after the transaction that holds the delivery's work committed;
 - a body that cannot be used (:class:`Poison`) goes to ``<queue>.dlq`` at once, with
   the reason in the ``x-defensa311-reason`` header;
 - an infrastructure outage (database or broker unreachable) is waited out with
@@ -12,8 +17,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aio_pika
@@ -23,10 +30,27 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.messaging import QueueSpec
+from shared.uow import UnitOfWork
 
 log = logging.getLogger("defensa311.consumer")
 
-Handler = Callable[[bytes, RabbitMessage], Awaitable[None]]
+
+@dataclass(frozen=True)
+class Work:
+    """What a delivery asks for: ``run`` inside a unit of work that may be shared with other
+    deliveries. ``run`` must keep no state of its own between calls: a failed batch runs it
+    again alone. The other fields say what ``run`` will look up, so that a batch fetches it
+    for every delivery at once (one statement each instead of one per delivery)."""
+
+    run: Callable[[UnitOfWork], Awaitable[None]]
+    claim: tuple[str, str] | None = None  # (consumer, event_id) for the inbox
+    case_id: str | None = None
+    lock: bool = False  # the case is read FOR UPDATE
+    external_ref: str | None = None
+
+
+Handler = Callable[[bytes, RabbitMessage], Work | None]
+"""Decode a delivery: raise :class:`Poison`, return None (nothing to do) or the work."""
 
 
 class Poison(Exception):
@@ -66,28 +90,116 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | OSError | TimeoutError | aio_pika.exceptions.AMQPError)
 
 
+@dataclass
+class _Delivery:
+    body: bytes
+    msg: RabbitMessage
+    work: Work
+    done: asyncio.Future[None]
+
+
 class Consumer:
     def __init__(
         self,
         spec: QueueSpec,
         handler: Handler,
         broker: RabbitBroker,
+        uow: Callable[[], UnitOfWork],
         *,
         attempts: int = 3,
+        batch: int = 32,
         on_outcome: Callable[[str, str], None] | None = None,
     ) -> None:
         self.spec = spec
         self._handler = handler
         self._broker = broker
+        self._uow = uow
         self._attempts = attempts
+        self._batch = max(1, batch)
         self._on_outcome = on_outcome or (lambda _queue, _outcome: None)
+        self._waiting: list[_Delivery] = []
+        self._worker: asyncio.Task[None] | None = None
 
     async def __call__(self, body: bytes, msg: RabbitMessage) -> None:
-        failures = 0
+        try:
+            work = self._handler(body, msg)
+        except Poison as exc:
+            await self._dead_letter(body, msg, exc.reason)
+            return
+        except Exception as exc:  # decoding is deterministic: trying again cannot help
+            log.exception("could not decode", extra={"queue": self.spec.name})
+            await self._dead_letter(body, msg, f"handler failed: {describe_error(exc)}")
+            return
+        if work is None:
+            await self._ack(msg)
+            return
+        delivery = _Delivery(body, msg, work, asyncio.get_running_loop().create_future())
+        self._waiting.append(delivery)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain(), name=f"consume-{self.spec.name}")
+        # The worker acks; waiting here keeps the delivery's task alive until it has.
+        await asyncio.shield(delivery.done)
+
+    async def close(self) -> None:
+        """Stop the worker; unacked deliveries go back to the queue with the channel."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        for delivery in self._waiting:
+            delivery.done.cancel()
+        self._waiting.clear()
+
+    async def _drain(self) -> None:
+        # The deliveries that arrived while a batch ran form the next batch: one at a time
+        # under light load (no added latency), up to ``batch`` under heavy load.
+        while self._waiting:
+            batch = self._waiting[: self._batch]
+            del self._waiting[: len(batch)]
+            try:
+                if len(batch) == 1 or not await self._together(batch):
+                    for delivery in batch:
+                        await self._alone(delivery)
+            finally:
+                for delivery in batch:
+                    if not delivery.done.done():
+                        delivery.done.set_result(None)
+
+    async def _together(self, batch: list[_Delivery]) -> bool:
+        """Run a batch in one transaction and ack it; False if it must be run one by one."""
         backoff = 0.1
         while True:
             try:
-                await self._handler(body, msg)
+                async with self._uow() as uow:
+                    works = [delivery.work for delivery in batch]
+                    await uow.prefetch(
+                        claims=[w.claim for w in works if w.claim],
+                        case_ids=[w.case_id for w in works if w.case_id],
+                        lock=any(w.lock for w in works),
+                        external_refs=[w.external_ref for w in works if w.external_ref],
+                        at=datetime.now(UTC),
+                    )
+                    for work in works:
+                        await work.run(uow)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_transient(exc):
+                    backoff = await self._wait_out(exc, backoff)
+                    continue
+                return False
+            for delivery in batch:
+                await self._ack(delivery.msg)
+            return True
+
+    async def _alone(self, delivery: _Delivery) -> None:
+        failures = 0
+        backoff = 0.1
+        body, msg = delivery.body, delivery.msg
+        while True:
+            try:
+                async with self._uow() as uow:
+                    await delivery.work.run(uow)
             except Poison as exc:
                 await self._dead_letter(body, msg, exc.reason)
                 return
@@ -95,12 +207,7 @@ class Consumer:
                 raise
             except Exception as exc:
                 if is_transient(exc):
-                    log.warning(
-                        "infrastructure unavailable, waiting",
-                        extra={"queue": self.spec.name, "error": type(exc).__name__},
-                    )
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = await self._wait_out(exc, backoff)
                     continue
                 failures += 1
                 self._on_outcome(self.spec.name, "failed")
@@ -112,9 +219,24 @@ class Consumer:
                     await self._dead_letter(body, msg, f"handler failed: {describe_error(exc)}")
                     return
                 continue
-            await msg.ack()
-            self._on_outcome(self.spec.name, "consumed")
+            await self._ack(msg)
             return
+
+    async def _ack(self, msg: RabbitMessage) -> None:
+        try:
+            await msg.ack()
+        except Exception as exc:  # the channel closed: the broker redelivers, the inbox dedups
+            log.warning("ack failed", extra={"queue": self.spec.name, "error": repr(exc)})
+            return
+        self._on_outcome(self.spec.name, "consumed")
+
+    async def _wait_out(self, exc: BaseException, backoff: float) -> float:
+        log.warning(
+            "infrastructure unavailable, waiting",
+            extra={"queue": self.spec.name, "error": type(exc).__name__},
+        )
+        await asyncio.sleep(backoff)
+        return min(backoff * 2, 5.0)
 
     async def _dead_letter(self, body: bytes, msg: RabbitMessage, reason: str) -> None:
         log.warning(

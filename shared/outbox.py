@@ -46,6 +46,9 @@ class OutboxRelay:
 
     async def run(self) -> None:
         while True:
+            # Cleared before the query, not after: a commit that lands while this batch is
+            # being published sets it again, so its row goes at once instead of a poll later.
+            self._signal.clear()
             try:
                 count = await self.relay_once()
             except asyncio.CancelledError:
@@ -56,7 +59,6 @@ class OutboxRelay:
                 continue
             if count >= self._batch:
                 continue
-            self._signal.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
             # that races its timeout, and the relay would never stop.
             with contextlib.suppress(TimeoutError):

@@ -139,6 +139,7 @@ class Runtime:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[Any] = []
+        self._consumers: list[Consumer] = []
         for service in services:
             for sub in service.subscriptions:
                 self._subscribe(sub)
@@ -152,9 +153,12 @@ class Runtime:
             sub.queue,
             sub.handler(self.deps),
             self.deps.broker,
+            self.deps.uow,
             attempts=self.settings.handler_attempts,
+            batch=self.settings.batch_size,
             on_outcome=self.deps.metrics.message_outcome,
         )
+        self._consumers.append(consumer)
 
         async def handle(body: bytes, msg: RabbitMessage) -> None:
             await consumer(body, msg)
@@ -188,6 +192,8 @@ class Runtime:
                 task.cancel()
             _done, pending = await asyncio.wait(pending, timeout=5)
         self._tasks.clear()
+        for consumer in self._consumers:
+            await consumer.close()
         with contextlib.suppress(Exception):
             await self.deps.broker.stop()
         await self.deps.engine.dispose()

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     metrics_port: int | None = None
     api_tokens: str = ""
     prefetch: int = 32
+    # Deliveries of one queue handled in one transaction at most (the ones waiting).
+    batch_size: int = 32
     db_pool_size: int = 5
     outbox_poll_seconds: float = 0.5
     handler_attempts: int = 3

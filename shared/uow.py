@@ -4,8 +4,10 @@ outgoing events (the outbox) and the inbox mark of the event being handled."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -13,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contract import Event
-from shared.db.models import InboxRow, OutboxRow
+from shared.db.models import CaseRow, InboxRow, OutboxRow
 
 
 class UnitOfWork:
@@ -25,7 +27,14 @@ class UnitOfWork:
         self._sessionmaker = sessionmaker
         self._signal = outbox_signal
         self._published = False
+        self._after_commit: list[Callable[[], None]] = []
         self.events: list[Event] = []
+        # What a batch fetched ahead (see prefetch): claims tried and won, cases read.
+        self._tried: set[tuple[str, str]] = set()
+        self._won: set[tuple[str, str]] = set()
+        self._cases: dict[str, CaseRow | None] = {}
+        self._locked = False
+        self._by_ref: dict[str, CaseRow | None] = {}
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._sessionmaker()
@@ -43,10 +52,17 @@ class UnitOfWork:
                 await self.session.commit()
                 if self._published and self._signal is not None:
                     self._signal.set()
+                for callback in self._after_commit:
+                    callback()
             else:
                 await self.session.rollback()
         finally:
             await self.session.close()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the transaction committed (a log line, a wake-up); never if
+        it rolled back."""
+        self._after_commit.append(callback)
 
     @property
     def is_postgres(self) -> bool:
@@ -75,12 +91,75 @@ class UnitOfWork:
         )
         return row is not None
 
+    async def prefetch(
+        self,
+        *,
+        claims: list[tuple[str, str]],
+        case_ids: list[str],
+        lock: bool,
+        external_refs: list[str],
+        at: datetime,
+    ) -> None:
+        """Claim the events and read the cases a batch of deliveries will ask for, one
+        statement each; :meth:`claim`, :meth:`cached_case` and :meth:`cached_external_ref`
+        then answer from here."""
+        if claims:
+            rows = [{"consumer": c, "event_id": e, "processed_at": at} for c, e in claims]
+            statement = (
+                self._insert(InboxRow)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+                .returning(InboxRow.consumer, InboxRow.event_id)
+            )
+            won = await self.session.execute(statement)
+            self._won = {(c, e) for c, e in won}
+            self._tried = set(claims)
+        if case_ids:
+            # Sorted, so two processes locking overlapping batches take the rows in one order.
+            query = select(CaseRow).where(CaseRow.id.in_(sorted(set(case_ids))))
+            query = query.order_by(CaseRow.id)
+            if lock and self.is_postgres:
+                query = query.with_for_update()
+            found = {row.id: row for row in await self.session.scalars(query)}
+            self._cases = {case_id: found.get(case_id) for case_id in case_ids}
+            self._locked = lock
+        if external_refs:
+            query = select(CaseRow).where(CaseRow.external_ref.in_(set(external_refs)))
+            found_refs = {row.external_ref: row for row in await self.session.scalars(query)}
+            self._by_ref = {ref: found_refs.get(ref) for ref in external_refs}
+
+    def cached_case(self, case_id: str, *, lock: bool) -> tuple[bool, CaseRow | None]:
+        """(True, the row or None if there is no such case) when a batch read it already."""
+        if case_id in self._cases and (self._locked or not lock):
+            return True, self._cases[case_id]
+        return False, None
+
+    def cached_external_ref(self, ref: str) -> tuple[bool, CaseRow | None]:
+        if ref in self._by_ref:
+            return True, self._by_ref[ref]
+        return False, None
+
+    def remember_external_ref(self, ref: str, case: CaseRow) -> None:
+        """A case filed in this transaction: the next look-up of its ref must find it."""
+        if ref in self._by_ref:
+            self._by_ref[ref] = case
+
+    def _insert(self, table: type[InboxRow]) -> Any:
+        dialect = self.session.get_bind().dialect.name
+        return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
+
     async def claim(self, consumer: str, event_id: str, at: datetime) -> bool:
         """Mark the event handled by ``consumer``; False if it already was.
 
         One ``INSERT … ON CONFLICT DO NOTHING``: a concurrent claim of the same event waits
         for the first transaction and then finds it taken, instead of failing on the key.
         """
+        key = (consumer, event_id)
+        if key in self._tried:  # claimed ahead by the batch; a second copy in it loses
+            if key in self._won:
+                self._won.discard(key)
+                return True
+            return False
         dialect = self.session.get_bind().dialect.name
         insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
         statement = (

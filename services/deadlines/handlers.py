@@ -22,7 +22,7 @@ from sqlalchemy import func, or_, select, text, update
 
 from services.deadlines.models import DEPARTMENT, LEGAL, ClockRow, StopRow
 from services.deadlines.schedule import AlertPolicy
-from shared.consumer import Handler, Poison
+from shared.consumer import Handler, Poison, Work
 from shared.contract import (
     CaseClosed,
     CaseEvent,
@@ -64,25 +64,26 @@ def case_event(deps: Deps) -> Handler:
     """The handler of the ``defensa311.deadlines`` queue."""
     policy = policy_for(deps)
 
-    async def handle(body: bytes, msg: RabbitMessage) -> None:
+    def decode(body: bytes, msg: RabbitMessage) -> Work:
         event = parse(body)
         if not isinstance(event, CaseEvent):
             raise Poison(f"event_type inesperado: {event.event_type!r}")
-        async with deps.uow() as uow:
+
+        async def work(uow: UnitOfWork) -> None:
             if not await uow.claim(CONSUMER, str(event.event_id), deps.clock.now()):
                 return
             outcome = await apply(uow, policy, event)
-        if outcome:
-            log.info(
-                outcome,
-                extra={
+            if outcome:
+                facts = {
                     "case_id": str(event.case_id),
                     "tracking_code": event.tracking_code,
                     "event_type": event.event_type,
-                },
-            )
+                }
+                uow.after_commit(lambda: log.info(outcome, extra=facts))
 
-    return handle
+        return Work(work, claim=(CONSUMER, str(event.event_id)))
+
+    return decode
 
 
 async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str | None:

@@ -8,10 +8,9 @@ from typing import Any
 from uuid import UUID
 
 from faststream.rabbit.message import RabbitMessage
-from sqlalchemy.exc import IntegrityError
 
 from shared.cases import file_case
-from shared.consumer import Handler, Poison
+from shared.consumer import Handler, Poison, Work
 from shared.contract import (
     CaseSubmitted,
     FieldError,
@@ -20,8 +19,8 @@ from shared.contract import (
     SubmissionRejected,
     validate_submission,
 )
-from shared.db.models import CaseRow
 from shared.runtime import Deps
+from shared.uow import UnitOfWork
 
 CONSUMER = "intake"
 log = logging.getLogger("defensa311.intake")
@@ -35,7 +34,7 @@ def decode_json(body: bytes) -> Any:
 
 
 def submission_received(deps: Deps) -> Handler:
-    async def handle(body: bytes, msg: RabbitMessage) -> None:
+    def decode(body: bytes, msg: RabbitMessage) -> Work:
         data = decode_json(body)
         if not isinstance(data, dict):
             raise Poison("el cuerpo debe ser un objeto JSON")
@@ -43,43 +42,48 @@ def submission_received(deps: Deps) -> Handler:
         try:
             event = validate_submission(data, CaseSubmitted)
         except SubmissionInvalid as exc:
-            await _reject(deps, data, event_id, exc.errors)
-            return
+            errors = exc.errors
+
+            async def reject(uow: UnitOfWork) -> None:
+                await _reject(uow, deps, data, event_id, errors)
+
+            return Work(reject, claim=(CONSUMER, event_id))
         assert isinstance(event, CaseSubmitted)
-        try:
-            filed = await _file(deps, event, event_id)
-        except IntegrityError:
-            # Another instance filed the same 311 ticket (or took the same event) between our
-            # look-up and our insert: the unique index refused ours and rolled it back. A
-            # fresh transaction now sees that case and files nothing.
-            filed = await _file(deps, event, event_id)
-        if filed is None:
-            return
-        case, created = filed
-        log.info(
-            "case filed" if created else "duplicate 311 submission ignored",
-            extra={"case_id": case.id, "tracking_code": case.tracking_code, "event_id": event_id},
+        submission = Submission.model_validate(
+            event.model_dump(include=set(Submission.model_fields))
         )
 
-    return handle
+        async def work(uow: UnitOfWork) -> None:
+            # Another instance may file the same 311 ticket between our look-up and our
+            # insert: the unique index refuses ours, the transaction rolls back and the
+            # consumer runs this again, when the look-up finds that case and files nothing.
+            await _file(uow, deps, submission, event.external_ref, event_id)
+
+        return Work(work, claim=(CONSUMER, event_id), external_ref=event.external_ref)
+
+    return decode
 
 
-async def _file(deps: Deps, event: CaseSubmitted, event_id: str) -> tuple[CaseRow, bool] | None:
-    """File the submission once per event and once per ``external_ref``; None if seen."""
+async def _file(
+    uow: UnitOfWork, deps: Deps, submission: Submission, external_ref: str, event_id: str
+) -> None:
+    """File the submission once per event and once per ``external_ref``."""
     now = deps.clock.now()
-    async with deps.uow() as uow:
-        if not await uow.claim(CONSUMER, event_id, now):
-            return None
-        case, created = await file_case(
-            uow,
-            deps.cases,
-            Submission.model_validate(event.model_dump(include=set(Submission.model_fields))),
-            channel="311",
-            actor="platform311",
-            now=now,
-            external_ref=event.external_ref,
-        )
-    return case, created
+    if not await uow.claim(CONSUMER, event_id, now):
+        return
+    case, created = await file_case(
+        uow,
+        deps.cases,
+        submission,
+        channel="311",
+        actor="platform311",
+        now=now,
+        external_ref=external_ref,
+        check_code=False,  # a clash fails the transaction and the consumer runs it again
+    )
+    facts = {"case_id": case.id, "tracking_code": case.tracking_code, "event_id": event_id}
+    message = "case filed" if created else "duplicate 311 submission ignored"
+    uow.after_commit(lambda: log.info(message, extra=facts))
 
 
 def _event_id(data: dict[str, Any], msg: RabbitMessage) -> str:
@@ -94,22 +98,21 @@ def _event_id(data: dict[str, Any], msg: RabbitMessage) -> str:
 
 
 async def _reject(
-    deps: Deps, data: dict[str, Any], event_id: str, errors: list[FieldError]
+    uow: UnitOfWork, deps: Deps, data: dict[str, Any], event_id: str, errors: list[FieldError]
 ) -> None:
     external_ref = data.get("external_ref")
     now = deps.clock.now()
-    async with deps.uow() as uow:
-        if not await uow.claim(CONSUMER, event_id, now):
-            return
-        uow.publish(
-            SubmissionRejected(
-                external_ref=external_ref if isinstance(external_ref, str) else None,
-                refused_event_id=event_id,
-                reasons=errors,
-                occurred_at=now,
-            )
+    if not await uow.claim(CONSUMER, event_id, now):
+        return
+    uow.publish(
+        SubmissionRejected(
+            external_ref=external_ref if isinstance(external_ref, str) else None,
+            refused_event_id=event_id,
+            reasons=errors,
+            occurred_at=now,
         )
-    log.info(
-        "submission rejected",
-        extra={"event_id": event_id, "reason": ",".join(f"{e.field}:{e.rule}" for e in errors)},
+    )
+    reason = ",".join(f"{e.field}:{e.rule}" for e in errors)
+    uow.after_commit(
+        lambda: log.info("submission rejected", extra={"event_id": event_id, "reason": reason})
     )

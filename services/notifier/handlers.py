@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from services.notifier.models import NotificationRow
 from services.notifier.planning import CaseFacts, Plan, Planner
 from shared.cases import CaseNotFound, get_case, record_note
-from shared.consumer import Handler, Poison
+from shared.consumer import Handler, Poison, Work
 from shared.contract import CaseEvent, Event, parse_event
 from shared.db.models import CaseRow
 from shared.runtime import Deps
@@ -69,12 +69,13 @@ def events(deps: Deps) -> Handler:
     planner = Planner(deps.config, sms_gateway=bool(deps.settings.sms_webhook_url))
     signal = wakeup(deps)
 
-    async def handle(body: bytes, msg: RabbitMessage) -> None:
+    def decode(body: bytes, msg: RabbitMessage) -> Work | None:
         event = parse(body)
         if not isinstance(event, CaseEvent):
-            return  # nobody is told (e.g. SubmissionRejected: 311 reads the event)
-        now = deps.clock.now()
-        async with deps.uow() as uow:
+            return None  # nobody is told (e.g. SubmissionRejected: 311 reads the event)
+
+        async def work(uow: UnitOfWork) -> None:
+            now = deps.clock.now()
             if not await uow.claim(CONSUMER, str(event.event_id), now):
                 return
             try:
@@ -85,20 +86,24 @@ def events(deps: Deps) -> Handler:
                 raise Poison("tracking_code no corresponde al case_id")
             plan = planner.plan(event, case_facts(case))
             await store(uow, event, case, plan, now=now)
-        if plan.notifications:
-            signal.set()
-        log.info(
-            "notifications queued",
-            extra={
+            facts = {
                 "case_id": case.id,
                 "tracking_code": case.tracking_code,
                 "event_type": event.event_type,
                 "queued": len(plan.notifications),
                 "gaps": plan.gaps,
-            },
-        )
+            }
 
-    return handle
+            def committed() -> None:
+                if plan.notifications:
+                    signal.set()
+                log.info("notifications queued", extra=facts)
+
+            uow.after_commit(committed)
+
+        return Work(work, claim=(CONSUMER, str(event.event_id)), case_id=str(event.case_id))
+
+    return decode
 
 
 async def store(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from faststream.rabbit.message import RabbitMessage
 
 from services.router.handlers import case_received, department_answer
-from shared.consumer import Handler, Poison
+from shared.consumer import Handler, Poison, Work
 from shared.messaging import ROUTER
 from shared.runtime import Deps, ServiceDefinition, Subscription
 
@@ -29,13 +29,12 @@ def dispatch(deps: Deps) -> Handler:
     received = case_received(deps)
     answered = department_answer(deps)
 
-    async def handle(body: bytes, msg: RabbitMessage) -> None:
+    def decode(body: bytes, msg: RabbitMessage) -> Work | None:
         key = msg.raw_message.routing_key or ""
         if key == "case.received":
-            await received(body, msg)
-        elif key.startswith(("case.responded.", "case.returned.")):
-            await answered(body, msg)
-        else:
-            raise Poison(f"clave de enrutamiento inesperada: {key!r}")
+            return received(body, msg)
+        if key.startswith(("case.responded.", "case.returned.")):
+            return answered(body, msg)
+        raise Poison(f"clave de enrutamiento inesperada: {key!r}")
 
-    return handle
+    return decode

@@ -18,7 +18,7 @@ from shared.cases import (
     perform,
     record_note,
 )
-from shared.consumer import Handler, Poison
+from shared.consumer import Handler, Poison, Work
 from shared.contract import (
     CaseReceived,
     CaseReturned,
@@ -60,10 +60,11 @@ def rules_for(deps: Deps) -> RuleSet:
 def case_received(deps: Deps) -> Handler:
     rules = rules_for(deps)
 
-    async def handle(body: bytes, msg: RabbitMessage) -> None:
+    def decode(body: bytes, msg: RabbitMessage) -> Work:
         event: CaseReceived = parse(CaseReceived, body)
-        now = deps.clock.now()
-        async with deps.uow() as uow:
+
+        async def work(uow: UnitOfWork) -> None:
+            now = deps.clock.now()
             if not await uow.claim(CONSUMER, str(event.event_id), now):
                 return
             try:
@@ -76,18 +77,19 @@ def case_received(deps: Deps) -> Handler:
                 kind=case.kind, category=case.category, description=case.description
             )
             await route_case(uow, deps, case, result)
-        log.info(
-            "case routed",
-            extra={
+            facts = {
                 "case_id": case.id,
                 "tracking_code": case.tracking_code,
                 "route": result.route,
                 "rule": result.rule,
                 "state": case.state,
-            },
-        )
+            }
+            uow.after_commit(lambda: log.info("case routed", extra=facts))
 
-    return handle
+        claim = (CONSUMER, str(event.event_id))
+        return Work(work, claim=claim, case_id=str(event.case_id), lock=True)
+
+    return decode
 
 
 async def route_case(uow: UnitOfWork, deps: Deps, case: CaseRow, result: Classification) -> None:
@@ -133,7 +135,7 @@ async def route_case(uow: UnitOfWork, deps: Deps, case: CaseRow, result: Classif
 def department_answer(deps: Deps) -> Handler:
     """``case.responded.<code>`` and ``case.returned.<code>`` from a department over AMQP."""
 
-    async def handle(body: bytes, msg: RabbitMessage) -> None:
+    def decode(body: bytes, msg: RabbitMessage) -> Work:
         try:
             event_type = json.loads(body).get("event_type")
         except (ValueError, AttributeError) as exc:
@@ -149,12 +151,19 @@ def department_answer(deps: Deps) -> Handler:
         key = msg.raw_message.routing_key or ""
         if key.rsplit(".", 1)[-1] != event.department:
             raise Poison("el departamento del mensaje no coincide con su clave de enrutamiento")
-        await _apply_answer(deps, event, action)
 
-    return handle
+        async def work(uow: UnitOfWork) -> None:
+            await apply_answer(uow, deps, event, action)
+
+        claim = (CONSUMER, str(event.event_id))
+        return Work(work, claim=claim, case_id=str(event.case_id), lock=True)
+
+    return decode
 
 
-async def _apply_answer(deps: Deps, event: DepartmentResponded | CaseReturned, action: str) -> None:
+async def apply_answer(
+    uow: UnitOfWork, deps: Deps, event: DepartmentResponded | CaseReturned, action: str
+) -> None:
     """Apply a department's answer once; a foreign or late one changes nothing and is refused.
 
     The refusal is recorded on the case (an ``answer_refused`` audit row) and sent back to the
@@ -162,75 +171,73 @@ async def _apply_answer(deps: Deps, event: DepartmentResponded | CaseReturned, a
     """
     now = deps.clock.now()
     actor = f"department:{event.department}"
-    async with deps.uow() as uow:
-        if not await uow.claim(CONSUMER, str(event.event_id), now):
-            log.info(
-                "department answer already handled",
-                extra={"case_id": str(event.case_id), "event_id": str(event.event_id)},
+    if not await uow.claim(CONSUMER, str(event.event_id), now):
+        log.info(
+            "department answer already handled",
+            extra={"case_id": str(event.case_id), "event_id": str(event.event_id)},
+        )
+        return
+    try:
+        case = await get_case(uow, case_id=str(event.case_id), lock=True)
+    except CaseNotFound as exc:
+        raise Poison("caso desconocido") from exc
+    if case.tracking_code != event.tracking_code:
+        raise Poison("tracking_code no corresponde al case_id")
+    params: dict[str, Any] = {"department": event.department}
+    if isinstance(event, DepartmentResponded):
+        params["response"] = event.response
+    else:
+        params["reason"] = event.reason
+    refusal: FieldError | None = None
+    try:
+        await perform(
+            uow,
+            deps.cases,
+            case,
+            action,
+            params,
+            actor=actor,
+            now=now,
+            department_event=False,
+        )
+    except NotYourCase as exc:
+        refusal = FieldError(
+            field="department", rule="not_remitted_to_department", message=str(exc)
+        )
+    except IllegalTransition as exc:
+        refusal = FieldError(field="state", rule="illegal_transition", message=str(exc))
+    except InvalidActionInput as exc:
+        refusal = FieldError(field=exc.field, rule=exc.rule, message=exc.message)
+    if refusal is not None:
+        record_note(
+            uow,
+            case,
+            actor=actor,
+            action="answer_refused",
+            now=now,
+            details={
+                "event_id": str(event.event_id),
+                "event_type": event.event_type,
+                "rule": refusal.rule,
+                "reason": refusal.message,
+            },
+        )
+        uow.publish(
+            SubmissionRejected(
+                refused_event_id=str(event.event_id),
+                department=event.department,
+                case_id=event.case_id,
+                tracking_code=event.tracking_code,
+                reasons=[refusal],
+                occurred_at=now,
             )
-            return
-        try:
-            case = await get_case(uow, case_id=str(event.case_id), lock=True)
-        except CaseNotFound as exc:
-            raise Poison("caso desconocido") from exc
-        if case.tracking_code != event.tracking_code:
-            raise Poison("tracking_code no corresponde al case_id")
-        params: dict[str, Any] = {"department": event.department}
-        if isinstance(event, DepartmentResponded):
-            params["response"] = event.response
-        else:
-            params["reason"] = event.reason
-        refusal: FieldError | None = None
-        try:
-            await perform(
-                uow,
-                deps.cases,
-                case,
-                action,
-                params,
-                actor=actor,
-                now=now,
-                department_event=False,
-            )
-        except NotYourCase as exc:
-            refusal = FieldError(
-                field="department", rule="not_remitted_to_department", message=str(exc)
-            )
-        except IllegalTransition as exc:
-            refusal = FieldError(field="state", rule="illegal_transition", message=str(exc))
-        except InvalidActionInput as exc:
-            refusal = FieldError(field=exc.field, rule=exc.rule, message=exc.message)
-        if refusal is not None:
-            record_note(
-                uow,
-                case,
-                actor=actor,
-                action="answer_refused",
-                now=now,
-                details={
-                    "event_id": str(event.event_id),
-                    "event_type": event.event_type,
-                    "rule": refusal.rule,
-                    "reason": refusal.message,
-                },
-            )
-            uow.publish(
-                SubmissionRejected(
-                    refused_event_id=str(event.event_id),
-                    department=event.department,
-                    case_id=event.case_id,
-                    tracking_code=event.tracking_code,
-                    reasons=[refusal],
-                    occurred_at=now,
-                )
-            )
-    log.info(
-        "department answer refused" if refusal else "department answer applied",
-        extra={
-            "case_id": str(event.case_id),
-            "tracking_code": event.tracking_code,
-            "department": event.department,
-            "action": action,
-            "rule": refusal.rule if refusal else None,
-        },
-    )
+        )
+    facts = {
+        "case_id": str(event.case_id),
+        "tracking_code": event.tracking_code,
+        "department": event.department,
+        "action": action,
+        "rule": refusal.rule if refusal else None,
+    }
+    message = "department answer refused" if refusal else "department answer applied"
+    uow.after_commit(lambda: log.info(message, extra=facts))
