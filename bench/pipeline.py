@@ -337,7 +337,13 @@ async def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="cases to push through")
     parser.add_argument("--rate", type=float, default=None, help="steady cases/s (default: max)")
     parser.add_argument("--raw", type=int, default=20000, help="messages for the raw ceiling")
-    parser.add_argument("--profile", choices=SERVICES, help="py-spy this service during the run")
+    parser.add_argument(
+        "--profile",
+        choices=SERVICES,
+        action="append",
+        default=[],
+        help="py-spy this service during the run (repeat for several)",
+    )
     args = parser.parse_args()
 
     vhost = f"d311-bench-{uuid.uuid4().hex[:8]}"
@@ -365,10 +371,10 @@ async def main() -> None:
         raw = await raw_ceiling(amqp_url, args.raw)
         print(f"raw ceiling: {raw}", flush=True)
 
-        spy = None
-        if args.profile:
-            out = logs / f"{args.profile}.collapsed"
-            spy = profile(services.procs[args.profile].pid, 20, out)
+        spies = {
+            name: profile(services.procs[name].pid, 20, logs / f"{name}.collapsed")
+            for name in args.profile
+        }
         cpu_before = {n: cpu_seconds(p.pid) for n, p in services.procs.items()}
         figures = await pipeline(amqp_url, args.n, args.rate)
         print(f"pipeline: {figures}", flush=True)
@@ -381,9 +387,10 @@ async def main() -> None:
         print(f"CPU ms per case: {cpu_ms}", flush=True)
         peak = {n: rss_kb(p.pid, "VmHWM") // 1024 for n, p in services.procs.items()}
         print(f"peak RSS MB: {peak}", flush=True)
-        if spy is not None:
+        for service, spy in spies.items():
             spy.wait(60)
-            for name, share in top_frames(logs / f"{args.profile}.collapsed"):
+            print(f"profile of {service} ({logs / f'{service}.collapsed'}):")
+            for name, share in top_frames(logs / f"{service}.collapsed"):
                 print(f"  {share:5.1f}%  {name}")
         services.stop()
         all_idle = await run_all_idle_rss(amqp_url, database_url, logs) // 1024

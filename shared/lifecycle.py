@@ -97,6 +97,7 @@ class Lifecycle:
     """One machine shared by every case; a case is bound to it only while an action runs."""
 
     def __init__(self) -> None:
+        self._decided: dict[tuple[str, str, str | None], State | None] = {}
         self._machine = Machine(
             model=None,
             states=[s.value for s in State],
@@ -113,7 +114,20 @@ class Lifecycle:
             )
 
     def apply(self, state: str, action: str, kind: str | None) -> State:
-        """The state after ``action``; raises UnknownAction or IllegalTransition."""
+        """The state after ``action``; raises UnknownAction or IllegalTransition.
+
+        The machine decides; its answer depends on nothing but (state, action, kind), so it
+        is remembered: binding a case to the machine costs more than the rest of an action.
+        """
+        key = (state, action, kind)
+        if key not in self._decided:
+            self._decided[key] = self._ask_machine(state, action, kind)
+        moved = self._decided[key]
+        if moved is None:
+            raise IllegalTransition(state, action, self.allowed(state, kind), kind)
+        return moved
+
+    def _ask_machine(self, state: str, action: str, kind: str | None) -> State | None:
         if action not in ACTIONS:
             raise UnknownAction(action)
         subject = _Subject(kind)
@@ -124,9 +138,7 @@ class Lifecycle:
             moved = False
         finally:
             self._machine.remove_model(subject)
-        if not moved:
-            raise IllegalTransition(state, action, self.allowed(state, kind), kind)
-        return State(subject.state)
+        return State(subject.state) if moved else None
 
     def allowed(self, state: str, kind: str | None) -> list[str]:
         subject = _Subject(kind)

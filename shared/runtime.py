@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -97,9 +96,11 @@ class ServiceDefinition:
     http: HttpFactory | None = None
 
 
-async def _raw_body(msg: Any) -> Any:
-    # Handlers validate the raw bytes themselves: a bad 311 body must be answered.
-    return msg.body
+async def _the_message(msg: Any) -> Any:
+    # The handler gets the message itself and validates the raw bytes (a bad 311 body must
+    # be answered). Not a ``Context("message")`` parameter: FastStream resolves that with a
+    # thread hop per delivery (fast-depends runs the sync resolver in a thread pool).
+    return msg
 
 
 class Runtime:
@@ -160,14 +161,14 @@ class Runtime:
         )
         self._consumers.append(consumer)
 
-        async def handle(body: bytes, msg: RabbitMessage) -> None:
-            await consumer(body, msg)
+        async def handle(msg: Any) -> None:
+            await consumer(msg.body, msg)
 
         self.deps.broker.subscriber(
             rabbit_queue(sub.queue),
             exchange(),
             ack_policy=AckPolicy.MANUAL,
-            decoder=_raw_body,
+            decoder=_the_message,
             description=sub.description or sub.queue.description,
         )(handle)
 

@@ -41,6 +41,7 @@ No matching rule → ``triage`` with the submitted kind and category kept.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -231,12 +232,14 @@ class _Word:
             return text.index.get(self.text, [])
         cached = text.prefix_cache.get(self.text)
         if cached is None:
-            cached = sorted(
-                pos
-                for token, where in text.index.items()
-                if token.startswith(self.text)
-                for pos in where
-            )
+            # The tokens starting with the prefix sit together in the sorted token list.
+            tokens = text.tokens
+            found: list[int] = []
+            i = bisect.bisect_left(tokens, self.text)
+            while i < len(tokens) and tokens[i].startswith(self.text):
+                found.extend(text.index[tokens[i]])
+                i += 1
+            cached = sorted(found)
             text.prefix_cache[self.text] = cached
         return cached
 
@@ -246,6 +249,7 @@ class _Text:
     """A description prepared once per classification: word → positions, prefix lookups cached."""
 
     index: dict[str, list[int]]
+    tokens: list[str]  # the distinct tokens, sorted
     prefix_cache: dict[str, list[int]]
 
     @classmethod
@@ -253,7 +257,7 @@ class _Text:
         index: dict[str, list[int]] = {}
         for pos, token in enumerate(tokenize(description)):
             index.setdefault(token, []).append(pos)
-        return cls(index, {})
+        return cls(index, sorted(index), {})
 
 
 @dataclass(frozen=True, slots=True)
