@@ -74,6 +74,29 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def infrastructure_cpu() -> dict[str, float]:
+    """CPU seconds so far of the RabbitMQ server and of PostgreSQL (every backend alive, plus
+    what the postmaster reaped from backends that ended), on this host."""
+    totals = {"rabbitmq": 0.0, "postgresql": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            head, _, rest = (proc / "stat").read_text().rpartition(")")
+            comm = head.split("(", 1)[1]
+            fields = rest.split()
+            own = (int(fields[11]) + int(fields[12])) / tick
+            reaped = (int(fields[13]) + int(fields[14])) / tick
+            if comm == "beam.smp":
+                totals["rabbitmq"] += own
+            elif comm == "postgres" or comm.startswith("postgres:"):
+                parent = int(fields[1])
+                is_postmaster = "postgres" not in Path(f"/proc/{parent}/comm").read_text()
+                totals["postgresql"] += own + (reaped if is_postmaster else 0.0)
+    return totals
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -376,7 +399,11 @@ async def main() -> None:
             for name in args.profile
         }
         cpu_before = {n: cpu_seconds(p.pid) for n, p in services.procs.items()}
+        infra_before = infrastructure_cpu()
+        bench_before = time.process_time()
         figures = await pipeline(amqp_url, args.n, args.rate)
+        infra_after = infrastructure_cpu()
+        bench_cpu = time.process_time() - bench_before
         print(f"pipeline: {figures}", flush=True)
         # CPU each service spent per case (until the last case arrived; the deadlines and
         # notifier queues may still hold work, which is not counted).
@@ -385,6 +412,13 @@ async def main() -> None:
             for n, p in services.procs.items()
         }
         print(f"CPU ms per case: {cpu_ms}", flush=True)
+        # The rest of the machine per case: the broker, the database and this client (which
+        # publishes the submissions and plays the departments and the 311 platform).
+        other_ms = {
+            **{k: round(1000 * (infra_after[k] - infra_before[k]) / args.n, 2) for k in infra_after},
+            "bench_client": round(1000 * bench_cpu / args.n, 2),
+        }
+        print(f"CPU ms per case, elsewhere: {other_ms}", flush=True)
         peak = {n: rss_kb(p.pid, "VmHWM") // 1024 for n, p in services.procs.items()}
         print(f"peak RSS MB: {peak}", flush=True)
         for service, spy in spies.items():
@@ -402,6 +436,7 @@ async def main() -> None:
             "ratio": round(figures["cases_per_s"] * MESSAGES_PER_CASE / raw["raw_msgs_per_s"], 3),
             "rate": args.rate,
             "cpu_ms_per_case": cpu_ms,
+            "other_cpu_ms_per_case": other_ms,
             "idle_rss_mb": idle,
             "peak_rss_mb": peak,
             "run_all_idle_rss_mb": all_idle,

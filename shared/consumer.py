@@ -109,6 +109,7 @@ class Consumer:
         attempts: int = 3,
         batch: int = 32,
         on_outcome: Callable[[str, str], None] | None = None,
+        on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
         self.spec = spec
         self._handler = handler
@@ -117,6 +118,7 @@ class Consumer:
         self._attempts = attempts
         self._batch = max(1, batch)
         self._on_outcome = on_outcome or (lambda _queue, _outcome: None)
+        self._on_batch = on_batch or (lambda _queue, _deliveries: None)
         self._waiting: list[_Delivery] = []
         self._worker: asyncio.Task[None] | None = None
 
@@ -188,6 +190,7 @@ class Consumer:
                     backoff = await self._wait_out(exc, backoff)
                     continue
                 return False
+            self._on_batch(self.spec.name, len(batch))
             for delivery in batch:
                 await self._ack(delivery.msg)
             return True
@@ -219,6 +222,7 @@ class Consumer:
                     await self._dead_letter(body, msg, f"handler failed: {describe_error(exc)}")
                     return
                 continue
+            self._on_batch(self.spec.name, 1)
             await self._ack(msg)
             return
 

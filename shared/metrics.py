@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 
 
 class Metrics:
@@ -33,8 +39,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.batches = Histogram(
+            "defensa311_batch_deliveries",
+            "Deliveries handled together in one consumer transaction, by queue",
+            ["queue"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+
     def message_outcome(self, queue: str, outcome: str) -> None:
         self.messages.labels(queue=queue, outcome=outcome).inc()
+
+    def batch(self, queue: str, deliveries: int) -> None:
+        self.batches.labels(queue=queue).observe(deliveries)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

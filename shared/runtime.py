@@ -158,6 +158,7 @@ class Runtime:
             attempts=self.settings.handler_attempts,
             batch=self.settings.batch_size,
             on_outcome=self.deps.metrics.message_outcome,
+            on_batch=self.deps.metrics.batch,
         )
         self._consumers.append(consumer)
 

@@ -1,0 +1,142 @@
+"""Deliveries waiting together are handled in one transaction (shared/consumer.py), on the
+real RabbitMQ and on PostgreSQL or SQLite: a backlog gives every effect exactly once, and a
+bad delivery in a batch does not take the good ones with it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import aio_pika
+import pytest
+from sqlalchemy import func, select
+
+from services.intake.app import service as intake_service
+from services.router.app import service as router_service
+from shared.clock import FixedClock
+from shared.contract import EXCHANGE, CaseReceived
+from shared.db.models import CaseHistoryRow, CaseRow, OutboxRow
+from shared.messaging import INTAKE, ROUTER
+from shared.runtime import Runtime
+from tests.integration.test_intake_311 import START, publish, submitted
+from tests.support import drain, eventually, running, settings_for
+
+pytestmark = pytest.mark.connected
+
+
+def consumed(runtime: Runtime, queue: str) -> float:
+    value = runtime.deps.metrics.registry.get_sample_value(
+        "defensa311_messages_total", {"queue": queue, "outcome": "consumed"}
+    )
+    return value or 0.0
+
+
+def largest_batch_seen(runtime: Runtime, queue: str) -> int:
+    """The smallest histogram bucket holding every transaction: an upper bound that is > 1
+    only if some transaction held several deliveries."""
+    registry = runtime.deps.metrics.registry
+    count = registry.get_sample_value("defensa311_batch_deliveries_count", {"queue": queue})
+    for bound in (1, 2, 4, 8, 16, 32, 64, 128):
+        in_bucket = registry.get_sample_value(
+            "defensa311_batch_deliveries_bucket", {"queue": queue, "le": f"{float(bound)}"}
+        )
+        if in_bucket == count:
+            return bound
+    return 256
+
+
+async def publish_raw(amqp_url: str, routing_key: str, *bodies: bytes) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(EXCHANGE)
+        for body in bodies:
+            await exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=routing_key,
+                mandatory=True,
+            )
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+async def test_a_backlog_of_submissions_is_filed_in_batches_each_once(
+    amqp_url: str, pg_url: str, sqlite_url: str, database: str
+) -> None:
+    url = pg_url if database == "postgresql" else sqlite_url
+    settings = settings_for(amqp_url, url, prefetch=16, batch_size=16)
+    clock = FixedClock(START)
+    goods = [submitted(f"311-PA-B{i:03}") for i in range(40)]
+    pair = [submitted("311-PA-PAIR"), submitted("311-PA-PAIR")]  # two events, one ticket
+    invalid = submitted("311-PA-BAD", description="corto")
+    # The router's runtime declares the whole topology; intake's queue fills meanwhile.
+    async with running(settings, [router_service()], clock=clock):
+        await publish(amqp_url, *goods[:20], goods[0], pair[0], invalid, *goods[20:], pair[1])
+        await publish_raw(amqp_url, "case.submitted", b"{not json")
+    async with running(settings, [intake_service()], clock=clock) as intake:
+        await eventually(lambda: consumed(intake, INTAKE.name) == 44, timeout=30)
+        async with intake.deps.uow() as uow:
+            refs = list(await uow.session.scalars(select(CaseRow.external_ref)))
+            events = list(await uow.session.scalars(select(OutboxRow.event_type)))
+            filed = await uow.session.scalar(
+                select(func.count()).where(CaseHistoryRow.action == "file")
+            )
+        assert sorted(refs) == sorted({g["external_ref"] for g in goods} | {"311-PA-PAIR"})
+        assert sorted(events) == ["CaseReceived"] * 41 + ["SubmissionRejected"]
+        assert filed == 41
+        [poison] = await drain(amqp_url, INTAKE.dlq)
+        assert poison.body == b"{not json"
+        assert largest_batch_seen(intake, INTAKE.name) > 1
+
+
+async def test_a_bad_delivery_in_a_batch_does_not_take_the_good_ones_with_it(
+    amqp_url: str, pg_url: str
+) -> None:
+    settings = settings_for(amqp_url, pg_url, prefetch=16, batch_size=16)
+    clock = FixedClock(START)
+    async with running(settings, [intake_service()], clock=clock) as intake:
+        await publish(amqp_url, *(submitted(f"311-PA-R{i:03}") for i in range(60)))
+
+        async def all_announced() -> list[OutboxRow]:
+            async with intake.deps.uow() as uow:
+                rows = list(
+                    await uow.session.scalars(
+                        select(OutboxRow).where(OutboxRow.published_at.is_not(None))
+                    )
+                )
+            return rows if len(rows) == 60 else []
+
+        announced = await eventually(all_announced, timeout=30)
+        # Waiting in the router's queue behind the 60: a copy of one CaseReceived (a
+        # redelivery) and a well-formed CaseReceived of a case nobody filed.
+        unknown = CaseReceived(
+            case_id=uuid.uuid4(),
+            tracking_code="2025-AAA-AAA-AAA",
+            channel="311",
+            received_at=START,
+            due_at=START + timedelta(days=42),
+            occurred_at=START,
+        )
+        await publish_raw(
+            amqp_url,
+            "case.received",
+            announced[0].body.encode(),
+            unknown.model_dump_json().encode(),
+        )
+        async with running(settings, [router_service()], clock=clock) as router:
+            await eventually(lambda: consumed(router, ROUTER.name) == 61, timeout=30)
+            async with router.deps.uow() as uow:
+                states = list(await uow.session.scalars(select(CaseRow.state)))
+                classified = list(
+                    await uow.session.scalars(
+                        select(CaseHistoryRow.case_id).where(CaseHistoryRow.action == "classify")
+                    )
+                )
+            assert len(states) == 60 and "received" not in states
+            assert len(classified) == len(set(classified)) == 60  # the copy changed nothing
+            [dead] = await eventually(lambda: drain(amqp_url, ROUTER.dlq))
+            assert json.loads(dead.body)["case_id"] == str(unknown.case_id)
+            assert dead.headers["x-defensa311-reason"] == "caso desconocido"
+            assert largest_batch_seen(router, ROUTER.name) > 1
