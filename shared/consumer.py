@@ -108,6 +108,7 @@ class Consumer:
         *,
         attempts: int = 3,
         batch: int = 32,
+        gather_seconds: float = 0.0,
         on_outcome: Callable[[str, str], None] | None = None,
         on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
@@ -117,6 +118,7 @@ class Consumer:
         self._uow = uow
         self._attempts = attempts
         self._batch = max(1, batch)
+        self._gather = gather_seconds
         self._on_outcome = on_outcome or (lambda _queue, _outcome: None)
         self._on_batch = on_batch or (lambda _queue, _deliveries: None)
         self._waiting: list[_Delivery] = []
@@ -156,6 +158,8 @@ class Consumer:
         # The deliveries that arrived while a batch ran form the next batch: one at a time
         # under light load (no added latency), up to ``batch`` under heavy load.
         while self._waiting:
+            if self._gather and len(self._waiting) < self._batch:
+                await asyncio.sleep(self._gather)
             batch = self._waiting[: self._batch]
             del self._waiting[: len(batch)]
             try:

@@ -16,6 +16,7 @@ def service() -> ServiceDefinition:
                 DEADLINES,
                 case_event,
                 "Case events that start and stop the legal and department clocks",
+                gather_seconds=0.05,
             ),
         ),
         loops=(sweep_loop,),
