@@ -22,6 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
 from faststream.rabbit import RabbitBroker
@@ -47,6 +48,10 @@ class Work:
     case_id: str | None = None
     lock: bool = False  # the case is read FOR UPDATE
     external_ref: str | None = None
+    # A service's own look-ahead for a batch: called once with the batch's works that name
+    # it, before any of them runs; it may leave what it found in ``uow.batch``.
+    prepare: Callable[[UnitOfWork, list[Work]], Awaitable[None]] | None = None
+    subject: Any = None  # what ``prepare`` needs to know of this delivery (its event)
 
 
 Handler = Callable[[bytes, RabbitMessage], Work | None]
@@ -185,6 +190,8 @@ class Consumer:
                         external_refs=[w.external_ref for w in works if w.external_ref],
                         at=datetime.now(UTC),
                     )
+                    for prepare in dict.fromkeys(w.prepare for w in works if w.prepare):
+                        await prepare(uow, [w for w in works if w.prepare is prepare])
                     for work in works:
                         await work.run(uow)
             except asyncio.CancelledError:

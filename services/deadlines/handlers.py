@@ -81,15 +81,39 @@ def case_event(deps: Deps) -> Handler:
                 }
                 uow.after_commit(lambda: log.info(outcome, extra=facts))
 
-        return Work(work, claim=(CONSUMER, str(event.event_id)))
+        claim = (CONSUMER, str(event.event_id))
+        return Work(work, claim=claim, prepare=prepare_batch, subject=event)
 
     return decode
+
+
+LOCKED = "deadlines.locked"
+NO_STOPS = "deadlines.no_stops"
+
+
+async def prepare_batch(uow: UnitOfWork, works: list[Work]) -> None:
+    """For a batch: take every case's lock at once (in one order, so two instances cannot
+    deadlock on them), and learn which cases have no stop recorded (most: their starts then
+    need no look-up)."""
+    case_ids = sorted({str(work.subject.case_id) for work in works})
+    if uow.is_postgres:
+        await uow.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(CAST(:keys AS text[])) k"),
+            {"keys": [f"deadlines:{case_id}" for case_id in case_ids]},
+        )
+        uow.batch[LOCKED] = set(case_ids)
+    stopped = set(
+        await uow.session.scalars(
+            select(StopRow.case_id).where(StopRow.case_id.in_(case_ids)).distinct()
+        )
+    )
+    uow.batch[NO_STOPS] = set(case_ids) - stopped
 
 
 async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str | None:
     """Apply one case event to the clocks, in the caller's transaction; say what was done."""
     case_id = str(event.case_id)
-    if uow.is_postgres:
+    if uow.is_postgres and case_id not in uow.batch.get(LOCKED, ()):
         # Two instances handling a start and a stop of one case at once must not miss each other.
         await uow.session.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"deadlines:{case_id}"}
@@ -143,6 +167,8 @@ async def _stopped_at(
     uow: UnitOfWork, case_id: str, clock: str, department: str | None, started_at: datetime
 ) -> datetime | None:
     """The earliest recorded stop that covers a clock started at ``started_at``."""
+    if case_id in uow.batch.get(NO_STOPS, ()):
+        return None
     query = select(func.min(StopRow.stopped_at)).where(
         StopRow.case_id == case_id,
         StopRow.clock == clock,
@@ -158,6 +184,7 @@ async def stop(
     uow: UnitOfWork, event: CaseEvent, clock: str, department: str | None, at: datetime
 ) -> None:
     case_id = str(event.case_id)
+    uow.batch.get(NO_STOPS, set()).discard(case_id)
     uow.session.add(
         StopRow(
             event_id=str(event.event_id),

@@ -15,10 +15,19 @@ from sqlalchemy import func, select
 from services.intake.app import service as intake_service
 from services.router.app import service as router_service
 from shared.clock import FixedClock
-from shared.contract import EXCHANGE, CaseReceived
+from shared.contract import EXCHANGE, CaseClosed, CaseEvent, CaseReceived, CaseReturned
 from shared.db.models import CaseHistoryRow, CaseRow, OutboxRow
-from shared.messaging import INTAKE, ROUTER
+from shared.messaging import DEADLINES, INTAKE, ROUTER
 from shared.runtime import Runtime
+from tests.integration.test_deadlines_service import (
+    DEPT_DUE,
+    FILED,
+    REMITTED,
+    clocks,
+    handlers_only,
+    received,
+    remitted,
+)
 from tests.integration.test_intake_311 import START, publish, submitted
 from tests.support import drain, eventually, running, settings_for
 
@@ -140,3 +149,46 @@ async def test_a_bad_delivery_in_a_batch_does_not_take_the_good_ones_with_it(
             assert json.loads(dead.body)["case_id"] == str(unknown.case_id)
             assert dead.headers["x-defensa311-reason"] == "caso desconocido"
             assert largest_batch_seen(router, ROUTER.name) > 1
+
+
+async def test_out_of_order_clock_events_in_one_batch(amqp_url: str, pg_url: str) -> None:
+    """The deadlines service's look-ahead (locks and "which cases have stops") must not hide a
+    stop that arrives earlier in the same batch than its start."""
+    settings = settings_for(amqp_url, pg_url, prefetch=16, batch_size=16)
+    case_id, closed_case = uuid.uuid4(), uuid.uuid4()
+    returned_at = REMITTED + timedelta(days=2)
+    again_at = REMITTED + timedelta(days=5)
+    closed = CaseClosed(
+        case_id=closed_case,
+        tracking_code="D311-2026-000301",
+        declined=True,
+        reason="duplicado",
+        occurred_at=FILED + timedelta(hours=1),
+    )
+    returned = CaseReturned(
+        case_id=case_id,
+        tracking_code="D311-2026-000101",
+        department="aseo",
+        reason="No es de nuestra competencia",
+        occurred_at=returned_at,
+    )
+    sequence: list[CaseEvent] = [
+        closed,
+        received(closed_case, "D311-2026-000301"),
+        remitted(case_id, at=again_at, due=DEPT_DUE + timedelta(days=5)),
+        returned,
+        remitted(case_id),  # the first remittance, redelivered last
+        *(received(uuid.uuid4(), f"D311-2026-{i:06}") for i in range(20)),
+    ]
+    clock = FixedClock(FILED)
+    async with running(settings, [router_service()], clock=clock):
+        for event in sequence:
+            await publish_raw(amqp_url, event.routing_key(), event.model_dump_json().encode())
+    async with running(settings, [handlers_only()], clock=clock) as deadlines:
+        await eventually(lambda: consumed(deadlines, DEADLINES.name) == len(sequence))
+        rows = {(r.case_id, r.started_at): r for r in await clocks(deadlines)}
+        assert len(rows) == 23
+        assert rows[(str(closed_case), FILED)].stopped_at == FILED + timedelta(hours=1)
+        assert rows[(str(case_id), REMITTED)].stopped_at == returned_at
+        assert rows[(str(case_id), again_at)].stopped_at is None
+        assert largest_batch_seen(deadlines, DEADLINES.name) > 1
