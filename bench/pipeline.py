@@ -103,7 +103,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Services:
-    def __init__(self, amqp_url: str, database_url: str, logs: Path) -> None:
+    def __init__(
+        self, amqp_url: str, database_url: str, logs: Path, extra: dict[str, str] | None = None
+    ) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DEFENSA311_")}
         self.env.update(
             {
@@ -114,6 +116,7 @@ class Services:
                 "DEFENSA311_HTTP_PORT": str(free_port()),
                 "DEFENSA311_SMTP_PORT": str(free_port()),
                 "PYTHONUNBUFFERED": "1",
+                **(extra or {}),
             }
         )
         self.logs = logs
@@ -361,6 +364,13 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="steady cases/s (default: max)")
     parser.add_argument("--raw", type=int, default=20000, help="messages for the raw ceiling")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the services, e.g. --set DEFENSA311_BATCH_SIZE=64",
+    )
+    parser.add_argument(
         "--profile",
         choices=SERVICES,
         action="append",
@@ -379,7 +389,8 @@ async def main() -> None:
     amqp_url = with_path(AMQP, "/" + quote(vhost, safe=""))
     database_url = with_path(PG, "/" + db)
     logs = Path(tempfile.mkdtemp(prefix="d311-bench-"))
-    services = Services(amqp_url, database_url, logs)
+    extra = dict(item.split("=", 1) for item in args.set)
+    services = Services(amqp_url, database_url, logs, extra)
     result: dict[str, Any] = {}
     try:
         services.start("intake")  # migrates the empty database first
@@ -391,7 +402,11 @@ async def main() -> None:
         idle = {n: rss_kb(p.pid) // 1024 for n, p in services.procs.items()}
         print(f"idle RSS MB: {idle}", flush=True)
 
+        raw_infra = infrastructure_cpu()
         raw = await raw_ceiling(amqp_url, args.raw)
+        raw["rabbitmq_cpu_ms_per_raw_msg"] = round(
+            1000 * (infrastructure_cpu()["rabbitmq"] - raw_infra["rabbitmq"]) / args.raw, 3
+        )
         print(f"raw ceiling: {raw}", flush=True)
 
         spies = {
@@ -438,6 +453,12 @@ async def main() -> None:
             "rate": args.rate,
             "cpu_ms_per_case": cpu_ms,
             "other_cpu_ms_per_case": other_ms,
+            # The broker's work per case in raw messages (1 KB, confirmed, consumed): what a
+            # case really weighs on RabbitMQ, against messages_per_case.
+            "broker_raw_msgs_per_case": round(
+                other_ms["rabbitmq"] / max(raw["rabbitmq_cpu_ms_per_raw_msg"], 1e-9), 1
+            ),
+            "settings": extra,
             "idle_rss_mb": idle,
             "peak_rss_mb": peak,
             "run_all_idle_rss_mb": all_idle,
