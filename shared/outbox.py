@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 
+import aio_pika
+from aio_pika.abc import AbstractExchange
 from faststream.rabbit import RabbitBroker
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,6 +44,7 @@ class OutboxRelay:
         self._poll = poll_seconds
         self._batch = batch
         self._exchange = exchange()
+        self._target: AbstractExchange | None = None
         self.published = 0
 
     async def run(self) -> None:
@@ -104,14 +107,19 @@ class OutboxRelay:
         return len(done)
 
     async def _publish(self, row: OutboxRow) -> None:
-        await self._broker.publish(
-            row.body.encode(),
-            exchange=self._exchange,
+        # Straight to the exchange object on the broker's channel (confirms, returns raise):
+        # FastStream's publish builds a command and re-hashes the exchange on every message.
+        if self._target is None:
+            self._target = await self._broker.declare_exchange(self._exchange)
+        await self._target.publish(
+            aio_pika.Message(
+                row.body.encode(),
+                message_id=row.event_id,
+                type=row.event_type,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
             routing_key=row.routing_key,
             mandatory=True,
-            persist=True,
-            message_id=row.event_id,
-            message_type=row.event_type,
-            content_type="application/json",
             timeout=10,
         )
