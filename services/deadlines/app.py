@@ -16,7 +16,7 @@ def service() -> ServiceDefinition:
                 DEADLINES,
                 case_event,
                 "Case events that start and stop the legal and department clocks",
-                gather_seconds=0.05,
+                gather_seconds=0.2,
             ),
         ),
         loops=(sweep_loop,),

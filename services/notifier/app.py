@@ -20,7 +20,7 @@ def service() -> ServiceDefinition:
                 NOTIFIER,
                 events,
                 "Citizen-facing and deadline events to notify (e-mail, SMS, webhooks, tasks)",
-                gather_seconds=0.05,
+                gather_seconds=0.2,
             ),
         ),
         loops=(delivery_loop,),
