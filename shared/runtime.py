@@ -87,7 +87,7 @@ class Subscription:
     handler: HandlerFactory
     description: str = ""
     # How long a delivery may wait for others to share its transaction. Zero where
-    # latency matters (the path to the department); a few tens of ms where it does not
+    # latency matters (the path to the department); a fraction of a second where it does not
     # (clocks, notifications) buys far fewer transactions under a steady flow.
     gather_seconds: float = 0.0
 
