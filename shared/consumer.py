@@ -171,6 +171,11 @@ class Consumer:
                 if len(batch) == 1 or not await self._together(batch):
                     for delivery in batch:
                         await self._alone(delivery)
+            except Exception:  # e.g. a dead letter that could not be published: broker away
+                log.exception("deliveries returned to the queue", extra={"queue": self.spec.name})
+                for delivery in batch:
+                    with contextlib.suppress(Exception):  # a no-op on one already settled
+                        await delivery.msg.nack(requeue=True)
             finally:
                 for delivery in batch:
                     if not delivery.done.done():
@@ -254,10 +259,25 @@ class Consumer:
         return min(backoff * 2, 5.0)
 
     async def _dead_letter(self, body: bytes, msg: RabbitMessage, reason: str) -> None:
+        try:
+            await self._publish_dead_letter(body, msg, reason)
+        except Exception as exc:  # the DLQ is missing or the broker is away: keep the message
+            log.warning(
+                "dead letter not published; delivery returned to the queue",
+                extra={"queue": self.spec.name, "error": type(exc).__name__},
+            )
+            await asyncio.sleep(1.0)  # not a hot loop of redeliveries while it lasts
+            with contextlib.suppress(Exception):
+                await msg.nack(requeue=True)
+            return
         log.warning(
             "dead-lettered",
             extra={"queue": self.spec.name, "message_id": msg.message_id, "reason": reason},
         )
+        await msg.ack()
+        self._on_outcome(self.spec.name, "dead_lettered")
+
+    async def _publish_dead_letter(self, body: bytes, msg: RabbitMessage, reason: str) -> None:
         raw = msg.raw_message
         await self._broker.publish(
             body,
@@ -276,5 +296,3 @@ class Consumer:
             },
             timeout=10,
         )
-        await msg.ack()
-        self._on_outcome(self.spec.name, "dead_lettered")

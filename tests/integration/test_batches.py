@@ -4,6 +4,7 @@ bad delivery in a batch does not take the good ones with it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import timedelta
@@ -192,3 +193,37 @@ async def test_out_of_order_clock_events_in_one_batch(amqp_url: str, pg_url: str
         assert rows[(str(case_id), REMITTED)].stopped_at == returned_at
         assert rows[(str(case_id), again_at)].stopped_at is None
         assert largest_batch_seen(deadlines, DEADLINES.name) > 1
+
+
+async def test_a_dead_letter_that_cannot_be_published_keeps_its_message(
+    amqp_url: str, pg_url: str
+) -> None:
+    """With its DLQ gone (deleted by hand), a poison delivery is not acked into nothing: it
+    goes back to the queue and reaches the DLQ once the DLQ is there again."""
+    settings = settings_for(amqp_url, pg_url)
+    unknown = CaseReceived(
+        case_id=uuid.uuid4(),
+        tracking_code="2025-BBB-BBB-BBB",
+        channel="311",
+        received_at=START,
+        due_at=START + timedelta(days=42),
+        occurred_at=START,
+    )
+    async with running(settings, [router_service()], clock=FixedClock(START)) as router:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(ROUTER.dlq)
+            await publish_raw(amqp_url, "case.received", unknown.model_dump_json().encode())
+            await asyncio.sleep(2.5)  # two or three tries while the DLQ is missing
+            outcomes = router.deps.metrics.registry
+            assert not outcomes.get_sample_value(
+                "defensa311_messages_total", {"queue": ROUTER.name, "outcome": "dead_lettered"}
+            )
+            await channel.declare_queue(
+                ROUTER.dlq, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+        [dead] = await eventually(lambda: drain(amqp_url, ROUTER.dlq), timeout=20)
+        assert json.loads(dead.body)["case_id"] == str(unknown.case_id)
+        assert dead.headers["x-defensa311-reason"] == "caso desconocido"
+        assert consumed(router, ROUTER.name) == 0
