@@ -105,15 +105,7 @@ class UnitOfWork:
         statement each; :meth:`claim`, :meth:`cached_case` and :meth:`cached_external_ref`
         then answer from here."""
         if claims:
-            rows = [{"consumer": c, "event_id": e, "processed_at": at} for c, e in claims]
-            statement = (
-                self._insert(InboxRow)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
-                .returning(InboxRow.consumer, InboxRow.event_id)
-            )
-            won = await self.session.execute(statement)
-            self._won = {(c, e) for c, e in won}
+            self._won = await self._claim_rows(claims, at)
             self._tried = set(claims)
         if case_ids:
             # Sorted, so two processes locking overlapping batches take the rows in one order.
@@ -145,31 +137,31 @@ class UnitOfWork:
         if ref in self._by_ref:
             self._by_ref[ref] = case
 
-    def _insert(self, table: type[InboxRow]) -> Any:
+    async def _claim_rows(
+        self, claims: list[tuple[str, str]], at: datetime
+    ) -> set[tuple[str, str]]:
+        """One ``INSERT … ON CONFLICT DO NOTHING RETURNING``: the (consumer, event_id) pairs
+        this transaction took. A concurrent claim of the same event waits for the first
+        transaction and then finds it taken, instead of failing on the key."""
         dialect = self.session.get_bind().dialect.name
-        return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = (
+            insert(InboxRow)
+            .values([{"consumer": c, "event_id": e, "processed_at": at} for c, e in claims])
+            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .returning(InboxRow.consumer, InboxRow.event_id)
+        )
+        return {(c, e) for c, e in await self.session.execute(statement)}
 
     async def claim(self, consumer: str, event_id: str, at: datetime) -> bool:
-        """Mark the event handled by ``consumer``; False if it already was.
-
-        One ``INSERT … ON CONFLICT DO NOTHING``: a concurrent claim of the same event waits
-        for the first transaction and then finds it taken, instead of failing on the key.
-        """
+        """Mark the event handled by ``consumer``; False if it already was."""
         key = (consumer, event_id)
         if key in self._tried:  # claimed ahead by the batch; a second copy in it loses
             if key in self._won:
                 self._won.discard(key)
                 return True
             return False
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        statement = (
-            insert(InboxRow)
-            .values(consumer=consumer, event_id=event_id, processed_at=at)
-            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
-            .returning(InboxRow.event_id)
-        )
-        return (await self.session.scalar(statement)) is not None
+        return key in await self._claim_rows([key], at)
 
     def mark_seen(self, consumer: str, event_id: str, at: object) -> None:
         self.session.add(InboxRow(consumer=consumer, event_id=event_id, processed_at=at))

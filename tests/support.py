@@ -30,6 +30,7 @@ import asyncpg
 import pytest
 
 from shared.clock import Clock
+from shared.contract import EXCHANGE
 from shared.runtime import Runtime, ServiceDefinition
 from shared.settings import Settings
 
@@ -346,3 +347,16 @@ def process_env(amqp_url: str, database_url: str, **extra: str) -> dict[str, str
     )
     env.update(extra)
     return env
+
+
+async def publish(amqp_url: str, routing_key: str, *messages: aio_pika.Message) -> None:
+    """Publish to the system's exchange with confirms and ``mandatory`` (as 311 or a
+    department would)."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(EXCHANGE)
+        for message in messages:
+            await exchange.publish(message, routing_key=routing_key, mandatory=True)
+    finally:
+        await connection.close()

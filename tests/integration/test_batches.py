@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from services.intake.app import service as intake_service
 from services.router.app import service as router_service
 from shared.clock import FixedClock
-from shared.contract import EXCHANGE, CaseClosed, CaseEvent, CaseReceived, CaseReturned
+from shared.contract import CaseClosed, CaseEvent, CaseReceived, CaseReturned
 from shared.db.models import CaseHistoryRow, CaseRow, OutboxRow
 from shared.messaging import DEADLINES, INTAKE, ROUTER
 from shared.runtime import Runtime
@@ -31,6 +31,7 @@ from tests.integration.test_deadlines_service import (
 )
 from tests.integration.test_intake_311 import START, publish, submitted
 from tests.support import drain, eventually, running, settings_for
+from tests.support import publish as support_publish
 
 pytestmark = pytest.mark.connected
 
@@ -57,18 +58,20 @@ def largest_batch_seen(runtime: Runtime, queue: str) -> int:
 
 
 async def publish_raw(amqp_url: str, routing_key: str, *bodies: bytes) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(EXCHANGE)
-        for body in bodies:
-            await exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=routing_key,
-                mandatory=True,
-            )
-    finally:
-        await connection.close()
+    messages = [aio_pika.Message(b, delivery_mode=aio_pika.DeliveryMode.PERSISTENT) for b in bodies]
+    await support_publish(amqp_url, routing_key, *messages)
+
+
+def of_no_case(tracking_code: str) -> CaseReceived:
+    """A well-formed CaseReceived of a case nobody filed."""
+    return CaseReceived(
+        case_id=uuid.uuid4(),
+        tracking_code=tracking_code,
+        channel="311",
+        received_at=START,
+        due_at=START + timedelta(days=42),
+        occurred_at=START,
+    )
 
 
 @pytest.mark.parametrize("database", ["postgresql", "sqlite"])
@@ -121,14 +124,7 @@ async def test_a_bad_delivery_in_a_batch_does_not_take_the_good_ones_with_it(
         announced = await eventually(all_announced, timeout=30)
         # Waiting in the router's queue behind the 60: a copy of one CaseReceived (a
         # redelivery) and a well-formed CaseReceived of a case nobody filed.
-        unknown = CaseReceived(
-            case_id=uuid.uuid4(),
-            tracking_code="2025-AAA-AAA-AAA",
-            channel="311",
-            received_at=START,
-            due_at=START + timedelta(days=42),
-            occurred_at=START,
-        )
+        unknown = of_no_case("2025-AAA-AAA-AAA")
         await publish_raw(
             amqp_url,
             "case.received",
@@ -201,14 +197,7 @@ async def test_a_dead_letter_that_cannot_be_published_keeps_its_message(
     """With its DLQ gone (deleted by hand), a poison delivery is not acked into nothing: it
     goes back to the queue and reaches the DLQ once the DLQ is there again."""
     settings = settings_for(amqp_url, pg_url)
-    unknown = CaseReceived(
-        case_id=uuid.uuid4(),
-        tracking_code="2025-BBB-BBB-BBB",
-        channel="311",
-        received_at=START,
-        due_at=START + timedelta(days=42),
-        occurred_at=START,
-    )
+    unknown = of_no_case("2025-BBB-BBB-BBB")
     async with running(settings, [router_service()], clock=FixedClock(START)) as router:
         connection = await aio_pika.connect(amqp_url)
         async with connection:

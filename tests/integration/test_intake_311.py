@@ -15,11 +15,11 @@ from sqlalchemy import select
 
 from services.intake.app import service as intake_service
 from shared.clock import FixedClock
-from shared.contract import EXCHANGE
 from shared.db.models import CaseRow, OutboxRow
 from shared.messaging import INTAKE, PLATFORM311
 from shared.runtime import Runtime
 from tests.support import asyncpg_dsn, drain, eventually, running, settings_for
+from tests.support import publish as support_publish
 
 pytestmark = pytest.mark.connected
 
@@ -47,23 +47,16 @@ def submitted(external_ref: str, **overrides: Any) -> dict[str, Any]:
 
 
 async def publish(amqp_url: str, *bodies: dict[str, Any]) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(EXCHANGE)
-        for body in bodies:
-            await exchange.publish(
-                aio_pika.Message(
-                    json.dumps(body).encode(),
-                    content_type="application/json",
-                    message_id=body.get("event_id"),
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key="case.submitted",
-                mandatory=True,
-            )
-    finally:
-        await connection.close()
+    messages = [
+        aio_pika.Message(
+            json.dumps(body).encode(),
+            content_type="application/json",
+            message_id=body.get("event_id"),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        for body in bodies
+    ]
+    await support_publish(amqp_url, "case.submitted", *messages)
 
 
 async def outbox(runtime: Runtime) -> list[OutboxRow]:
