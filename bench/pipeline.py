@@ -41,6 +41,7 @@ PG = os.environ.get(
 # Publishes with confirms on the path case.submitted → CaseRemitted: the submission, then
 # CaseReceived, CaseClassified and CaseRemitted from the services' outboxes.
 MESSAGES_PER_CASE = 4
+IDLE_SECONDS = 10
 DESCRIPTIONS = {
     "aseo": "Denuncio un vertedero de basura que crece cada semana en la esquina",
     "vias": "Hay un hueco enorme en la carretera principal frente a la escuela",
@@ -55,7 +56,7 @@ def rabbitmqctl(*args: str) -> None:
 
 def with_path(url: str, path: str) -> str:
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 def rss_kb(pid: int, field: str = "VmRSS") -> int:
@@ -401,6 +402,22 @@ async def main() -> None:
         await asyncio.sleep(3)  # idle: let start-up work settle before reading RSS
         idle = {n: rss_kb(p.pid) // 1024 for n, p in services.procs.items()}
         print(f"idle RSS MB: {idle}", flush=True)
+        # What each process costs doing nothing (polls, timers, heartbeats), in % of a core:
+        # at a low rate it is a good part of the CPU per case.
+        idle_before = {n: cpu_seconds(p.pid) for n, p in services.procs.items()}
+        idle_infra = infrastructure_cpu()
+        await asyncio.sleep(IDLE_SECONDS)
+        idle_cpu = {
+            n: round(100 * (cpu_seconds(p.pid) - idle_before[n]) / IDLE_SECONDS, 2)
+            for n, p in services.procs.items()
+        }
+        idle_cpu.update(
+            {
+                n: round(100 * (v - idle_infra[n]) / IDLE_SECONDS, 2)
+                for n, v in infrastructure_cpu().items()
+            }
+        )
+        print(f"idle CPU % of a core: {idle_cpu}", flush=True)
 
         raw_infra = infrastructure_cpu()
         raw = await raw_ceiling(amqp_url, args.raw)
@@ -460,6 +477,7 @@ async def main() -> None:
             ),
             "settings": extra,
             "idle_rss_mb": idle,
+            "idle_cpu_pct": idle_cpu,
             "peak_rss_mb": peak,
             "run_all_idle_rss_mb": all_idle,
         }

@@ -1,23 +1,37 @@
 """The outbox relay: publishes committed events with publisher confirms, in order.
 
-Rows are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so several relays (one
-per service process) never publish the same row at once; SQLite serves one process.
+Two ways out, one table:
+
+- **from memory** (the fast path): a unit of work that committed rows hands them to its own
+  process's relay (:meth:`OutboxRelay.send`), which publishes them at once; the confirmed
+  ones are marked published together a moment later (``mark_seconds``), one autocommit
+  ``UPDATE`` for all of them. Its rows carry a short *lease* (``lease_until``, wall clock) so
+  that no other relay publishes them meanwhile; there is no query and no lock to find them.
+  Every round trip to the database counts: on this kind of machine the cost of a statement
+  is mostly waking the other process, not the work.
+- **by polling** (the safety net): every ``poll_seconds`` each relay claims rows with no lease
+  (written by a process without a relay, such as the CLI, or whose publish failed) or an
+  expired one (its process died between commit and publish), with ``FOR UPDATE SKIP LOCKED``
+  on PostgreSQL so several relays never publish the same row at once; SQLite serves one
+  process.
+
 A row is marked published only after the broker confirmed it and it was routed
 (``mandatory``): an unroutable event stays pending and is retried. Delivery is at least
-once: a crash between confirm and commit republishes the same ``event_id``.
+once: a crash between confirm and mark republishes the same ``event_id`` when the lease ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import aio_pika
 from aio_pika.abc import AbstractExchange
 from faststream.rabbit import RabbitBroker
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.clock import Clock
 from shared.db.models import OutboxRow
@@ -33,25 +47,101 @@ class OutboxRelay:
         broker: RabbitBroker,
         clock: Clock,
         *,
-        signal: asyncio.Event,
         poll_seconds: float = 0.5,
+        lease_seconds: float = 5.0,
+        mark_seconds: float = 0.1,
         batch: int = 200,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._broker = broker
         self._clock = clock
-        self._signal = signal
         self._poll = poll_seconds
+        self._lease = timedelta(seconds=lease_seconds)
         self._batch = batch
         self._exchange = exchange()
         self._target: AbstractExchange | None = None
+        self._mark_delay = mark_seconds
+        self._ready: list[OutboxRow] = []  # committed here, to publish from memory
+        self._wake = asyncio.Event()
+        self._autocommit: AsyncEngine | None = None
+        self._confirmed: list[int] = []  # sent from memory, to mark published
+        self._to_mark = asyncio.Event()
         self.published = 0
 
+    def lease_until(self) -> datetime:
+        """The lease of a row this process will publish from memory. Wall clock, not the
+        service clock: it is compared across processes (a test's fixed clock never moves)."""
+        return datetime.now(UTC) + self._lease
+
+    def send(self, rows: Sequence[OutboxRow]) -> None:
+        """Rows just committed with :meth:`lease_until`: publish them now, in this order."""
+        self._ready.extend(rows)
+        self._wake.set()
+
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._send_loop())
+            tasks.create_task(self._mark_loop())
+            tasks.create_task(self._poll_loop())
+
+    async def _send_loop(self) -> None:
         while True:
-            # Cleared before the query, not after: a commit that lands while this batch is
-            # being published sets it again, so its row goes at once instead of a poll later.
-            self._signal.clear()
+            await self._wake.wait()
+            self._wake.clear()
+            while self._ready:
+                # What committed while the previous rows awaited their confirms goes together.
+                rows = self._ready[: self._batch]
+                del self._ready[: len(rows)]
+                results = await self._publish_all(rows)
+                failed = [r for r, e in zip(rows, results, strict=True) if e is not None]
+                self._confirmed.extend(r.id for r, e in zip(rows, results, strict=True) if not e)
+                self._to_mark.set()
+                if failed:
+                    try:
+                        async with self._sessionmaker() as session, session.begin():
+                            await self._record(session, failed, [e for e in results if e])
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # the poll publishes them when their lease ends
+                        log.warning("outbox send failed", extra={"error": repr(exc)})
+
+    async def _mark_loop(self) -> None:
+        backoff = self._mark_delay
+        while True:
+            await self._to_mark.wait()
+            await asyncio.sleep(self._mark_delay)  # the confirms of a moment go together
+            self._to_mark.clear()
+            ids, self._confirmed = self._confirmed, []
+            if not ids:
+                continue
+            try:
+                await self._mark(ids)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep them; if the lease ends first they go out again
+                log.warning("outbox mark failed, retrying", extra={"error": repr(exc)})
+                self._confirmed[:0] = ids
+                self._to_mark.set()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = self._mark_delay
+
+    async def _mark(self, ids: list[int]) -> None:
+        if self._autocommit is None:
+            async with self._sessionmaker() as session:
+                assert isinstance(session.bind, AsyncEngine)
+                self._autocommit = session.bind.execution_options(isolation_level="AUTOCOMMIT")
+        async with self._autocommit.connect() as conn:  # one statement, no BEGIN/COMMIT
+            await conn.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(ids))
+                .values(published_at=self._clock.now())
+            )
+        self.published += len(ids)
+
+    async def _poll_loop(self) -> None:
+        while True:
             try:
                 count = await self.relay_once()
             except asyncio.CancelledError:
@@ -60,49 +150,58 @@ class OutboxRelay:
                 log.warning("outbox relay failed, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(min(self._poll * 4, 2.0))
                 continue
-            if count >= self._batch:
-                continue
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-            # that races its timeout, and the relay would never stop.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll):
-                    await self._signal.wait()
+            if count < self._batch:
+                await asyncio.sleep(self._poll)
 
     async def relay_once(self) -> int:
-        """Publish one batch of pending rows; return how many were published."""
+        """Publish one batch of pending rows that nobody holds; return how many were published."""
         async with self._sessionmaker() as session, session.begin():
             query = (
                 select(OutboxRow)
-                .where(OutboxRow.published_at.is_(None))
+                .where(
+                    OutboxRow.published_at.is_(None),
+                    or_(OutboxRow.lease_until.is_(None), OutboxRow.lease_until < datetime.now(UTC)),
+                )
                 .order_by(OutboxRow.id)
                 .limit(self._batch)
             )
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = list(await session.scalars(query))
-            # One channel: frames go out in order, confirms are awaited together.
-            results = await asyncio.gather(
-                *(self._publish(row) for row in rows), return_exceptions=True
-            )
-            done: list[int] = []
-            for row, result in zip(rows, results, strict=True):
-                if isinstance(result, BaseException):
-                    log.warning(
-                        "publish failed", extra={"event_id": row.event_id, "error": repr(result)}
-                    )
-                    await session.execute(
-                        update(OutboxRow)
-                        .where(OutboxRow.id == row.id)
-                        .values(attempts=OutboxRow.attempts + 1, last_error=repr(result)[:1000])
-                    )
-                else:
-                    done.append(row.id)
-            if done:
+            return await self._record(session, rows, await self._publish_all(rows))
+
+    async def _publish_all(self, rows: list[OutboxRow]) -> list[BaseException | None]:
+        # One channel: frames go out in order, confirms are awaited together.
+        return await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
+
+    async def _record(
+        self, session: AsyncSession, rows: list[OutboxRow], results: list[BaseException | None]
+    ) -> int:
+        """Mark the confirmed rows published; a failed one loses its lease, so the next poll
+        of any relay tries it again."""
+        done: list[int] = []
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "publish failed", extra={"event_id": row.event_id, "error": repr(result)}
+                )
                 await session.execute(
                     update(OutboxRow)
-                    .where(OutboxRow.id.in_(done))
-                    .values(published_at=self._clock.now())
+                    .where(OutboxRow.id == row.id)
+                    .values(
+                        attempts=OutboxRow.attempts + 1,
+                        last_error=repr(result)[:1000],
+                        lease_until=None,
+                    )
                 )
+            else:
+                done.append(row.id)
+        if done:
+            await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(done))
+                .values(published_at=self._clock.now())
+            )
         self.published += len(done)
         return len(done)
 

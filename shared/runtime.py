@@ -56,13 +56,13 @@ class Deps:
     sessionmaker: async_sessionmaker[AsyncSession]
     broker: RabbitBroker
     cases: CaseServices
-    outbox_signal: asyncio.Event
+    relay: OutboxRelay
     metrics: Metrics
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.sessionmaker, self.outbox_signal)
+        return UnitOfWork(self.sessionmaker, self.relay)
 
     async def check_ready(self) -> dict[str, bool]:
         database = False
@@ -124,23 +124,25 @@ class Runtime:
             **({} if settings.is_sqlite else {"pool_size": settings.db_pool_size}),
         )
         broker = make_broker(settings.amqp_url, prefetch=settings.prefetch)
+        sessionmaker = make_sessionmaker(engine)
+        clock = clock or SystemClock()
+        self.relay = OutboxRelay(
+            sessionmaker,
+            broker,
+            clock,
+            poll_seconds=settings.outbox_poll_seconds,
+            lease_seconds=settings.outbox_lease_seconds,
+        )
         self.deps = Deps(
             settings=settings,
             config=config,
-            clock=clock or SystemClock(),
+            clock=clock,
             engine=engine,
-            sessionmaker=make_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             broker=broker,
             cases=CaseServices(config=config, terms=Terms.from_config(config)),
-            outbox_signal=asyncio.Event(),
+            relay=self.relay,
             metrics=Metrics(),
-        )
-        self.relay = OutboxRelay(
-            self.deps.sessionmaker,
-            broker,
-            self.deps.clock,
-            signal=self.deps.outbox_signal,
-            poll_seconds=settings.outbox_poll_seconds,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[Any] = []

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     batch_size: int = 32
     db_pool_size: int = 5
     outbox_poll_seconds: float = 0.5
+    # How long a committed event is left to its own process to publish before any relay may.
+    outbox_lease_seconds: float = 5.0
     handler_attempts: int = 3
     log_level: str = "INFO"
     log_json: bool = True

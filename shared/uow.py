@@ -3,11 +3,10 @@ outgoing events (the outbox) and the inbox mark of the event being handled."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -17,16 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.contract import Event
 from shared.db.models import CaseRow, InboxRow, OutboxRow
 
+if TYPE_CHECKING:
+    from shared.outbox import OutboxRelay
+
 
 class UnitOfWork:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        outbox_signal: asyncio.Event | None = None,
+        relay: OutboxRelay | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
-        self._signal = outbox_signal
-        self._published = False
+        self._relay = relay  # this process's relay: it publishes our rows from memory
+        self._outbox: list[OutboxRow] = []
         self._after_commit: list[Callable[[], None]] = []
         self.events: list[Event] = []
         # What a batch fetched ahead (see prefetch): claims tried and won, cases read.
@@ -51,8 +53,8 @@ class UnitOfWork:
         try:
             if exc_type is None:
                 await self.session.commit()
-                if self._published and self._signal is not None:
-                    self._signal.set()
+                if self._outbox and self._relay is not None:
+                    self._relay.send(self._outbox)
                 for callback in self._after_commit:
                     callback()
             else:
@@ -71,18 +73,18 @@ class UnitOfWork:
 
     def publish(self, event: Event) -> None:
         """Store the event in the outbox; the relay publishes it after commit."""
-        self.session.add(
-            OutboxRow(
-                event_id=str(event.event_id),
-                event_type=event.event_type,
-                routing_key=event.routing_key(),
-                body=event.model_dump_json(),
-                created_at=event.occurred_at,
-                attempts=0,
-            )
+        row = OutboxRow(
+            event_id=str(event.event_id),
+            event_type=event.event_type,
+            routing_key=event.routing_key(),
+            body=event.model_dump_json(),
+            created_at=event.occurred_at,
+            lease_until=self._relay.lease_until() if self._relay is not None else None,
+            attempts=0,
         )
+        self.session.add(row)
+        self._outbox.append(row)
         self.events.append(event)
-        self._published = True
 
     async def seen(self, consumer: str, event_id: str) -> bool:
         row = await self.session.scalar(

@@ -92,7 +92,7 @@ async def run_sweep(
         await broker.connect()
         await declare_topology(broker, system_topology(config.department_codes))
         result = await sweep(lambda: UnitOfWork(sessionmaker), policy, at)
-        relay = OutboxRelay(sessionmaker, broker, SystemClock(), signal=asyncio.Event())
+        relay = OutboxRelay(sessionmaker, broker, SystemClock())
         ids = [str(event.event_id) for event in result.alerts]
         deadline = time.monotonic() + relay_timeout
         unpublished = len(ids)

@@ -28,8 +28,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate, parseaddr
 from enum import Enum
 from types import TracebackType
 from typing import Any
@@ -134,14 +137,21 @@ class EmailChannel:
     def __init__(self, settings: SmtpSettings) -> None:
         self._settings = settings
 
-    def build(self, *, to: str, message: RenderedMessage, message_id: str) -> EmailMessage:
-        """The MIME message :meth:`send` transmits (exposed for previews and tests)."""
+    def build(self, *, to: str, message: RenderedMessage, message_id: str) -> Message:
+        """The MIME message :meth:`send` transmits (exposed for previews and tests).
+
+        Built with the ``compat32`` classes, which take headers as given instead of parsing
+        each one (a third of the notifier's CPU went to ``EmailMessage`` header parsing); so
+        the checks that policy made are made here: no line break in a header value (header
+        injection), addresses re-formatted, non-ASCII text encoded (RFC 2047)."""
         settings = self._settings
+        if any(c in value for value in (to, settings.sender, message.subject) for c in "\r\n"):
+            raise ChannelError("invalid message: ValueError", transient=False)
         try:
-            mail = EmailMessage()
-            mail["From"] = settings.sender
-            mail["To"] = to
-            mail["Subject"] = message.subject
+            mail = MIMEMultipart("alternative")
+            mail["From"] = _address(settings.sender)
+            mail["To"] = _address(to)
+            mail["Subject"] = _text_header("Subject", message.subject)
             mail["Date"] = formatdate(localtime=False, usegmt=True)
             mail["Message-ID"] = message_id_header(message_id, settings.sender)
             mail["X-Defensa311-Message"] = (
@@ -149,9 +159,9 @@ class EmailChannel:
             )
             mail["Auto-Submitted"] = "auto-generated"
             mail["Content-Language"] = "es-PA"
-            mail.set_content(message.text, subtype="plain", charset="utf-8")
-            mail.add_alternative(message.html, subtype="html", charset="utf-8")
-        except (ValueError, TypeError) as exc:  # e.g. a line break in a header value
+            mail.attach(MIMEText(message.text, "plain", "utf-8"))
+            mail.attach(MIMEText(message.html, "html", "utf-8"))
+        except (ValueError, TypeError, UnicodeError) as exc:
             raise ChannelError(f"invalid message: {type(exc).__name__}", transient=False) from None
         return mail
 
@@ -376,3 +386,15 @@ def mask_phone(phone: str) -> str:
             return f"+507****{last}"
         return f"+****{last}"
     return f"****{last}"
+
+
+def _address(value: str) -> str:
+    """``Name <addr>`` with a non-ASCII name encoded; the address itself must be ASCII."""
+    name, address = parseaddr(value)
+    if not address or not address.isascii():
+        raise ValueError("not an address")
+    return formataddr((name, address), charset="utf-8")
+
+
+def _text_header(name: str, value: str) -> str:
+    return value if value.isascii() else Header(value, "utf-8", header_name=name).encode()

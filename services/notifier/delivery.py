@@ -45,6 +45,7 @@ from services.notifier.templates import RenderedMessage, TemplateRenderer
 from shared.cases import CaseNotFound, get_case, record_note
 from shared.clock import Clock
 from shared.contract import NotificationFailed
+from shared.outbox import OutboxRelay
 from shared.runtime import Deps
 from shared.settings import Settings
 from shared.uow import UnitOfWork
@@ -103,7 +104,7 @@ class Deliverer:
         webhook: WebhookSender,
         policy: DeliveryPolicy,
         *,
-        outbox_signal: asyncio.Event | None = None,
+        relay: OutboxRelay | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._clock = clock
@@ -111,11 +112,11 @@ class Deliverer:
         self._email = email
         self._webhook = webhook
         self._policy = policy
-        self._outbox_signal = outbox_signal
+        self._relay = relay
         self._slots = asyncio.Semaphore(policy.concurrency)
 
     def _uow(self) -> UnitOfWork:
-        return UnitOfWork(self._sessionmaker, self._outbox_signal)
+        return UnitOfWork(self._sessionmaker, self._relay)
 
     async def deliver_due(self) -> int:
         """Try every due notification once; return how many were tried."""
@@ -310,7 +311,7 @@ async def delivery_loop(deps: Deps) -> None:
             EmailChannel(smtp_settings(settings)),
             webhook,
             policy,
-            outbox_signal=deps.outbox_signal,
+            relay=deps.relay,
         )
         while True:
             signal.clear()

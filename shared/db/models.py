@@ -86,6 +86,9 @@ class OutboxRow(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     published_at: Mapped[datetime | None]
+    # Until then the process that committed the row publishes it from memory; pollers take
+    # only rows with no lease (written elsewhere, or a failed publish) or an expired one.
+    lease_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
 

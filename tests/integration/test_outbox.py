@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aio_pika
 import pytest
@@ -133,3 +134,40 @@ async def test_claim_takes_an_event_once_even_when_two_race(
         assert await claim() is False
         async with UnitOfWork(rt.deps.sessionmaker) as uow:
             assert await uow.seen("test", event_id)
+
+
+async def test_a_committed_event_goes_from_memory_without_waiting_for_a_poll(
+    amqp_url: str, database_url: str
+) -> None:
+    slow_poll = settings_for(amqp_url, database_url, outbox_poll_seconds=60)
+    async with running(slow_poll, [], clock=FixedClock(NOW)) as rt:
+        await asyncio.sleep(0.5)  # the relay's first poll is behind it
+        async with rt.deps.uow() as uow:
+            uow.publish(closed_event())
+        [row] = await _rows(rt)
+        assert row.lease_until is not None and row.lease_until > datetime.now(UTC)
+        await eventually(lambda: _all_published(rt), timeout=5)
+
+
+async def test_a_leased_row_waits_for_its_writer_and_an_orphan_is_taken_after_its_lease(
+    amqp_url: str, pg_url: str
+) -> None:
+    """A process that died between commit and publish leaves a leased row: no other relay
+    touches it while the lease runs (no duplicate of a row its writer is publishing), and the
+    first poll after the lease publishes it (nothing lost)."""
+    async with running(settings_for(amqp_url, pg_url), [], clock=FixedClock(NOW)) as rt:
+        # What a writer that died after its commit leaves: a leased row nobody will send.
+        async with UnitOfWork(rt.deps.sessionmaker) as uow:
+            uow.publish(closed_event())
+            [row] = uow.session.new
+            assert isinstance(row, OutboxRow)
+            row.lease_until = datetime.now(UTC) + timedelta(seconds=1.5)
+        assert await rt.relay.relay_once() == 0  # leased: not this relay's to take
+        started = time.monotonic()
+        await eventually(lambda: _all_published(rt), timeout=10)
+        assert time.monotonic() - started > 1.0
+
+
+async def _rows(rt: Runtime) -> list[OutboxRow]:
+    async with rt.deps.sessionmaker() as session:
+        return list(await session.scalars(select(OutboxRow)))
