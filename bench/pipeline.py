@@ -112,7 +112,6 @@ class Services:
             {
                 "DEFENSA311_AMQP_URL": amqp_url,
                 "DEFENSA311_DATABASE_URL": database_url,
-                "DEFENSA311_OUTBOX_POLL_SECONDS": "0.2",
                 "DEFENSA311_LOG_LEVEL": "WARNING",
                 "DEFENSA311_HTTP_PORT": str(free_port()),
                 "DEFENSA311_SMTP_PORT": str(free_port()),

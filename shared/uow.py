@@ -8,7 +8,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import String, Table, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -144,15 +145,34 @@ class UnitOfWork:
     ) -> set[tuple[str, str]]:
         """One ``INSERT … ON CONFLICT DO NOTHING RETURNING``: the (consumer, event_id) pairs
         this transaction took. A concurrent claim of the same event waits for the first
-        transaction and then finds it taken, instead of failing on the key."""
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        statement = (
-            insert(InboxRow)
-            .values([{"consumer": c, "event_id": e, "processed_at": at} for c, e in claims])
-            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
-            .returning(InboxRow.consumer, InboxRow.event_id)
-        )
+        transaction and then finds it taken, instead of failing on the key.
+
+        Built so SQLAlchemy can cache its compiled form (a multi-row ``VALUES`` list cannot
+        be cached and was compiled anew for every delivery): one row as plain parameters,
+        several on PostgreSQL as arrays through ``unnest``. Core, not the ORM: nothing here
+        needs an identity map."""
+        table = InboxRow.__table__
+        assert isinstance(table, Table)
+        postgres = self.is_postgres
+        insert = postgresql_insert if postgres else sqlite_insert
+        statement: Any
+        if len(claims) == 1:
+            [(consumer, event_id)] = claims
+            statement = insert(table).values(consumer=consumer, event_id=event_id, processed_at=at)
+        elif postgres:
+            rows = select(
+                func.unnest(bindparam("consumers", [c for c, _ in claims], type_=ARRAY(String))),
+                func.unnest(bindparam("event_ids", [e for _, e in claims], type_=ARRAY(String))),
+                bindparam("at", at, type_=InboxRow.processed_at.type),
+            )
+            statement = insert(table).from_select(["consumer", "event_id", "processed_at"], rows)
+        else:
+            statement = insert(table).values(
+                [{"consumer": c, "event_id": e, "processed_at": at} for c, e in claims]
+            )
+        statement = statement.on_conflict_do_nothing(
+            index_elements=["consumer", "event_id"]
+        ).returning(table.c.consumer, table.c.event_id)
         return {(c, e) for c, e in await self.session.execute(statement)}
 
     async def claim(self, consumer: str, event_id: str, at: datetime) -> bool:
