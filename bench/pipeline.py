@@ -122,10 +122,10 @@ class Services:
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, nice: int = 0) -> None:
         handle = (self.logs / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "run", name],
+            ["nice", "-n", str(nice), sys.executable, "-m", "shared.cli", "run", name],
             env=self.env,
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -364,6 +364,12 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="steady cases/s (default: max)")
     parser.add_argument("--raw", type=int, default=20000, help="messages for the raw ceiling")
     parser.add_argument(
+        "--warmup",
+        type=int,
+        default=100,
+        help="cases sent first (at --rate) and not measured: connections, statement caches",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -377,6 +383,14 @@ async def main() -> None:
         default=[],
         help="py-spy this service during the run (repeat for several)",
     )
+    parser.add_argument(
+        "--background",
+        action="append",
+        default=[],
+        choices=SERVICES[1:],
+        help="run this service at a lower CPU priority (--nice), e.g. the ones off the path",
+    )
+    parser.add_argument("--nice", type=int, default=10, help="niceness for --background")
     args = parser.parse_args()
 
     vhost = f"d311-bench-{uuid.uuid4().hex[:8]}"
@@ -396,7 +410,7 @@ async def main() -> None:
         services.start("intake")  # migrates the empty database first
         await services.ready(database_url)
         for name in SERVICES[1:]:
-            services.start(name)
+            services.start(name, args.nice if name in args.background else 0)
         await services.ready(database_url)
         await asyncio.sleep(3)  # idle: let start-up work settle before reading RSS
         idle = {n: rss_kb(p.pid) // 1024 for n, p in services.procs.items()}
@@ -424,6 +438,10 @@ async def main() -> None:
             1000 * (infrastructure_cpu()["rabbitmq"] - raw_infra["rabbitmq"]) / args.raw, 3
         )
         print(f"raw ceiling: {raw}", flush=True)
+
+        if args.warmup:
+            warm = await pipeline(amqp_url, args.warmup, args.rate)
+            print(f"warm-up (not counted): {warm}", flush=True)
 
         spies = {
             name: profile(services.procs[name].pid, 20, logs / f"{name}.collapsed")
@@ -467,6 +485,8 @@ async def main() -> None:
             "messages_per_case": MESSAGES_PER_CASE,
             "ratio": round(figures["cases_per_s"] * MESSAGES_PER_CASE / raw["raw_msgs_per_s"], 3),
             "rate": args.rate,
+            "warmup": args.warmup,
+            "background": {name: args.nice for name in args.background},
             "cpu_ms_per_case": cpu_ms,
             "other_cpu_ms_per_case": other_ms,
             # The broker's work per case in raw messages (1 KB, confirmed, consumed): what a

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -213,6 +214,12 @@ class Runtime:
 
         stop = stop or asyncio.Event()
         await self.start()
+        # Everything built so far (modules, models, compiled rules, pools) lives as long as
+        # the process: take it out of the collector's sight. A full collection otherwise
+        # walked all of it — 70-110 ms pauses every few seconds under load, the worst tail
+        # latencies of the pipeline.
+        gc.collect()
+        gc.freeze()
         try:
             http = [s.http for s in self.services if s.http is not None]
             if http:

@@ -55,6 +55,14 @@ def test_each_service_runs_with_the_real_cli(
     assert (args.command, args.service) == ("run", name)
 
 
+def test_the_services_off_the_department_path_yield_the_cpu(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    weight = {name: services[name].get("cpu_shares", 1024) for name in SERVICES}
+    assert weight["deadlines"] < weight["intake"] and weight["notifier"] < weight["router"]
+    assert weight["intake"] == weight["router"] == 1024
+
+
 def test_a_command_the_cli_does_not_know_is_caught() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(argv({"command": ["defensa311", "run", "mailer"]}))
