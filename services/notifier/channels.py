@@ -18,10 +18,12 @@ already processed, which also defeats a replay inside the tolerance window.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import re
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -136,6 +138,13 @@ class EmailChannel:
 
     def __init__(self, settings: SmtpSettings) -> None:
         self._settings = settings
+        self._local_hostname: str | None = None
+
+    async def _ehlo_name(self) -> str:
+        # What EHLO says. aiosmtplib asks for the FQDN in a thread on every connection.
+        if self._local_hostname is None:
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+        return self._local_hostname
 
     def build(self, *, to: str, message: RenderedMessage, message_id: str) -> Message:
         """The MIME message :meth:`send` transmits (exposed for previews and tests).
@@ -172,9 +181,11 @@ class EmailChannel:
         sender = parseaddr(self._settings.sender)[1]
         mail = self.build(to=to, message=message, message_id=message_id)
         settings = self._settings
+        local_hostname = await self._ehlo_name()
         try:
             await aiosmtplib.send(
                 mail,
+                local_hostname=local_hostname,
                 sender=sender or None,
                 recipients=[recipient],
                 hostname=settings.host,

@@ -217,6 +217,7 @@ class TemplateRenderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            auto_reload=False,  # read once: no stat of every template file on every render
         )
         self._env.filters["fecha"] = lambda v: format_datetime_es(v, tz)
         self._env.filters["fecha_corta"] = lambda v: format_date_es(v, tz)
