@@ -23,6 +23,7 @@ once: a crash between confirm and mark republishes the same ``event_id`` when th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -79,10 +80,18 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._send_loop())
-            tasks.create_task(self._mark_loop())
-            tasks.create_task(self._poll_loop())
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._send_loop())
+                tasks.create_task(self._mark_loop())
+                tasks.create_task(self._poll_loop())
+        finally:
+            # A clean stop marks what the broker already confirmed; otherwise those rows
+            # would go out a second time when their lease ends.
+            if self._confirmed:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2):
+                        await self._mark(self._confirmed)
 
     async def _send_loop(self) -> None:
         while True:

@@ -171,3 +171,17 @@ async def test_a_leased_row_waits_for_its_writer_and_an_orphan_is_taken_after_it
 async def _rows(rt: Runtime) -> list[OutboxRow]:
     async with rt.deps.sessionmaker() as session:
         return list(await session.scalars(select(OutboxRow)))
+
+
+async def test_a_clean_stop_marks_what_the_broker_confirmed(amqp_url: str, pg_url: str) -> None:
+    """Marks are batched a moment after the confirms; stopping in that moment must not
+    leave confirmed rows pending (they would go out twice when their lease ends)."""
+    async with running(settings_for(amqp_url, pg_url), [], clock=FixedClock(NOW)) as rt:
+        rt.relay._mark_delay = 60  # the batch of marks is still waiting at the stop
+        async with rt.deps.uow() as uow:
+            uow.publish(closed_event())
+        await eventually(lambda: rt.relay._confirmed)
+        assert await pending(rt)
+    async with running(settings_for(amqp_url, pg_url), [], clock=FixedClock(NOW)) as again:
+        again.relay._mark_delay = 60
+        assert await pending(again) == []
