@@ -102,13 +102,16 @@ class OutboxRelay:
                 rows = self._ready[: self._batch]
                 del self._ready[: len(rows)]
                 results = await self._publish_all(rows)
-                failed = [r for r, e in zip(rows, results, strict=True) if e is not None]
-                self._confirmed.extend(r.id for r, e in zip(rows, results, strict=True) if not e)
+                outcomes = list(zip(rows, results, strict=True))
+                self._confirmed.extend(row.id for row, error in outcomes if error is None)
                 self._to_mark.set()
+                failed = [(row, error) for row, error in outcomes if error is not None]
                 if failed:
                     try:
                         async with self._sessionmaker() as session, session.begin():
-                            await self._record(session, failed, [e for e in results if e])
+                            await self._record(
+                                session, [row for row, _ in failed], [e for _, e in failed]
+                            )
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:  # the poll publishes them when their lease ends

@@ -185,3 +185,23 @@ async def test_a_clean_stop_marks_what_the_broker_confirmed(amqp_url: str, pg_ur
     async with running(settings_for(amqp_url, pg_url), [], clock=FixedClock(NOW)) as again:
         again.relay._mark_delay = 60
         assert await pending(again) == []
+
+
+async def test_an_unroutable_event_sent_from_memory_is_recorded_and_left_to_the_poll(
+    amqp_url: str, pg_url: str
+) -> None:
+    async with running(settings_for(amqp_url, pg_url), [], clock=FixedClock(NOW)) as rt:
+        async with rt.deps.uow() as uow:
+            event = closed_event()
+            uow.publish(event)
+            [row] = uow.session.new
+            assert isinstance(row, OutboxRow)
+            row.routing_key = "nobody.listens"  # what a binding removed by hand would cause
+
+        async def tried() -> list[OutboxRow]:
+            return [r for r in await pending(rt) if r.attempts > 0]
+
+        [failed] = await eventually(tried)
+        assert "NO_ROUTE" in (failed.last_error or "")
+        assert failed.lease_until is None  # any relay's next poll tries it again
+        assert failed.event_id == str(event.event_id)
