@@ -8,7 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, Table, bindparam, func, select
+from sqlalchemy import String, Table, bindparam, func, inspect, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -53,6 +53,14 @@ class UnitOfWork:
     ) -> None:
         try:
             if exc_type is None:
+                if self._outbox and self._relay is not None:
+                    # The lease runs from the commit, not from the publish: a long
+                    # transaction (a notifier's SMTP try) must not hand its rows to other
+                    # relays the moment it commits. Rows already flushed keep theirs.
+                    lease = self._relay.lease_until()
+                    for row in self._outbox:
+                        if inspect(row).pending:
+                            row.lease_until = lease
                 await self.session.commit()
                 if self._outbox and self._relay is not None:
                     self._relay.send(self._outbox)

@@ -205,3 +205,18 @@ async def test_an_unroutable_event_sent_from_memory_is_recorded_and_left_to_the_
         assert "NO_ROUTE" in (failed.last_error or "")
         assert failed.lease_until is None  # any relay's next poll tries it again
         assert failed.event_id == str(event.event_id)
+
+
+async def test_the_lease_runs_from_the_commit_not_from_the_publish(
+    amqp_url: str, pg_url: str
+) -> None:
+    """A transaction longer than the lease (a notifier's SMTP try) must not commit rows
+    other relays may take at once: they would go out twice."""
+    settings = settings_for(amqp_url, pg_url, outbox_lease_seconds=1.0, outbox_poll_seconds=60)
+    async with running(settings, [], clock=FixedClock(NOW)) as rt:
+        async with rt.deps.uow() as uow:
+            uow.publish(closed_event())
+            await asyncio.sleep(1.2)
+            committing = datetime.now(UTC)
+        [row] = await _rows(rt)
+        assert row.lease_until is not None and row.lease_until > committing
