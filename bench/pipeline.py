@@ -98,6 +98,19 @@ def infrastructure_cpu() -> dict[str, float]:
     return totals
 
 
+def cpu_snapshot(procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
+    """CPU seconds so far of each service, of RabbitMQ and of PostgreSQL."""
+    return {n: cpu_seconds(p.pid) for n, p in procs.items()} | infrastructure_cpu()
+
+
+def cpu_spent(
+    procs: dict[str, subprocess.Popen[bytes]], before: dict[str, float], scale: float
+) -> dict[str, float]:
+    """CPU seconds since the ``before`` snapshot, times ``scale``, for each of its keys."""
+    after = cpu_snapshot(procs)
+    return {k: round(scale * (after[k] - before[k]), 2) for k in before}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -417,19 +430,9 @@ async def main() -> None:
         print(f"idle RSS MB: {idle}", flush=True)
         # What each process costs doing nothing (polls, timers, heartbeats), in % of a core:
         # at a low rate it is a good part of the CPU per case.
-        idle_before = {n: cpu_seconds(p.pid) for n, p in services.procs.items()}
-        idle_infra = infrastructure_cpu()
+        idle_before = cpu_snapshot(services.procs)
         await asyncio.sleep(IDLE_SECONDS)
-        idle_cpu = {
-            n: round(100 * (cpu_seconds(p.pid) - idle_before[n]) / IDLE_SECONDS, 2)
-            for n, p in services.procs.items()
-        }
-        idle_cpu.update(
-            {
-                n: round(100 * (v - idle_infra[n]) / IDLE_SECONDS, 2)
-                for n, v in infrastructure_cpu().items()
-            }
-        )
+        idle_cpu = cpu_spent(services.procs, idle_before, 100 / IDLE_SECONDS)
         print(f"idle CPU % of a core: {idle_cpu}", flush=True)
 
         raw_infra = infrastructure_cpu()
@@ -447,27 +450,19 @@ async def main() -> None:
             name: profile(services.procs[name].pid, 20, logs / f"{name}.collapsed")
             for name in args.profile
         }
-        cpu_before = {n: cpu_seconds(p.pid) for n, p in services.procs.items()}
-        infra_before = infrastructure_cpu()
+        cpu_before = cpu_snapshot(services.procs)
         bench_before = time.process_time()
         figures = await pipeline(amqp_url, args.n, args.rate)
-        infra_after = infrastructure_cpu()
+        spent = cpu_spent(services.procs, cpu_before, 1000 / args.n)
         bench_cpu = time.process_time() - bench_before
         print(f"pipeline: {figures}", flush=True)
         # CPU each service spent per case (until the last case arrived; the deadlines and
         # notifier queues may still hold work, which is not counted).
-        cpu_ms = {
-            n: round(1000 * (cpu_seconds(p.pid) - cpu_before[n]) / args.n, 2)
-            for n, p in services.procs.items()
-        }
+        cpu_ms = {n: spent.pop(n) for n in services.procs}
         print(f"CPU ms per case: {cpu_ms}", flush=True)
         # The rest of the machine per case: the broker, the database and this client (which
         # publishes the submissions and plays the departments and the 311 platform).
-        other_ms = {
-            name: round(1000 * (infra_after[name] - infra_before[name]) / args.n, 2)
-            for name in infra_after
-        }
-        other_ms["bench_client"] = round(1000 * bench_cpu / args.n, 2)
+        other_ms = spent | {"bench_client": round(1000 * bench_cpu / args.n, 2)}
         print(f"CPU ms per case, elsewhere: {other_ms}", flush=True)
         peak = {n: rss_kb(p.pid, "VmHWM") // 1024 for n, p in services.procs.items()}
         print(f"peak RSS MB: {peak}", flush=True)
