@@ -134,6 +134,22 @@ class Services:
         )
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # A real SMTP server that accepts and discards: with none listening, every e-mail
+        # fails and is retried with backoff, which is not the notifier's steady state.
+        self.smtp_sink = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-c",
+                "aiosmtpd.handlers.Sink",
+                "-l",
+                f"127.0.0.1:{self.env['DEFENSA311_SMTP_PORT']}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(logs / "smtp_sink.log").open("ab"),
+        )
 
     def start(self, name: str, nice: int = 0) -> None:
         handle = (self.logs / f"{name}.log").open("ab")
@@ -177,11 +193,15 @@ class Services:
     def tails(self) -> dict[str, str]:
         return {n: (self.logs / f"{n}.log").read_text(errors="replace")[-1500:] for n in self.procs}
 
+    def measured(self) -> dict[str, subprocess.Popen[bytes]]:
+        """The processes whose CPU the bench reads: the services and the SMTP sink."""
+        return self.procs | {"smtp_sink": self.smtp_sink}
+
     def stop(self) -> None:
-        for proc in self.procs.values():
+        for proc in self.measured().values():
             if proc.poll() is None:
                 proc.terminate()
-        for proc in self.procs.values():
+        for proc in self.measured().values():
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -331,6 +351,16 @@ async def raw_ceiling(amqp_url: str, count: int) -> dict[str, Any]:
     return {"raw_messages": count, "raw_msgs_per_s": round(count / seconds, 1)}
 
 
+async def notification_statuses(database_url: str) -> dict[str, int]:
+    """How many notifications are sent, pending, failed…: did the notifier keep up?"""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch("SELECT status, count(*) FROM notifications GROUP BY 1")
+    finally:
+        await connection.close()
+    return {row[0]: row[1] for row in rows}
+
+
 async def run_all_idle_rss(amqp_url: str, database_url: str, logs: Path) -> int:
     """Idle RSS (kB) of ``defensa311 run all`` on the same database and vhost."""
     services = Services(amqp_url, database_url, logs)
@@ -430,9 +460,9 @@ async def main() -> None:
         print(f"idle RSS MB: {idle}", flush=True)
         # What each process costs doing nothing (polls, timers, heartbeats), in % of a core:
         # at a low rate it is a good part of the CPU per case.
-        idle_before = cpu_snapshot(services.procs)
+        idle_before = cpu_snapshot(services.measured())
         await asyncio.sleep(IDLE_SECONDS)
-        idle_cpu = cpu_spent(services.procs, idle_before, 100 / IDLE_SECONDS)
+        idle_cpu = cpu_spent(services.measured(), idle_before, 100 / IDLE_SECONDS)
         print(f"idle CPU % of a core: {idle_cpu}", flush=True)
 
         raw_infra = infrastructure_cpu()
@@ -450,21 +480,23 @@ async def main() -> None:
             name: profile(services.procs[name].pid, 20, logs / f"{name}.collapsed")
             for name in args.profile
         }
-        cpu_before = cpu_snapshot(services.procs)
+        cpu_before = cpu_snapshot(services.measured())
         bench_before = time.process_time()
         figures = await pipeline(amqp_url, args.n, args.rate)
-        spent = cpu_spent(services.procs, cpu_before, 1000 / args.n)
+        spent = cpu_spent(services.measured(), cpu_before, 1000 / args.n)
         bench_cpu = time.process_time() - bench_before
         print(f"pipeline: {figures}", flush=True)
         # CPU each service spent per case (until the last case arrived; the deadlines and
         # notifier queues may still hold work, which is not counted).
         cpu_ms = {n: spent.pop(n) for n in services.procs}
         print(f"CPU ms per case: {cpu_ms}", flush=True)
-        # The rest of the machine per case: the broker, the database and this client (which
-        # publishes the submissions and plays the departments and the 311 platform).
+        # The rest of the machine per case: the broker, the database, the SMTP sink and this
+        # client (which publishes the submissions and plays the departments and 311).
         other_ms = spent | {"bench_client": round(1000 * bench_cpu / args.n, 2)}
         print(f"CPU ms per case, elsewhere: {other_ms}", flush=True)
         peak = {n: rss_kb(p.pid, "VmHWM") // 1024 for n, p in services.procs.items()}
+        notifications = await notification_statuses(database_url)
+        print(f"notifications when the last case arrived: {notifications}", flush=True)
         print(f"peak RSS MB: {peak}", flush=True)
         for service, spy in spies.items():
             spy.wait(60)
@@ -493,6 +525,7 @@ async def main() -> None:
             "idle_rss_mb": idle,
             "idle_cpu_pct": idle_cpu,
             "peak_rss_mb": peak,
+            "notifications": notifications,
             "run_all_idle_rss_mb": all_idle,
         }
     finally:

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     smtp_from: str = "Defensa del Usuario 311 <no-responder@alcaldia.example>"
     smtp_starttls: bool = False
     smtp_tls: bool = False
+    # A connection carries the next e-mail if idle less than this (0: one per e-mail) …
+    smtp_reuse_seconds: float = Field(default=20.0, ge=0)
+    # … and if it has carried fewer messages than this.
+    smtp_messages_per_connection: int = Field(default=20, ge=1)
     webhook_secret: str = "cambie-este-secreto"  # noqa: S105 - a placeholder to override
     sms_webhook_url: str | None = None
     templates_dir: Path | None = None

@@ -19,6 +19,7 @@ already processed, which also defeats a replay inside the tolerance window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -107,12 +108,21 @@ class SmtpSettings:
     starttls: bool = False
     use_tls: bool = False
     timeout: float = 10.0
+    # An open connection carries the next message if it has been idle less than this many
+    # seconds (0: a connection per message) and has carried fewer than this many messages
+    # (Exchange's receive connectors allow 20 by default; servers drop idle clients after
+    # a minute or more).
+    reuse_seconds: float = 20.0
+    messages_per_connection: int = 20
+    idle_connections: int = 8
 
     def __repr__(self) -> str:  # never print the password
         return (
             f"SmtpSettings(host={self.host!r}, port={self.port}, username={self.username!r}, "
             f"password={'***' if self.password else None}, sender={self.sender!r}, "
-            f"starttls={self.starttls}, use_tls={self.use_tls}, timeout={self.timeout})"
+            f"starttls={self.starttls}, use_tls={self.use_tls}, timeout={self.timeout}, "
+            f"reuse_seconds={self.reuse_seconds}, "
+            f"messages_per_connection={self.messages_per_connection})"
         )
 
 
@@ -133,12 +143,91 @@ def _smtp_code_error(what: str, code: int) -> ChannelError:
     return ChannelError(f"smtp {what} ({code})", transient=400 <= code < 500, status=code)
 
 
-class EmailChannel:
-    """Sends a :class:`RenderedMessage` as ``multipart/alternative`` (text, then HTML)."""
+@dataclass(eq=False)
+class _Connection:
+    client: aiosmtplib.SMTP
+    sent: int = 0
+    idle_since: float = 0.0
 
-    def __init__(self, settings: SmtpSettings) -> None:
+
+class EmailChannel:
+    """Sends a :class:`RenderedMessage` as ``multipart/alternative`` (text, then HTML).
+
+    Connections are kept open between messages (see :class:`SmtpSettings`): a new one costs
+    a TCP handshake, the greeting, EHLO, perhaps STARTTLS and a login, and QUIT. A kept one
+    is checked with NOOP before it carries a message, so a connection the server closed in
+    the meantime is replaced rather than failing the delivery. A connection that saw any
+    error is closed. Use it as an async context manager, or call :meth:`aclose`, to QUIT
+    the idle connections."""
+
+    def __init__(
+        self, settings: SmtpSettings, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._settings = settings
         self._local_hostname: str | None = None
+        self._monotonic = monotonic
+        self._idle: list[_Connection] = []  # most recently used last
+
+    async def __aenter__(self) -> EmailChannel:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """QUIT every idle connection."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await _quit(connection.client)
+
+    async def _connection(self) -> _Connection:
+        """The most recently used idle connection that still answers NOOP, or a new one."""
+        settings = self._settings
+        now = self._monotonic()
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.client.is_connected and now - connection.idle_since < (
+                settings.reuse_seconds
+            ):
+                try:
+                    await connection.client.noop()
+                except (aiosmtplib.SMTPException, OSError):
+                    connection.client.close()  # the server hung up meanwhile
+                else:
+                    return connection
+            else:
+                await _quit(connection.client)
+        client = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            local_hostname=await self._ehlo_name(),
+            username=settings.username,
+            password=settings.password,
+            use_tls=settings.use_tls,
+            start_tls=settings.starttls,
+            timeout=settings.timeout,
+        )
+        await client.connect()
+        return _Connection(client)
+
+    async def _release(self, connection: _Connection) -> None:
+        """Keep a connection that carried a message for the next one, or QUIT it."""
+        settings = self._settings
+        connection.sent += 1
+        if (
+            settings.reuse_seconds > 0
+            and connection.sent < settings.messages_per_connection
+            and len(self._idle) < settings.idle_connections
+        ):
+            connection.idle_since = self._monotonic()
+            self._idle.append(connection)
+        else:
+            await _quit(connection.client)
 
     async def _ehlo_name(self) -> str:
         # What EHLO says. aiosmtplib asks for the FQDN in a thread on every connection.
@@ -180,22 +269,16 @@ class EmailChannel:
             raise ChannelError("invalid recipient address", transient=False)
         sender = parseaddr(self._settings.sender)[1]
         mail = self.build(to=to, message=message, message_id=message_id)
-        settings = self._settings
-        local_hostname = await self._ehlo_name()
         try:
-            await aiosmtplib.send(
-                mail,
-                local_hostname=local_hostname,
-                sender=sender or None,
-                recipients=[recipient],
-                hostname=settings.host,
-                port=settings.port,
-                username=settings.username,
-                password=settings.password,
-                use_tls=settings.use_tls,
-                start_tls=settings.starttls,
-                timeout=settings.timeout,
-            )
+            connection = await self._connection()
+            try:
+                await connection.client.send_message(
+                    mail, sender=sender or None, recipients=[recipient]
+                )
+            except BaseException:
+                connection.client.close()
+                raise
+            await self._release(connection)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients] or [550]
             transient = all(400 <= code < 500 for code in codes)
@@ -226,6 +309,14 @@ class EmailChannel:
             raise ChannelError("smtp tls error", transient=False) from None
         except (TimeoutError, OSError):
             raise ChannelError("smtp connection failed", transient=True) from None
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    """Say QUIT if the connection is still up; close it either way."""
+    if client.is_connected:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.quit()
+    client.close()
 
 
 # -------------------------------------------------------------------------------------- webhook

@@ -293,6 +293,8 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
         sender=settings.smtp_from,
         starttls=settings.smtp_starttls,
         use_tls=settings.smtp_tls,
+        reuse_seconds=settings.smtp_reuse_seconds,
+        messages_per_connection=settings.smtp_messages_per_connection,
     )
 
 
@@ -303,12 +305,15 @@ async def delivery_loop(deps: Deps) -> None:
     policy = DeliveryPolicy.from_settings(settings)
     poll = max(0.05, settings.outbox_poll_seconds)
     signal = wakeup(deps)
-    async with WebhookChannel(secret=settings.webhook_secret) as webhook:
+    async with (
+        EmailChannel(smtp_settings(settings)) as email,
+        WebhookChannel(secret=settings.webhook_secret) as webhook,
+    ):
         deliverer = Deliverer(
             deps.sessionmaker,
             deps.clock,
             renderer,
-            EmailChannel(smtp_settings(settings)),
+            email,
             webhook,
             policy,
             relay=deps.relay,

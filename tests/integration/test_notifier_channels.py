@@ -45,6 +45,8 @@ MESSAGE = RenderedMessage(
 class CollectingHandler:
     def __init__(self) -> None:
         self.envelopes: list[Any] = []
+        self.peers: list[Any] = []  # the client (host, port) of each accepted message
+        self.noop_reply = "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -56,8 +58,12 @@ class CollectingHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+        return self.noop_reply
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append(envelope)
+        self.peers.append(session.peer)
         return "250 Message accepted for delivery"
 
 
@@ -84,10 +90,12 @@ async def test_email_is_delivered_with_both_parts_and_headers(
 ) -> None:
     handler, port = smtp_server
     settings = SmtpSettings(port=port, timeout=5)
-    channel = EmailChannel(settings)
-    await channel.send(to="Ana Ruiz <ana@example.com>", message=MESSAGE, message_id="notif-42")
+    async with EmailChannel(settings) as channel:
+        await channel.send(to="Ana Ruiz <ana@example.com>", message=MESSAGE, message_id="notif-42")
+        # a resend of the same notification carries the same Message-ID
+        await channel.send(to="ana@example.com", message=MESSAGE, message_id="notif-42")
 
-    assert len(handler.envelopes) == 1
+    assert len(handler.envelopes) == 2
     envelope = handler.envelopes[0]
     assert envelope.mail_from == "no-responder@alcaldia.example"
     assert envelope.rcpt_tos == ["ana@example.com"]
@@ -107,13 +115,110 @@ async def test_email_is_delivered_with_both_parts_and_headers(
     assert "martes 15 de diciembre de 2026" in plain.get_content()
     assert "<strong>D311-2026-000123</strong>" in html.get_content()
 
-    # a resend of the same notification carries the same Message-ID
-    await channel.send(to="ana@example.com", message=MESSAGE, message_id="notif-42")
     assert parse(handler.envelopes[1])["Message-ID"] == mail["Message-ID"]
     # an id with unusual characters still yields a stable, valid Message-ID
     odd = message_id_header("evt 1/ñ", settings.sender)
     assert odd == message_id_header("evt 1/ñ", settings.sender)
     assert odd.startswith("<defensa311.") and " " not in odd
+
+
+async def send_all(channel: EmailChannel, count: int) -> None:
+    for i in range(count):
+        await channel.send(to="ana@example.com", message=MESSAGE, message_id=f"n-{i}")
+
+
+async def test_one_connection_carries_the_next_messages_until_a_limit(
+    smtp_server: tuple[CollectingHandler, int],
+) -> None:
+    handler, port = smtp_server
+    async with EmailChannel(SmtpSettings(port=port, timeout=5)) as channel:
+        await send_all(channel, 3)
+    assert len(handler.envelopes) == 3
+    assert len(set(handler.peers)) == 1
+
+    handler.peers.clear()
+    async with EmailChannel(
+        SmtpSettings(port=port, timeout=5, messages_per_connection=2)
+    ) as channel:
+        await send_all(channel, 5)
+    assert [handler.peers.count(peer) for peer in dict.fromkeys(handler.peers)] == [2, 2, 1]
+
+    handler.peers.clear()
+    async with EmailChannel(SmtpSettings(port=port, timeout=5, reuse_seconds=0)) as channel:
+        await send_all(channel, 3)
+        assert channel._idle == []  # each one said QUIT after its message
+    assert len(set(handler.peers)) == 3
+
+
+async def test_a_connection_idle_too_long_is_not_reused(
+    smtp_server: tuple[CollectingHandler, int],
+) -> None:
+    handler, port = smtp_server
+    now = [1000.0]
+    settings = SmtpSettings(port=port, timeout=5, reuse_seconds=20)
+    async with EmailChannel(settings, monotonic=lambda: now[0]) as channel:
+        await send_all(channel, 1)
+        now[0] += 19
+        await send_all(channel, 1)
+        now[0] += 20
+        await send_all(channel, 1)
+    first, second, third = handler.peers
+    assert first == second != third
+
+
+async def test_a_connection_the_server_closed_is_replaced_without_failing() -> None:
+    handler = CollectingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    async with EmailChannel(SmtpSettings(port=port, timeout=5)) as channel:
+        try:
+            await send_all(channel, 1)
+            controller.stop()  # closes the kept connection
+            controller = Controller(handler, hostname="127.0.0.1", port=port)
+            controller.start()
+            await send_all(channel, 1)
+        finally:
+            controller.stop()
+    assert len(handler.envelopes) == 2
+    assert len(set(handler.peers)) == 2
+
+
+async def test_a_kept_connection_that_fails_noop_is_replaced(
+    smtp_server: tuple[CollectingHandler, int],
+) -> None:
+    handler, port = smtp_server
+    async with EmailChannel(SmtpSettings(port=port, timeout=5)) as channel:
+        await send_all(channel, 1)
+        handler.noop_reply = "421 4.3.2 Service shutting down"
+        await send_all(channel, 1)
+    assert len(handler.envelopes) == 2
+    assert len(set(handler.peers)) == 2
+
+
+async def test_after_a_refused_message_the_next_one_goes(
+    smtp_server: tuple[CollectingHandler, int],
+) -> None:
+    handler, port = smtp_server
+    async with EmailChannel(SmtpSettings(port=port, timeout=5)) as channel:
+        await send_all(channel, 1)
+        with pytest.raises(ChannelError):
+            await channel.send(to="rechazado@example.com", message=MESSAGE, message_id="n-x")
+        await send_all(channel, 1)
+    assert [e.rcpt_tos for e in handler.envelopes] == [["ana@example.com"]] * 2
+
+
+async def test_closing_the_channel_quits_its_connections(
+    smtp_server: tuple[CollectingHandler, int],
+) -> None:
+    _, port = smtp_server
+    channel = EmailChannel(SmtpSettings(port=port, timeout=5))
+    await send_all(channel, 2)
+    kept = list(channel._idle)
+    assert len(kept) == 1 and kept[0].client.is_connected
+    await channel.aclose()
+    assert not kept[0].client.is_connected
+    assert channel._idle == []
 
 
 async def test_smtp_down_is_transient() -> None:
