@@ -233,10 +233,15 @@ def submission(i: int, run: str) -> tuple[bytes, str]:
     return json.dumps(body).encode(), ref
 
 
-async def pipeline(amqp_url: str, n: int, rate: float | None) -> dict[str, Any]:
+async def pipeline(
+    amqp_url: str, n: int, rate: float | None, times: dict[str, dict[str, float]] | None = None
+) -> dict[str, Any]:
+    """Send ``n`` cases; ``times``, if given, receives each case's send and arrival times."""
     run = uuid.uuid4().hex[:6]
     sent: dict[str, float] = {}
     arrived: dict[str, float] = {}
+    if times is not None:
+        times.update(sent=sent, arrived=arrived)
     done = asyncio.Event()
     connection = await aio_pika.connect(amqp_url)
     async with connection:
@@ -307,6 +312,65 @@ async def pipeline(amqp_url: str, n: int, rate: float | None) -> dict[str, Any]:
     }
 
 
+def infrastructure_pids() -> dict[str, list[int]]:
+    """The RabbitMQ server's and PostgreSQL's processes now (pools keep backends alive)."""
+    found: dict[str, list[int]] = {"rabbitmq": [], "postgresql": []}
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            comm = (proc / "comm").read_text().strip() if proc.name.isdigit() else ""
+            if comm == "beam.smp":
+                found["rabbitmq"].append(int(proc.name))
+            elif comm.startswith("postgres"):
+                found["postgresql"].append(int(proc.name))
+    return found
+
+
+class Timeline:
+    """CPU seconds of each process group every ``interval`` s during the run: which process
+    was busy while the slowest cases waited."""
+
+    def __init__(self, groups: dict[str, list[int]], interval: float = 0.05) -> None:
+        self.groups = groups
+        self.interval = interval
+        self.samples: list[tuple[float, dict[str, float]]] = []
+
+    async def run(self) -> None:
+        while True:
+            cpu = {g: sum(cpu_seconds(pid) for pid in pids) for g, pids in self.groups.items()}
+            self.samples.append((time.monotonic(), cpu))
+            await asyncio.sleep(self.interval)
+
+    def busy(self, start: float, end: float) -> dict[str, float]:
+        """CPU ms of each group between the samples around ``start`` and ``end``."""
+        before = max((s for s in self.samples if s[0] <= start), default=self.samples[0])
+        after = min((s for s in self.samples if s[0] >= end), default=self.samples[-1])
+        return {g: round(1000 * (after[1][g] - before[1][g])) for g in self.groups} | {
+            "window_ms": round(1000 * (after[0] - before[0]))
+        }
+
+    def slowest(self, times: dict[str, dict[str, float]], count: int = 5) -> list[dict[str, Any]]:
+        """The ``count`` slowest cases whose waits do not overlap, and who was busy meanwhile."""
+        sent, arrived = times["sent"], times["arrived"]
+        started = min(sent.values())
+        picked: list[tuple[float, float]] = []
+        report = []
+        for ref in sorted(sent, key=lambda r: sent[r] - arrived[r]):
+            window = (sent[ref], arrived[ref])
+            if any(window[0] < b and a < window[1] for a, b in picked):
+                continue
+            picked.append(window)
+            report.append(
+                {
+                    "at_s": round(window[0] - started, 2),
+                    "latency_ms": round(1000 * (window[1] - window[0]), 1),
+                    "cpu_ms": self.busy(*window),
+                }
+            )
+            if len(report) == count:
+                break
+        return report
+
+
 async def raw_ceiling(amqp_url: str, count: int) -> dict[str, Any]:
     """Persistent 1 KB messages with confirms through one quorum queue, consumed with acks."""
     body = os.urandom(512).hex().encode()  # 1,024 bytes
@@ -359,6 +423,19 @@ async def notification_statuses(database_url: str) -> dict[str, int]:
     finally:
         await connection.close()
     return {row[0]: row[1] for row in rows}
+
+
+async def database_sessions(database_url: str) -> int:
+    """Connections opened to the database so far (each one a PostgreSQL backend forked)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        return int(
+            await connection.fetchval(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            )
+        )
+    finally:
+        await connection.close()
 
 
 async def run_all_idle_rss(amqp_url: str, database_url: str, logs: Path) -> int:
@@ -480,12 +557,25 @@ async def main() -> None:
             name: profile(services.procs[name].pid, 20, logs / f"{name}.collapsed")
             for name in args.profile
         }
+        timeline = Timeline(
+            {n: [p.pid] for n, p in services.measured().items()} | infrastructure_pids()
+        )
+        sampler = asyncio.create_task(timeline.run())
+        times: dict[str, dict[str, float]] = {}
+        sessions_before = await database_sessions(database_url)
         cpu_before = cpu_snapshot(services.measured())
         bench_before = time.process_time()
-        figures = await pipeline(amqp_url, args.n, args.rate)
+        figures = await pipeline(amqp_url, args.n, args.rate, times)
+        # less the one this count itself opens
+        connections = await database_sessions(database_url) - sessions_before - 1
         spent = cpu_spent(services.measured(), cpu_before, 1000 / args.n)
         bench_cpu = time.process_time() - bench_before
+        sampler.cancel()
         print(f"pipeline: {figures}", flush=True)
+        print(f"database connections opened during the run: {connections}", flush=True)
+        print("slowest cases, and the CPU ms each process spent while they waited:")
+        for stall in timeline.slowest(times):
+            print(f"  {stall}", flush=True)
         # CPU each service spent per case (until the last case arrived; the deadlines and
         # notifier queues may still hold work, which is not counted).
         cpu_ms = {n: spent.pop(n) for n in services.procs}
@@ -526,6 +616,7 @@ async def main() -> None:
             "idle_cpu_pct": idle_cpu,
             "peak_rss_mb": peak,
             "notifications": notifications,
+            "db_connections_opened": connections,
             "run_all_idle_rss_mb": all_idle,
         }
     finally:

@@ -99,6 +99,10 @@ class ServiceDefinition:
     subscriptions: tuple[Subscription, ...] = ()
     loops: tuple[LoopFactory, ...] = ()
     http: HttpFactory | None = None
+    # Connections the service's own loops hold at once, if more than DEFENSA311_DB_POOL_SIZE:
+    # a pool smaller than that opens and closes overflow connections all the time (each one a
+    # PostgreSQL backend forked and its statements prepared anew).
+    db_pool_size: int = 0
 
 
 async def _the_message(msg: Any) -> Any:
@@ -106,6 +110,11 @@ async def _the_message(msg: Any) -> Any:
     # be answered). Not a ``Context("message")`` parameter: FastStream resolves that with a
     # thread hop per delivery (fast-depends runs the sync resolver in a thread pool).
     return msg
+
+
+def pool_size(settings: Settings, services: list[ServiceDefinition]) -> int:
+    """The setting, or more if a service needs more (``run all``: the largest need)."""
+    return max([settings.db_pool_size, *(service.db_pool_size for service in services)])
 
 
 class Runtime:
@@ -122,7 +131,7 @@ class Runtime:
         config = config or load_config(settings.config)
         engine = make_engine(
             settings.database_url,
-            **({} if settings.is_sqlite else {"pool_size": settings.db_pool_size}),
+            **({} if settings.is_sqlite else {"pool_size": pool_size(settings, services)}),
         )
         broker = make_broker(settings.amqp_url, prefetch=settings.prefetch)
         sessionmaker = make_sessionmaker(engine)

@@ -6,7 +6,7 @@ loop (:mod:`services.notifier.delivery`) sends it.
 
 from __future__ import annotations
 
-from services.notifier.delivery import delivery_loop
+from services.notifier.delivery import CONCURRENCY, delivery_loop
 from services.notifier.handlers import events
 from shared.messaging import NOTIFIER
 from shared.runtime import ServiceDefinition, Subscription
@@ -24,4 +24,6 @@ def service() -> ServiceDefinition:
             ),
         ),
         loops=(delivery_loop,),
+        # the deliveries in flight, the consumer's transaction, the relay's poll and mark
+        db_pool_size=CONCURRENCY + 3,
     )

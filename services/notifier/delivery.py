@@ -63,12 +63,16 @@ class WebhookSender(Protocol):
     async def send(self, *, url: str, payload: Mapping[str, Any], delivery_id: str) -> None: ...
 
 
+# Notifications tried at once on PostgreSQL, each in its own transaction while it is sent.
+CONCURRENCY = 8
+
+
 @dataclass(frozen=True)
 class DeliveryPolicy:
     attempts: int = 6
     backoff_seconds: float = 2.0
     sms_webhook_url: str | None = None
-    concurrency: int = 8
+    concurrency: int = CONCURRENCY
     batch: int = 100
 
     @classmethod
@@ -77,7 +81,7 @@ class DeliveryPolicy:
             attempts=max(1, settings.notify_attempts),
             backoff_seconds=max(0.0, settings.notify_backoff_seconds),
             sms_webhook_url=settings.sms_webhook_url,
-            concurrency=1 if settings.is_sqlite else 8,  # SQLite: one writer at a time
+            concurrency=1 if settings.is_sqlite else CONCURRENCY,  # SQLite: one writer at a time
         )
 
 
