@@ -33,6 +33,7 @@ from pipeline import (
     infrastructure_cpu,
     pipeline,
     rabbitmqctl,
+    ratio,
     raw_ceiling,
     with_path,
 )
@@ -158,7 +159,7 @@ async def main() -> None:
             **figures,
             **raw,
             "messages_per_case": MESSAGES_PER_CASE,
-            "ratio": round(figures["cases_per_s"] * MESSAGES_PER_CASE / raw["raw_msgs_per_s"], 3),
+            "ratio": ratio(figures, raw),
             "rate": args.rate,
             "prefetch": args.prefetch,
             "null_services_cpu_ms_per_case": services,

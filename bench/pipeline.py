@@ -111,6 +111,11 @@ def cpu_spent(
     return {k: round(scale * (after[k] - before[k]), 2) for k in before}
 
 
+def ratio(figures: dict[str, Any], raw: dict[str, Any]) -> float:
+    """The issue's figure: cases/s × messages_per_case / the raw ceiling's msgs/s."""
+    return round(figures["cases_per_s"] * MESSAGES_PER_CASE / raw["raw_msgs_per_s"], 3)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -600,7 +605,7 @@ async def main() -> None:
             **figures,
             **raw,
             "messages_per_case": MESSAGES_PER_CASE,
-            "ratio": round(figures["cases_per_s"] * MESSAGES_PER_CASE / raw["raw_msgs_per_s"], 3),
+            "ratio": ratio(figures, raw),
             "rate": args.rate,
             "warmup": args.warmup,
             "background": {name: args.nice for name in args.background},

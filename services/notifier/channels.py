@@ -38,7 +38,7 @@ from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate, parseaddr
 from enum import Enum
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 import aiosmtplib
@@ -150,7 +150,25 @@ class _Connection:
     idle_since: float = 0.0
 
 
-class EmailChannel:
+class _Closing:
+    """``async with`` one of these calls its ``aclose`` at the end."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class EmailChannel(_Closing):
     """Sends a :class:`RenderedMessage` as ``multipart/alternative`` (text, then HTML).
 
     Connections are kept open between messages (see :class:`SmtpSettings`): a new one costs
@@ -167,17 +185,6 @@ class EmailChannel:
         self._local_hostname: str | None = None
         self._monotonic = monotonic
         self._idle: list[_Connection] = []  # most recently used last
-
-    async def __aenter__(self) -> EmailChannel:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """QUIT every idle connection."""
@@ -378,7 +385,7 @@ def _retry_after(response: httpx.Response) -> float | None:
     return None
 
 
-class WebhookChannel:
+class WebhookChannel(_Closing):
     """POSTs signed JSON. Owns (and closes via :meth:`aclose`) its client unless one is given."""
 
     def __init__(
@@ -399,17 +406,6 @@ class WebhookChannel:
 
     def __repr__(self) -> str:
         return f"WebhookChannel(timeout={self._timeout})"
-
-    async def __aenter__(self) -> WebhookChannel:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         if self._owns_client and self._client is not None:
