@@ -187,10 +187,9 @@ class EmailChannel(_Closing):
         self._idle: list[_Connection] = []  # most recently used last
 
     async def aclose(self) -> None:
-        """QUIT every idle connection."""
+        """QUIT every idle connection (at once, each waiting ``QUIT_SECONDS`` at most)."""
         idle, self._idle = self._idle, []
-        for connection in idle:
-            await _quit(connection.client)
+        await asyncio.gather(*(_quit(connection.client) for connection in idle))
 
     async def _connection(self) -> _Connection:
         """The most recently used idle connection that still answers NOOP, or a new one."""
@@ -203,12 +202,17 @@ class EmailChannel(_Closing):
             ):
                 try:
                     await connection.client.noop()
-                except (aiosmtplib.SMTPException, OSError):
-                    connection.client.close()  # the server hung up meanwhile
+                except BaseException as exc:
+                    connection.client.close()
+                    if not isinstance(exc, aiosmtplib.SMTPException | OSError):
+                        raise  # cancelled
+                    # else the server hung up meanwhile: try the next one
                 else:
                     return connection
             else:
-                await _quit(connection.client)
+                # Idle too long: the server may have gone without a word; closed without
+                # QUIT, which would wait for its answer.
+                connection.client.close()
         client = aiosmtplib.SMTP(
             hostname=settings.host,
             port=settings.port,
@@ -318,11 +322,15 @@ class EmailChannel(_Closing):
             raise ChannelError("smtp connection failed", transient=True) from None
 
 
+QUIT_SECONDS = 2.0
+
+
 async def _quit(client: aiosmtplib.SMTP) -> None:
-    """Say QUIT if the connection is still up; close it either way."""
+    """Say QUIT if the connection is still up (waiting ``QUIT_SECONDS`` at most for the
+    answer); close it either way."""
     if client.is_connected:
         with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-            await client.quit()
+            await client.quit(timeout=QUIT_SECONDS)
     client.close()
 
 

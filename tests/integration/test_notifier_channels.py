@@ -47,6 +47,7 @@ class CollectingHandler:
         self.envelopes: list[Any] = []
         self.peers: list[Any] = []  # the client (host, port) of each accepted message
         self.noop_reply = "250 OK"
+        self.quit_delay = 0.0
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -60,6 +61,10 @@ class CollectingHandler:
 
     async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
         return self.noop_reply
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.quit_delay)
+        return "221 Bye"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append(envelope)
@@ -218,6 +223,20 @@ async def test_closing_the_channel_quits_its_connections(
     assert len(kept) == 1 and kept[0].client.is_connected
     await channel.aclose()
     assert not kept[0].client.is_connected
+    assert channel._idle == []
+
+
+async def test_closing_does_not_wait_long_for_a_server_slow_to_answer_quit(
+    smtp_server: tuple[CollectingHandler, int],
+) -> None:
+    handler, port = smtp_server
+    channel = EmailChannel(SmtpSettings(port=port, timeout=30))
+    # two connections in use at once, both kept
+    await asyncio.gather(send_all(channel, 1), send_all(channel, 1))
+    assert len(channel._idle) == 2
+    handler.quit_delay = 20
+    async with asyncio.timeout(10):  # not 2 × 20 s, nor 2 × the 30 s timeout
+        await channel.aclose()
     assert channel._idle == []
 
 
