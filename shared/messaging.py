@@ -56,8 +56,10 @@ DEADLINES = QueueSpec(
         "case.returned.*",
         "case.resolved",
         "case.closed",
+        "case.rejected.*",
     ),
-    "Events that start and stop the legal and department clocks",
+    "Events that start and stop the legal and department clocks; a department's answer the "
+    "router refused (SubmissionRejected) restarts the clock the answer stopped",
 )
 NOTIFIER = QueueSpec(
     f"{PREFIX}.notifier",

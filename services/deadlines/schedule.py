@@ -75,7 +75,18 @@ class AlertPolicy:
         A threshold already behind when the term started (a term shorter than the threshold) is
         not an alert; the missed alert always remains.
         """
-        return next((a for a in self.alerts(due) if _counts(a, started_at)), None)
+        return self.after(due, started_at, None)
+
+    def after(self, due: datetime, started_at: datetime, last_alert: int | None) -> Alert | None:
+        """The first alert more urgent than ``last_alert`` (None: the clock's first alert)."""
+        return next(
+            (
+                a
+                for a in self.alerts(due)
+                if _counts(a, started_at) and (last_alert is None or a.threshold < last_alert)
+            ),
+            None,
+        )
 
     def step(
         self, due: datetime, started_at: datetime, now: datetime, last_alert: int | None

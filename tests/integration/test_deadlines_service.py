@@ -31,13 +31,15 @@ from shared.config import load_config
 from shared.contract import (
     EXCHANGE,
     CaseClosed,
-    CaseEvent,
     CaseReceived,
     CaseRemitted,
     CaseResolved,
     CaseReturned,
     CitizenContact,
     DepartmentResponded,
+    Event,
+    FieldError,
+    SubmissionRejected,
 )
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
@@ -108,7 +110,7 @@ class Wire:
         self.alerts = await self.channel.declare_queue(exclusive=True)
         await self.alerts.bind(self.exchange, routing_key="deadline.#")
 
-    async def publish(self, event: CaseEvent, routing_key: str | None = None) -> None:
+    async def publish(self, event: Event, routing_key: str | None = None) -> None:
         await self.exchange.publish(
             aio_pika.Message(
                 event.model_dump_json().encode(),
@@ -279,6 +281,105 @@ async def test_resolution_and_answers_stop_the_clocks(
 
 async def _stopped(runtime: Runtime, clock: str) -> bool:
     return any(r.clock == clock and r.stopped_at is not None for r in await clocks(runtime))
+
+
+def answer(case_id: uuid.UUID, department: str = "aseo") -> DepartmentResponded:
+    return DepartmentResponded(
+        case_id=case_id,
+        tracking_code="D311-2026-000101",
+        department=department,
+        response="Listo.",
+        occurred_at=REMITTED + timedelta(days=1),
+    )
+
+
+def refusal(refused: DepartmentResponded) -> SubmissionRejected:
+    """What the router publishes when it refuses a department's answer."""
+    return SubmissionRejected(
+        refused_event_id=str(refused.event_id),
+        department=refused.department,
+        case_id=refused.case_id,
+        tracking_code=refused.tracking_code,
+        reasons=[FieldError(field="response", rule="too_short", message="muy corta")],
+        occurred_at=refused.occurred_at + timedelta(seconds=1),
+    )
+
+
+async def _department_clock(runtime: Runtime, case_id: uuid.UUID) -> ClockRow:
+    (row,) = [
+        r for r in await clocks(runtime) if r.case_id == str(case_id) and r.clock == "department"
+    ]
+    return row
+
+
+async def test_an_answer_the_router_refused_does_not_stop_the_department_clock(
+    amqp_url: str, pg_url: str, wire: Wire
+) -> None:
+    """The router refuses an answer (SubmissionRejected on case.rejected.<code>): the clock the
+    answer stopped runs again; a refusal heard before its answer makes the answer a no-op."""
+    runtime = await start(settings_for(amqp_url, pg_url), FixedClock(FILED))
+    first, second, marker = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        for case_id in (first, second):
+            await wire.publish(received(case_id))
+            await wire.publish(remitted(case_id))
+        await eventually(lambda: _count(runtime, 4))
+        # the usual order: the answer stops the clock, its refusal restarts it
+        refused = answer(first)
+        await wire.publish(refused)
+        await eventually(lambda: _stopped(runtime, "department"))
+        await wire.publish(refusal(refused), routing_key="case.rejected.aseo")
+
+        async def running_again() -> bool:
+            return (await _department_clock(runtime, first)).stopped_at is None
+
+        await eventually(running_again)
+        clock = await _department_clock(runtime, first)
+        assert clock.next_fire_at is not None and clock.next_threshold == 7
+        # the refusal first (the answer was redelivered behind it): the answer changes nothing
+        late = answer(second)
+        await wire.publish(refusal(late), routing_key="case.rejected.aseo")
+        await wire.publish(late)
+        await wire.publish(received(marker, "D311-2026-000999"))  # behind both in the queue
+        await eventually(lambda: _count(runtime, 5))
+        assert (await _department_clock(runtime, second)).stopped_at is None
+        # both departments' alerts still come (and the three cases' legal ones)
+        assert await sweep_at(runtime, DEPT_DUE - timedelta(days=8)) == 5
+        alerts = await wire.drain()
+    finally:
+        await runtime.stop()
+    assert (
+        sorted(summary(alerts))
+        == [("deadline.near", "department", 7)] * 2 + [("deadline.near", "legal", 7)] * 3
+    )
+
+
+async def test_an_answer_keyed_for_another_department_is_dead_lettered(
+    amqp_url: str, pg_url: str, wire: Wire
+) -> None:
+    runtime = await start(settings_for(amqp_url, pg_url), FixedClock(FILED))
+    case_id = uuid.uuid4()
+    try:
+        await wire.publish(remitted(case_id, department="vias"))
+        await eventually(lambda: _count(runtime, 1))
+        # «aseo» may only publish on its own key; it names «vias» in the body
+        await wire.publish(answer(case_id, department="vias"), routing_key="case.responded.aseo")
+        dlq = await wire.channel.declare_queue(
+            "defensa311.deadlines.dlq", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        reasons: list[str] = []
+
+        async def dead_letter() -> bool:
+            message = await dlq.get(no_ack=True, fail=False)
+            if message is not None:
+                reasons.append(str((message.headers or {}).get("x-defensa311-reason")))
+            return bool(reasons)
+
+        await eventually(dead_letter)
+        assert (await _department_clock(runtime, case_id)).stopped_at is None
+    finally:
+        await runtime.stop()
+    assert reasons == ["el departamento del mensaje no coincide con su clave de enrutamiento"]
 
 
 async def test_out_of_order_stops_and_a_re_remittance(
