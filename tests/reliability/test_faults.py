@@ -152,8 +152,8 @@ POISON = {
     "wrong_schema": 200,  # → SubmissionRejected to 311
     "not_json_received": 100,  # → router.dlq, deadlines.dlq, notifier.dlq
     "unknown_case": 200,  # → router.dlq
-    "key_mismatch": 150,  # → router.dlq
-    "foreign_department": 150,  # → SubmissionRejected to that department's queue
+    "key_mismatch": 150,  # → router.dlq, deadlines.dlq (a department cannot stop another's clock)
+    "foreign_department": 150,  # → SubmissionRejected to that department's queue (and deadlines)
 }
 GOOD_WITH_POISON = 1000
 
@@ -221,7 +221,7 @@ async def test_poison_interleaved_with_good(cluster: Make, amqp_url: str, pg_url
         expect.dlq = {
             "defensa311.intake.dlq": n["not_json_submitted"],
             "defensa311.router.dlq": n["not_json_received"] + n["unknown_case"] + n["key_mismatch"],
-            "defensa311.deadlines.dlq": n["not_json_received"],
+            "defensa311.deadlines.dlq": n["not_json_received"] + n["key_mismatch"],
             "defensa311.notifier.dlq": n["not_json_received"],
         }
         expect.reasons = {
@@ -233,7 +233,9 @@ async def test_poison_interleaved_with_good(cluster: Make, amqp_url: str, pg_url
                     "no coincide": n["key_mismatch"],
                 }
             ),
-            "defensa311.deadlines.dlq": Counter({"JSON": n["not_json_received"]}),
+            "defensa311.deadlines.dlq": Counter(
+                {"JSON": n["not_json_received"], "no coincide": n["key_mismatch"]}
+            ),
             "defensa311.notifier.dlq": Counter({"JSON": n["not_json_received"]}),
         }
         await finish(
