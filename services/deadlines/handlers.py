@@ -166,10 +166,16 @@ async def undo_stop(uow: UnitOfWork, policy: AlertPolicy, event: SubmissionRejec
     await uow.session.flush()
     reopened = 0
     for row in stops:
-        query = select(ClockRow).where(
-            ClockRow.case_id == case_id,
-            ClockRow.clock == row.clock,
-            ClockRow.stopped_at == row.stopped_at,
+        # populate_existing: a clock started in this batch is in the session as it was
+        # before ``stop`` (a bulk UPDATE) stopped it; read what the database holds.
+        query = (
+            select(ClockRow)
+            .where(
+                ClockRow.case_id == case_id,
+                ClockRow.clock == row.clock,
+                ClockRow.stopped_at == row.stopped_at,
+            )
+            .execution_options(populate_existing=True)
         )
         if row.department is not None:
             query = query.where(ClockRow.department == row.department)

@@ -354,6 +354,36 @@ async def test_an_answer_the_router_refused_does_not_stop_the_department_clock(
     )
 
 
+async def test_a_remittance_its_answer_and_the_refusal_in_one_batch(pg_url: str) -> None:
+    """The three in one transaction (the deadlines consumer gathers deliveries): the clock
+    the answer stopped with a bulk UPDATE runs again."""
+    from services.deadlines.handlers import CONSUMER, apply
+
+    engine = make_engine(pg_url)
+    case_id = uuid.uuid4()
+    refused = answer(case_id)
+    try:
+        await upgrade(engine)
+        sessionmaker = make_sessionmaker(engine)
+        async with UnitOfWork(sessionmaker) as uow:
+            await apply(uow, POLICY, remitted(case_id))
+            # Held, the started clock stays in the session's identity map, as it was before
+            # the answer's bulk UPDATE stopped it.
+            held = [row for row in uow.session.new if isinstance(row, ClockRow)]
+            assert await uow.claim(CONSUMER, str(refused.event_id), FILED)  # as its work does
+            await apply(uow, POLICY, refused)
+            await apply(uow, POLICY, refusal(refused))
+        async with sessionmaker() as session:
+            (clock,) = await session.scalars(
+                select(ClockRow).where(ClockRow.case_id == str(case_id))
+            )
+    finally:
+        await engine.dispose()
+    assert len(held) == 1
+    assert clock.stopped_at is None
+    assert clock.next_threshold == 7
+
+
 async def test_an_answer_keyed_for_another_department_is_dead_lettered(
     amqp_url: str, pg_url: str, wire: Wire
 ) -> None:
