@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from services.notifier.channels import (
     ChannelError,
@@ -29,7 +30,7 @@ from services.notifier.channels import (
     verify_signature,
 )
 from services.notifier.templates import RenderedMessage
-from tests.support import free_port
+from tests.support import eventually, free_port
 
 SECRET = "s3cr3t-de-prueba"
 MESSAGE = RenderedMessage(
@@ -48,6 +49,7 @@ class CollectingHandler:
         self.peers: list[Any] = []  # the client (host, port) of each accepted message
         self.noop_reply = "250 OK"
         self.quit_delay = 0.0
+        self.open_connections = 0
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -72,11 +74,28 @@ class CollectingHandler:
         return "250 Message accepted for delivery"
 
 
+class CountingSMTP(SMTP):
+    """aiosmtpd's server, counting the connections open (on its handler)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.event_handler.open_connections += 1
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.event_handler.open_connections -= 1
+        super().connection_lost(error)
+
+
+class CountingController(Controller):
+    def factory(self) -> SMTP:
+        return CountingSMTP(self.handler, **self.SMTP_kwargs)
+
+
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[CollectingHandler, int]]:
     handler = CollectingHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = CountingController(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
         yield handler, port
@@ -209,6 +228,9 @@ async def test_after_a_refused_message_the_next_one_goes(
         await send_all(channel, 1)
         with pytest.raises(ChannelError):
             await channel.send(to="rechazado@example.com", message=MESSAGE, message_id="n-x")
+        # the connection that saw the error is closed, not left open nor kept
+        await eventually(lambda: handler.open_connections == 0, timeout=5)
+        assert channel._idle == []
         await send_all(channel, 1)
     assert [e.rcpt_tos for e in handler.envelopes] == [["ana@example.com"]] * 2
 
