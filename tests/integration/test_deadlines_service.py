@@ -122,6 +122,22 @@ class Wire:
             mandatory=True,
         )
 
+    async def dead_letter_reasons(self, count: int) -> list[str]:
+        """The reasons of the first ``count`` messages in the deadlines DLQ, as they come."""
+        dlq = await self.channel.declare_queue(
+            "defensa311.deadlines.dlq", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        reasons: list[str] = []
+
+        async def arrived() -> bool:
+            message = await dlq.get(no_ack=True, fail=False)
+            if message is not None:
+                reasons.append(str((message.headers or {}).get("x-defensa311-reason")))
+            return len(reasons) == count
+
+        await eventually(arrived)
+        return reasons
+
     async def drain(self, settle: float = 0.5) -> list[tuple[str, dict[str, Any]]]:
         """Every alert received until none arrived for ``settle`` seconds."""
         seen: list[tuple[str, dict[str, Any]]] = []
@@ -394,18 +410,7 @@ async def test_an_answer_keyed_for_another_department_is_dead_lettered(
         await eventually(lambda: _count(runtime, 1))
         # «aseo» may only publish on its own key; it names «vias» in the body
         await wire.publish(answer(case_id, department="vias"), routing_key="case.responded.aseo")
-        dlq = await wire.channel.declare_queue(
-            "defensa311.deadlines.dlq", durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        reasons: list[str] = []
-
-        async def dead_letter() -> bool:
-            message = await dlq.get(no_ack=True, fail=False)
-            if message is not None:
-                reasons.append(str((message.headers or {}).get("x-defensa311-reason")))
-            return bool(reasons)
-
-        await eventually(dead_letter)
+        reasons = await wire.dead_letter_reasons(1)
         assert (await _department_clock(runtime, case_id)).stopped_at is None
     finally:
         await runtime.stop()
@@ -474,18 +479,7 @@ async def test_a_poison_message_is_dead_lettered_and_the_consumer_goes_on(
         )
         await wire.publish(received(uuid.uuid4()))
         await eventually(lambda: _count(runtime, 1))
-        dlq = await wire.channel.declare_queue(
-            "defensa311.deadlines.dlq", durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        reasons: list[str] = []
-
-        async def dead_letters() -> bool:
-            message = await dlq.get(no_ack=True, fail=False)
-            if message is not None:
-                reasons.append(str((message.headers or {}).get("x-defensa311-reason")))
-            return len(reasons) == 2
-
-        await eventually(dead_letters)
+        reasons = await wire.dead_letter_reasons(2)
     finally:
         await runtime.stop()
     assert reasons[0] == "el cuerpo no es JSON válido"
