@@ -39,27 +39,19 @@ from pipeline import (
 )
 
 from shared.contract import EXCHANGE
-from shared.messaging import queue_arguments, system_topology
+from shared.messaging import declare_topology, make_broker, system_topology
 
 ROLES = ("intake", "router", "deadlines", "notifier")
 
 
 async def declare(amqp_url: str) -> None:
-    """The services' topology, declared with plain aio-pika (as every service does at start)."""
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(
-            EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        quorum = {"x-queue-type": "quorum"}
-        for spec in system_topology(DESCRIPTIONS):
-            await channel.declare_queue(spec.dlq, durable=True, arguments=quorum)
-            queue = await channel.declare_queue(
-                spec.name, durable=True, arguments=queue_arguments(spec) | quorum
-            )
-            for key in spec.bindings:
-                await queue.bind(exchange, routing_key=key)
+    """The services' topology, declared as every service does at start."""
+    broker = make_broker(amqp_url, prefetch=1)
+    await broker.connect()
+    try:
+        await declare_topology(broker, system_topology(DESCRIPTIONS))
+    finally:
+        await broker.stop()
 
 
 def department_of(description: str) -> str:

@@ -75,27 +75,44 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def infrastructure_pids() -> dict[str, list[int]]:
+    """The RabbitMQ server's and PostgreSQL's processes now (pools keep backends alive)."""
+    found: dict[str, list[int]] = {"rabbitmq": [], "postgresql": []}
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            comm = (proc / "comm").read_text().strip() if proc.name.isdigit() else ""
+            if comm == "beam.smp":
+                found["rabbitmq"].append(int(proc.name))
+            elif comm.startswith("postgres"):
+                found["postgresql"].append(int(proc.name))
+    return found
+
+
+def reaped_seconds(pid: int) -> float:
+    """CPU seconds of the children a process waited for (the postmaster: ended backends)."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def infrastructure_cpu() -> dict[str, float]:
     """CPU seconds so far of the RabbitMQ server and of PostgreSQL (every backend alive, plus
     what the postmaster reaped from backends that ended), on this host."""
-    totals = {"rabbitmq": 0.0, "postgresql": 0.0}
-    tick = os.sysconf("SC_CLK_TCK")
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            head, _, rest = (proc / "stat").read_text().rpartition(")")
-            comm = head.split("(", 1)[1]
-            fields = rest.split()
-            own = (int(fields[11]) + int(fields[12])) / tick
-            reaped = (int(fields[13]) + int(fields[14])) / tick
-            if comm == "beam.smp":
-                totals["rabbitmq"] += own
-            elif comm == "postgres" or comm.startswith("postgres:"):
-                parent = int(fields[1])
-                is_postmaster = "postgres" not in Path(f"/proc/{parent}/comm").read_text()
-                totals["postgresql"] += own + (reaped if is_postmaster else 0.0)
-    return totals
+    groups = infrastructure_pids()
+    postgres = set(groups["postgresql"])
+    postmasters = [pid for pid in postgres if _parent(pid) not in postgres]
+    return {
+        "rabbitmq": sum(cpu_seconds(pid) for pid in groups["rabbitmq"]),
+        "postgresql": sum(cpu_seconds(pid) for pid in postgres)
+        + sum(reaped_seconds(pid) for pid in postmasters),
+    }
+
+
+def _parent(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return 0
 
 
 def cpu_snapshot(procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
@@ -315,19 +332,6 @@ async def pipeline(
         "p99_ms": round(percentile(latencies, 99), 1),
         "mean_ms": round(statistics.fmean(latencies), 1),
     }
-
-
-def infrastructure_pids() -> dict[str, list[int]]:
-    """The RabbitMQ server's and PostgreSQL's processes now (pools keep backends alive)."""
-    found: dict[str, list[int]] = {"rabbitmq": [], "postgresql": []}
-    for proc in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            comm = (proc / "comm").read_text().strip() if proc.name.isdigit() else ""
-            if comm == "beam.smp":
-                found["rabbitmq"].append(int(proc.name))
-            elif comm.startswith("postgres"):
-                found["postgresql"].append(int(proc.name))
-    return found
 
 
 class Timeline:

@@ -299,6 +299,7 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
         use_tls=settings.smtp_tls,
         reuse_seconds=settings.smtp_reuse_seconds,
         messages_per_connection=settings.smtp_messages_per_connection,
+        idle_connections=CONCURRENCY,  # one kept per delivery in flight
     )
 
 
