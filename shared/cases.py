@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from shared.calendar import TZ, BusinessCalendar, CalendarKind, TermPolicy, due_at
+from shared.calendar import TZ
 from shared.config import InstitutionConfig
 from shared.contract import (
     KINDS,
@@ -32,6 +32,7 @@ from shared.contract import (
     Submission,
 )
 from shared.db.models import CaseHistoryRow, CaseRow
+from shared.domain.clocks import Terms
 from shared.lifecycle import DomainError, Lifecycle, State
 from shared.tracking import new_tracking_code
 from shared.uow import UnitOfWork
@@ -71,30 +72,6 @@ class NotYourCase(DomainError):
         super().__init__(f"el caso no está remitido al departamento «{department}»")
         self.department = department
         self.actual = actual
-
-
-@dataclass(frozen=True)
-class Terms:
-    """The institution's deadline policy, made ready to compute due dates."""
-
-    legal: TermPolicy
-    department: TermPolicy
-    calendar: BusinessCalendar
-
-    @classmethod
-    def from_config(cls, config: InstitutionConfig) -> Terms:
-        kind = CalendarKind(config.deadlines.calendar)
-        return cls(
-            legal=TermPolicy(days=config.deadlines.days, calendar=kind),
-            department=TermPolicy(days=config.deadlines.department_days, calendar=kind),
-            calendar=BusinessCalendar(kind),
-        )
-
-    def legal_due(self, filed_at: datetime) -> datetime:
-        return due_at(filed_at, self.legal, self.calendar)
-
-    def department_due(self, remitted_at: datetime) -> datetime:
-        return due_at(remitted_at, self.department, self.calendar)
 
 
 @dataclass
@@ -485,7 +462,12 @@ def _effects(
     if action == "remit":
         case.department = params["department"]
         case.remitted_at = now
-        case.department_due_at = services.terms.department_due(now)
+        term = services.terms.department_term(now, case.due_at)
+        case.department_due_at = term.due_at
+        if term.no_time_left:
+            # Remitted with no working day left before the legal term's cap: a supervisor
+            # must see it at once.
+            case.flagged = True
         return [_remitted_event(case, now)]
     if action == "add_to_agenda":
         return [CaseAddedToAgenda(**ids, occurred_at=now)]

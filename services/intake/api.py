@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -44,7 +44,8 @@ from shared.cases import (
 )
 from shared.contract import FieldError, with_law_errors
 from shared.db.models import CaseHistoryRow, CaseRow
-from shared.lifecycle import OPEN_STATES, IllegalTransition
+from shared.domain.clocks import overdue_clause
+from shared.lifecycle import IllegalTransition
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
@@ -281,8 +282,15 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
         if department:
             where.append(CaseRow.department == department)
         if filters.overdue is not None:
-            overdue = _overdue(now)
-            where.append(overdue if filters.overdue else not_(overdue))
+            where.append(
+                overdue_clause(
+                    CaseRow.state,
+                    CaseRow.due_at,
+                    CaseRow.department_due_at,
+                    now,
+                    overdue=filters.overdue,
+                )
+            )
         async with deps.uow() as uow:
             total = await uow.session.scalar(
                 select(func.count()).select_from(CaseRow).where(*where)
@@ -405,20 +413,6 @@ async def _json_body(request: Request) -> Any:
         raise invalid(
             [{"field": "", "rule": "json_invalid", "message": "el contenido no es JSON válido"}]
         ) from None
-
-
-def _overdue(now: datetime) -> ColumnElement[bool]:
-    return and_(
-        CaseRow.state.in_([s.value for s in OPEN_STATES]),
-        or_(
-            CaseRow.due_at < now,
-            and_(
-                CaseRow.state == "remitted",
-                CaseRow.department_due_at.is_not(None),
-                CaseRow.department_due_at < now,
-            ),
-        ),
-    )
 
 
 async def _by_external_ref(session: Any, external_ref: str) -> CaseRow:

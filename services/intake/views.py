@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from shared.calendar import days_left
-from shared.cases import Terms
 from shared.db.models import CaseHistoryRow, CaseRow
-from shared.lifecycle import Lifecycle, is_open
+from shared.domain.clocks import Clock, Terms, clock_statuses, is_overdue
+from shared.lifecycle import Lifecycle
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -16,24 +16,25 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def clocks(case: CaseRow, terms: Terms, now: datetime) -> list[dict[str, Any]]:
-    result = [
+    result: list[dict[str, Any]] = [
         {
-            "clock": "legal",
-            "due_at": _iso(case.due_at),
-            "days_left": days_left(case.due_at, now, terms.calendar),
-            "running": is_open(case.state),
-            "overdue": is_open(case.state) and now > case.due_at,
+            "clock": status.clock.value,
+            **({"department": case.department} if status.clock is Clock.DEPARTMENT else {}),
+            "due_at": _iso(status.due_at),
+            "days_left": status.days_left,
+            "running": True,
+            "overdue": status.overdue,
         }
+        for status in clock_statuses(case, now, terms)
     ]
-    if case.department_due_at is not None and case.state == "remitted":
+    if not result:  # a decided case: its legal term, stopped
         result.append(
             {
-                "clock": "department",
-                "department": case.department,
-                "due_at": _iso(case.department_due_at),
-                "days_left": days_left(case.department_due_at, now, terms.calendar),
-                "running": True,
-                "overdue": now > case.department_due_at,
+                "clock": Clock.LEGAL.value,
+                "due_at": _iso(case.due_at),
+                "days_left": days_left(case.due_at, now, terms.calendar),
+                "running": False,
+                "overdue": False,
             }
         )
     return result
@@ -120,19 +121,6 @@ def platform311_view(
     view = public_view(case, history, terms, now)
     view.update({"case_id": case.id, "external_ref": case.external_ref})
     return view
-
-
-def is_overdue(case: CaseRow, now: datetime) -> bool:
-    """An open case past its legal term, or a remitted one past the department's."""
-    if not is_open(case.state):
-        return False
-    if now > case.due_at:
-        return True
-    return (
-        case.state == "remitted"
-        and case.department_due_at is not None
-        and now > case.department_due_at
-    )
 
 
 def summary(case: CaseRow, now: datetime) -> dict[str, Any]:

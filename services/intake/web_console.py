@@ -33,6 +33,7 @@ from shared.cases import (
 )
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
+from shared.domain.clocks import Clock, clock_statuses, is_overdue
 from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
@@ -126,17 +127,20 @@ class LoginThrottle:
 
 
 def row_for(case: CaseRow, now: datetime, deps: Deps, *, department_clock: bool = False) -> Row:
-    running = case.state in OPEN_STATES
-    due = case.due_at
-    if case.state == State.REMITTED and case.department_due_at is not None:
-        due = case.department_due_at if department_clock else min(due, case.department_due_at)
-    left = days_left(due, now, deps.cases.terms.calendar)
+    """A list row: the days left of the clock that ends first (on its view, the department's)."""
+    statuses = clock_statuses(case, now, deps.cases.terms)
+    if department_clock:
+        statuses = [s for s in statuses if s.clock is Clock.DEPARTMENT] or statuses
+    if not statuses:
+        return Row(case, days_left(case.due_at, now, deps.cases.terms.calendar), False, "")
+    nearest = min(statuses, key=lambda s: s.due_at)
+    late = nearest.overdue if department_clock else is_overdue(case, now)
     urgency = ""
-    if running and now > due:
+    if late:
         urgency = "fila-vencida"
-    elif running and left <= NEAR_DAYS:
+    elif nearest.days_left <= NEAR_DAYS:
         urgency = "fila-proxima"
-    return Row(case, left, running, urgency)
+    return Row(case, nearest.days_left, True, urgency)
 
 
 def clocks_for(case: CaseRow, now: datetime, deps: Deps) -> list[dict[str, Any]]:
