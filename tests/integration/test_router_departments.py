@@ -1,7 +1,6 @@
 """The departments' side on the real broker: a department written with plain aio-pika (not the
 project's code) consumes ``defensa311.department.<code>`` and answers on
-``case.responded.<code>`` / ``case.returned.<code>``, as the README's "For departments"
-section tells it to."""
+``case.responded.<code>`` / ``case.returned.<code>``, as docs/departments.md tells it to."""
 
 from __future__ import annotations
 
@@ -40,8 +39,7 @@ DEPARTMENT_DUE = datetime(2026, 7, 10, 4, 59, 59, tzinfo=UTC)
 
 
 class Department:
-    """A department's own client: what the README's "For departments" section shows, nothing
-    of ours."""
+    """A department's own client: what docs/departments.md shows, nothing of ours."""
 
     def __init__(self, connection: aio_pika.abc.AbstractRobustConnection, code: str) -> None:
         self.connection = connection
