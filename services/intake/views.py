@@ -8,7 +8,6 @@ from typing import Any
 from shared.calendar import days_left
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.domain.clocks import Clock, Terms, clock_statuses, is_overdue
-from shared.lifecycle import Lifecycle
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -87,8 +86,9 @@ def staff_view(
     history: list[CaseHistoryRow],
     terms: Terms,
     now: datetime,
-    lifecycle: Lifecycle,
+    allowed_actions: list[str],
 ) -> dict[str, Any]:
+    """``allowed_actions``: what the state allows *and* the reader may do."""
     view = public_view(case, history, terms, now)
     view.update(
         {
@@ -107,7 +107,7 @@ def staff_view(
             "inspector": case.inspector,
             "return_count": case.return_count,
             "flagged": case.flagged,
-            "allowed_actions": lifecycle.allowed(case.state, case.kind),
+            "allowed_actions": allowed_actions,
             "history": staff_history(history),
         }
     )
