@@ -157,6 +157,10 @@ def install(app: FastAPI, deps: Deps) -> None:
 def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
 
+    def department_name(code: str) -> str:
+        department = deps.config.department(code)
+        return department.name if department else code
+
     def render(case: CaseRow, rows: list[CaseHistoryRow], who: Principal | None) -> dict[str, Any]:
         now = deps.clock.now()
         terms = deps.cases.terms
@@ -165,7 +169,7 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
         if who.is_platform311:
             return platform311_view(case, rows, terms, now)
         mine = allowed_for(deps.cases.lifecycle, who.role, case.state, case.kind)
-        return staff_view(case, rows, terms, now, mine)
+        return staff_view(case, rows, terms, now, mine, department_name)
 
     # ------------------------------------------------------------------------ filing
 

@@ -23,7 +23,6 @@ from services.intake import web_session
 from services.intake.web import DECISION_LABELS, KIND_LABELS
 from services.intake.web_session import Session
 from services.notifier.models import NotificationRow
-from shared.calendar import days_left
 from shared.cases import (
     CaseNotFound,
     InvalidActionInput,
@@ -36,7 +35,7 @@ from shared.cases import (
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
 from shared.domain.actions import REGISTRY, allowed_for
-from shared.domain.clocks import Clock, clock_statuses, is_overdue
+from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import (
     DELIVERY_LABELS,
     TEMPLATE_LABELS,
@@ -129,7 +128,7 @@ def row_for(case: CaseRow, now: datetime, deps: Deps, *, department_clock: bool 
     if department_clock:
         statuses = [s for s in statuses if s.clock is Clock.DEPARTMENT] or statuses
     if not statuses:
-        return Row(case, days_left(case.due_at, now, deps.cases.terms.calendar), False, "")
+        return Row(case, legal_status(case, now, deps.cases.terms).days_left, False, "")
     nearest = min(statuses, key=lambda s: s.due_at)
     late = nearest.overdue if department_clock else is_overdue(case, now)
     urgency = ""
@@ -140,27 +139,23 @@ def row_for(case: CaseRow, now: datetime, deps: Deps, *, department_clock: bool 
     return Row(case, nearest.days_left, True, urgency)
 
 
-def clocks_for(case: CaseRow, now: datetime, deps: Deps) -> list[dict[str, Any]]:
-    calendar = deps.cases.terms.calendar
-    running = case.state in OPEN_STATES
-    result: list[dict[str, Any]] = [
+def clocks_for(
+    case: CaseRow, now: datetime, deps: Deps, department_name: Callable[[str], str]
+) -> list[dict[str, Any]]:
+    """The case page's clocks: those running, or the legal term stopped."""
+    running = clock_statuses(case, now, deps.cases.terms)
+    statuses = running or [legal_status(case, now, deps.cases.terms)]
+    return [
         {
-            "label": "Plazo legal",
-            "due_at": case.due_at,
-            "days_left": days_left(case.due_at, now, calendar),
-            "running": running,
+            "label": "Plazo legal"
+            if status.clock is Clock.LEGAL
+            else f"Plazo de la dependencia ({department_name(case.department or '')})",
+            "due_at": status.due_at,
+            "days_left": status.days_left,
+            "running": bool(running),
         }
+        for status in statuses
     ]
-    if case.department_due_at is not None and case.state == State.REMITTED:
-        result.append(
-            {
-                "label": f"Plazo de la dependencia ({case.department})",
-                "due_at": case.department_due_at,
-                "days_left": days_left(case.department_due_at, now, calendar),
-                "running": True,
-            }
-        )
-    return result
 
 
 def person_data(case: CaseRow) -> list[tuple[str, str]]:
@@ -516,7 +511,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             title=f"Caso {case.tracking_code}",
             section="consola",
             case=case,
-            clocks=clocks_for(case, now, deps),
+            clocks=clocks_for(case, now, deps, pages.department_name),
             person=person_data(case),
             timeline=await timeline_for(deps, case, pages.department_name),
             actions=[REGISTRY[a] for a in actions],

@@ -10,9 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from services.intake.transparency import SMALL_SAMPLE, bar_chart_svg, load_figures, to_csv
-from shared.calendar import days_left
 from shared.cases import CaseNotFound, get_case, history
 from shared.db.models import CaseHistoryRow
+from shared.domain.clocks import legal_status
 from shared.domain.labels import action_label
 from shared.lifecycle import is_open
 from shared.runtime import Deps
@@ -92,7 +92,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             section="seguimiento",
             case=case,
             open=is_open(case.state),
-            legal_days_left=days_left(case.due_at, now, deps.cases.terms.calendar),
+            legal_days_left=legal_status(case, now, deps.cases.terms).days_left,
             timeline=public_timeline(rows),
         )
 
