@@ -287,7 +287,7 @@ async def test_file_and_follow_requests(amqp_url: str, pg_url: str) -> None:
                 await perform(uow, deps.cases, row, action, params, actor="staff", now=clock.now())
 
         clock.advance(timedelta(days=1))
-        await act("classify", {"kind": "denuncia", "category": "Calles y huecos", "by": "test"})
+        await act("classify", {"kind": "denuncia", "category": "Calles y huecos"})
         await act("remit", {"department": "vias"})
         remitted = await asyncio.to_thread(as_json.get_service_request, tracking)
         assert remitted["status"] == "open"

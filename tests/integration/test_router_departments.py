@@ -14,6 +14,7 @@ import aio_pika
 import pytest
 
 from shared.cases import get_case, history, perform
+from shared.messaging import ANSWERS_INBOX
 from shared.runtime import Runtime
 from tests.integration.test_router_paths import (
     CORRUPTION,
@@ -337,9 +338,11 @@ async def test_an_answer_given_over_http_is_not_applied_twice_by_the_router(
             runtime.deps.cases,
             case,
             "respond",
-            {"department": "rrhh", "response": "Respuesta enviada por el portal."},
+            {"response": "Respuesta enviada por el portal."},
             actor="department:rrhh",
             now=runtime.deps.clock.now(),
+            department="rrhh",
+            answers_heard_by=ANSWERS_INBOX,
         )
     assert [e.event_type for e in events] == ["DepartmentResponded", "CaseResolved"]
 
