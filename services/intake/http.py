@@ -6,16 +6,24 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from services.intake import api, notifications_api, observability, open311, web
+from services.intake.settings import IntakeSettings
+from services.intake.throttle import FailureThrottle
 from shared.runtime import Deps
 
 
-def create_app(deps: Deps) -> FastAPI:
+def create_app(deps: Deps, settings: IntakeSettings | None = None) -> FastAPI:
+    settings = settings or IntakeSettings()
     app = FastAPI(
         title="Defensa311",
         description="API del Departamento Defensa del Usuario – 311",
         version="1.0",
     )
     app.state.deps = deps
+    app.state.intake_settings = settings
+    # One budget of failed authentications per client, whichever door is tried.
+    app.state.auth_throttle = FailureThrottle(
+        settings.auth_failures_burst, settings.auth_failures_per_minute
+    )
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
