@@ -63,3 +63,36 @@ async def intake_app(
             yield App(client, runtime.deps, clock)
     finally:
         await runtime.deps.engine.dispose()
+
+
+def web_denuncia(**overrides: object) -> dict[str, object]:
+    """A valid web filing (the law's fields present)."""
+    body: dict[str, object] = {
+        "channel": "web",
+        "kind": "denuncia",
+        "category": "Calles y huecos",
+        "description": "Hay un hueco enorme frente a la escuela de la Calle 50 desde hace meses.",
+        "citizen": {"full_name": "Maribel Quintero", "id_number": "8-123-4567"},
+        "notify": {"email": "maribel.quintero@example.com"},
+        "location": {"address": "Calle 50, Casa 12, Bella Vista", "lat": 8.98, "lon": -79.52},
+    }
+    body.update(overrides)
+    return body
+
+
+def open311_denuncia(**overrides: str) -> dict[str, str]:
+    """A valid Open311 filing form for the platform's api_key."""
+    form = {
+        "api_key": PLATFORM_TOKEN,
+        "service_code": "denuncia-calles-y-huecos",
+        "lat": "8.9824",
+        "long": "-79.5199",
+        "address_string": "Calle 50 frente al banco, Bella Vista",
+        "description": "Hay un hueco enorme en la calle que ya dañó varios carros",
+        "first_name": "Ana",
+        "last_name": "Pérez",
+        "attribute[id_number]": "8-123-4567",
+        "attribute[notify_email]": "ana.perez@correo.example",
+    }
+    form.update(overrides)
+    return form
