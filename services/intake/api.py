@@ -32,6 +32,7 @@ from services.intake.schemas import (
     actions_openapi,
     filing_errors,
 )
+from services.intake.throttle import client_of, throttle_of
 from services.intake.views import platform311_view, public_view, staff_view, summary
 from shared.cases import (
     CaseNotFound,
@@ -123,10 +124,15 @@ async def optional_principal(
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         return None
+    client, throttle = client_of(request), throttle_of(request)
+    wait = throttle.retry_after(client)
+    if wait:
+        raise ApiError(429, {"detail": throttle.message(wait)}, {"Retry-After": str(wait)})
     store = request.app.state.api_tokens
     assert isinstance(store, TokenStore)
     principal = store.authenticate(token) if token else None
     if principal is None:
+        throttle.failed(client)
         raise unauthorized("token inválido o desconocido")
     return principal
 

@@ -27,6 +27,8 @@ from shared.tracking import normalize_tracking_code
 MAX_RANGE = timedelta(days=90)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+# Codes one batch lookup may name (each also counts against the client's lookup budget).
+MAX_IDS = 50
 _ATTRIBUTE = re.compile(r"^attribute\[([^\]]+)\]$")
 
 # Submission field path → the Open311 parameter a client sent it as.
@@ -253,6 +255,11 @@ def parse_query(params: Mapping[str, str], now: datetime, tz: ZoneInfo) -> Reque
     page = _positive("page", params.get("page"), 1)
     page_size = _positive("page_size", params.get("page_size"), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     raw_ids = _split(params.get("service_request_id"))
+    if len(raw_ids) > MAX_IDS:
+        raise Open311Error(
+            400,
+            f"service_request_id: como máximo {MAX_IDS} códigos por consulta (regla: max_ids)",
+        )
     if raw_ids:
         ids: list[str] = []
         for raw in raw_ids:

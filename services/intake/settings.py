@@ -38,15 +38,17 @@ def startup_problems(settings: Settings, intake: IntakeSettings | None = None) -
     """What stops intake from starting, one Spanish line each; no secret is ever echoed."""
     intake = intake or IntakeSettings()
     problems: list[str] = []
-    short = 0
+    short = []
     for item in settings.api_tokens.split(","):
-        _role, sep, token = item.strip().partition("=")
+        role, sep, token = item.strip().partition("=")
         if sep and token.strip() and len(token.strip()) < MIN_TOKEN_LENGTH:
-            short += 1
+            short.append(role.strip())
     if short:
+        # The roles are named, never the tokens (nor their length).
         problems.append(
-            f"DEFENSA311_API_TOKENS: {short} token(s) con menos de {MIN_TOKEN_LENGTH} "
-            f"caracteres; use tokens aleatorios de al menos {MIN_TOKEN_LENGTH} caracteres "
+            f"DEFENSA311_API_TOKENS: {'el token' if len(short) == 1 else 'los tokens'} de "
+            f"{', '.join(short)} {'tiene' if len(short) == 1 else 'tienen'} menos de "
+            f"{MIN_TOKEN_LENGTH} caracteres; use tokens aleatorios más largos "
             "(ej. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     secret = intake.session_secret

@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 
 from services.intake.app import service
 from services.intake.http import create_app
+from services.intake.observability import HttpLimits
 from services.intake.settings import IntakeSettings
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade
@@ -36,6 +38,7 @@ class App:
     client: httpx.AsyncClient
     deps: Deps
     clock: FixedClock
+    asgi: FastAPI
 
 
 @contextlib.asynccontextmanager
@@ -43,6 +46,7 @@ async def intake_app(
     tmp_path: Path,
     *,
     intake: IntakeSettings | None = None,
+    limits: HttpLimits | None = None,
     client_host: str = "127.0.0.1",
     **overrides: object,
 ) -> AsyncIterator[App]:
@@ -56,11 +60,13 @@ async def intake_app(
     clock = FixedClock(START)
     runtime = Runtime(settings, [service()], clock=clock)
     await upgrade(runtime.deps.engine)
+    if limits is not None:
+        runtime.deps.extras["http_limits"] = limits
     app = create_app(runtime.deps, intake or IntakeSettings())
     transport = httpx.ASGITransport(app=app, client=(client_host, 51000))
     try:
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield App(client, runtime.deps, clock)
+            yield App(client, runtime.deps, clock, app)
     finally:
         await runtime.deps.engine.dispose()
 
