@@ -6,6 +6,7 @@ from urllib.parse import unquote_plus
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.intake import api, notifications_api, observability, open311, web
@@ -14,13 +15,19 @@ from services.intake.throttle import FailureThrottle
 from shared.runtime import Deps
 from shared.validation import control_character
 
+DOCS_ASSETS = "/docs-estaticos"
+
 
 def create_app(deps: Deps, settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI and ReDoc from the installed package, never a CDN:
+    # the docs work on a closed network and tell no third party who reads them.
+    app = FastAPIOffline(
         title="Defensa311",
         description="API del Departamento Defensa del Usuario – 311",
         version="1.0",
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.deps = deps
     app.state.intake_settings = settings
