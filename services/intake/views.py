@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.calendar import days_left
+from shared.calendar import TZ, days_left
 from shared.cases import Terms
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.lifecycle import Lifecycle, is_open
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def rfc3339(value: datetime | None) -> str | None:
+    """Every timestamp the API answers: RFC 3339 with the institution's offset (-05:00)."""
+    return value.astimezone(TZ).isoformat() if value else None
+
+
+_iso = rfc3339
 
 
 def clocks(case: CaseRow, terms: Terms, now: datetime) -> list[dict[str, Any]]:
