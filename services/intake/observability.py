@@ -130,6 +130,8 @@ def public_rules(limits: HttpLimits) -> list[LimitRule]:
     post, get = frozenset({"POST"}), frozenset({"GET", "HEAD"})
     return [
         LimitRule("filing", post, re.compile(r"/api/v1/cases/?"), "/api/v1/cases", filing),
+        # The filing page draws on the same budget as the API it stands for.
+        LimitRule("filing", post, re.compile(r"/presentar/?"), "/presentar", filing),
         LimitRule(
             "lookup",
             get,
