@@ -9,7 +9,8 @@ def metadata() -> MetaData:
     # Service tables register on the shared Base when their module is imported.
     import services.deadlines.models
     import services.notifier.models
+    import shared.evidence
     from shared.db.models import Base
 
-    del services
+    del services, shared
     return Base.metadata
