@@ -197,27 +197,27 @@ class AttachmentRow(Base):
         return self.media_type in PHOTO_TYPES
 
 
-def keys_for(case_id: str, attachment_id: str, media_type: str) -> tuple[str, str]:
-    base = f"casos/{case_id}/{attachment_id}"
+def keys_for(attachment_id: str, media_type: str) -> tuple[str, str]:
+    base = f"adjuntos/{attachment_id}"
     return f"{base}.{EXTENSIONS[media_type]}", f"{base}-miniatura.jpg"
 
 
 async def store_blobs(
-    store: BlobStore, case_id: str, files: list[Prepared], source: str, now: datetime
+    store: BlobStore, files: list[Prepared], source: str, now: datetime
 ) -> list[AttachmentRow]:
-    """Put the bytes in the store; the rows to add in the case's transaction. If that
-    transaction fails, :func:`discard` removes what was put."""
+    """Put the bytes in the store first; the rows (``case_id`` still to set) are added in the
+    case's transaction. If that transaction fails, :func:`discard` removes what was put."""
     rows: list[AttachmentRow] = []
     for item in files:
         attachment_id = str(uuid.uuid4())
-        key, thumbnail_key = keys_for(case_id, attachment_id, item.media_type)
+        key, thumbnail_key = keys_for(attachment_id, item.media_type)
         await store.put(key, item.data, item.media_type)
         if item.thumbnail is not None:
             await store.put(thumbnail_key, item.thumbnail, "image/jpeg")
         rows.append(
             AttachmentRow(
                 id=attachment_id,
-                case_id=case_id,
+                case_id="",
                 name=item.name,
                 media_type=item.media_type,
                 size=len(item.data),

@@ -40,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.intake.auth import TokenStore, bearer_token
 from shared.db.schema import metadata
+from shared.evidence import AttachmentLimits
 from shared.lifecycle import OPEN_STATES, State
 from shared.runtime import Deps
 
@@ -120,6 +121,9 @@ class LimitRule:
         return method in self.methods and self.path.fullmatch(path) is not None
 
 
+UPLOAD_PATH = "/presentar"
+
+
 def public_rules(limits: HttpLimits) -> list[LimitRule]:
     def buckets(burst: int, per_minute: float) -> TokenBuckets:
         return TokenBuckets(burst, per_minute, max_keys=limits.rate_limit_max_clients)
@@ -196,6 +200,8 @@ class HttpGuard:
         self.limits = limits
         self.rules = rules
         self.tokens = tokens
+        # The filing page carries attachments: it may weigh as much as they may.
+        self.upload_limit = max(limits.max_body_bytes, AttachmentLimits().max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -252,6 +258,8 @@ class HttpGuard:
         """Refuse the body once it is read: routing has happened, so the 413 is counted
         under its route, and an endpoint that reads no body is not refused."""
         limit = self.limits.max_body_bytes
+        if scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH:
+            limit = self.upload_limit
         declared = _content_length(scope)
         read = 0
 

@@ -12,6 +12,7 @@ time to fill, read from a signed timestamp the page puts in the form.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -29,8 +30,18 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.intake.open311_catalog import KIND_GROUPS, build_catalog
+from services.intake.web_attachments import attachment_store
 from shared.cases import CaseNotFound, file_case, get_case
 from shared.contract import SubmissionInvalid, validate_submission
+from shared.evidence import (
+    FIELD,
+    AttachmentLimits,
+    AttachmentRefused,
+    Prepared,
+    discard,
+    prepare,
+    store_blobs,
+)
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
 
@@ -41,6 +52,7 @@ log = logging.getLogger("defensa311.intake.filing")
 
 DIVISIONS = Path(__file__).resolve().parent / "data" / "panama_divisiones.json"
 HONEYPOT = "sitio_web"
+UPLOADS = "adjuntos"
 STAMP = "emitido"
 # The page's own script (the browser's position) is the only one any page loads.
 SCRIPT_CSP = (
@@ -102,6 +114,7 @@ FIELD_LABELS = {
     "location.address": "Dirección o punto de referencia",
     "location.lat": "Posición",
     "location.lon": "Posición",
+    "attachments": "Fotos o documentos",
     "form": "Formulario",
 }
 # Where a group's error sends the reader (a fieldset, not one of its inputs).
@@ -112,6 +125,7 @@ GROUP_ANCHORS = {
     "location.lat": "grupo-location",
     "location.lon": "grupo-location",
     "citizen": "grupo-citizen",
+    "attachments": "campo-adjuntos",
     "form": "enviar",
 }
 TEXT_FIELDS = (
@@ -215,6 +229,7 @@ class FormStamp:
 
 def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
     settings = FilingFormSettings()
+    limits = AttachmentLimits()
     stamps = FormStamp(settings.form_secret)
     catalog = build_catalog(deps.config)
     categories: dict[str, list[str]] = {}
@@ -248,6 +263,8 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             stamp=stamps.issue(deps.clock.now()),
             honeypot=HONEYPOT,
             stamp_name=STAMP,
+            uploads=UPLOADS,
+            limits=limits,
         )
         response.headers["Content-Security-Policy"] = SCRIPT_CSP
         return response
@@ -285,21 +302,47 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                 {"form": "El formulario se envió demasiado rápido. Revise y envíelo de nuevo."},
                 status_code=422,
             )
+        errors: dict[str, str] = {}
+        submission = None
         try:
             submission = validate_submission(submission_data(form))
         except SubmissionInvalid as exc:
-            errors: dict[str, str] = {}
             for error in exc.errors:
                 errors.setdefault(error.field or "form", error.message)
+        files = []
+        for upload in raw.getlist(UPLOADS):
+            if isinstance(upload, str) or (not upload.filename and not upload.size):
+                continue  # the empty part a browser sends when no file was chosen
+            files.append((upload.filename or "", await upload.read(limits.max_bytes + 1)))
+        prepared: list[Prepared] = []
+        try:
+            prepared = await asyncio.to_thread(prepare, files, limits)
+        except AttachmentRefused as exc:
+            errors[FIELD] = "; ".join(e.message for e in exc.errors)
+        if errors or submission is None:
             return form_page(request, form, errors, status_code=422)
-        async with deps.uow() as uow:
-            case, _ = await file_case(
-                uow, deps.cases, submission, channel="web", actor="ciudadano", now=now
-            )
-            code = case.tracking_code
+        store = attachment_store(app)
+        rows = await store_blobs(store, prepared, "web", now)
+        try:
+            async with deps.uow() as uow:
+                case, _ = await file_case(
+                    uow, deps.cases, submission, channel="web", actor="ciudadano", now=now
+                )
+                for row in rows:
+                    row.case_id = case.id
+                    uow.session.add(row)
+                code = case.tracking_code
+        except BaseException:
+            await discard(store, rows)  # nothing half-stored: no bytes without their case
+            raise
         log.info(
             "case filed",
-            extra={"case_id": case.id, "tracking_code": code, "channel": "web", "door": "page"},
+            extra={
+                "case_id": case.id,
+                "tracking_code": code,
+                "channel": "web",
+                "attachments": len(rows),
+            },
         )
         return RedirectResponse(f"/presentar/recibo/{code}", status_code=303)
 

@@ -13,6 +13,7 @@ from services.intake.transparency import SMALL_SAMPLE, bar_chart_svg, load_figur
 from shared.calendar import days_left
 from shared.cases import CaseNotFound, get_case, history
 from shared.db.models import CaseHistoryRow
+from shared.evidence import of_case
 from shared.lifecycle import is_open
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
@@ -90,6 +91,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             except CaseNotFound:
                 return not_found(request, "No hay ningún caso con ese código.")
             rows = await history(uow, case.id)
+            shown = await of_case(uow, case.id, public_only=True)
         return pages.render(
             request,
             "seguimiento.html",
@@ -99,6 +101,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             open=is_open(case.state),
             legal_days_left=days_left(case.due_at, now, deps.cases.terms.calendar),
             timeline=public_timeline(rows),
+            attachments=shown,
         )
 
     @app.get("/transparencia", include_in_schema=False)

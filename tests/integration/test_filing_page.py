@@ -4,6 +4,7 @@ On the embedded default (SQLite); nothing is published, so no broker is needed."
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from services.intake.app import service as intake_service
@@ -27,7 +29,10 @@ from shared.db.migrate import upgrade
 from shared.db.models import CaseRow
 from shared.runtime import Runtime
 from tests.support import settings_for
+from tests.unit.test_evidence import photo_with_exif
 
+STAFF = "t-staff-5f1e"
+OBRAS = "t-obras-9a2c"
 START = datetime(2025, 3, 3, 14, 0, tzinfo=UTC)  # Monday 09:00 in Panama
 
 
@@ -43,10 +48,19 @@ class Page:
         assert page.status_code == 200
         return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
 
-    async def send(self, fields: dict[str, str], *, wait: float = 30) -> httpx.Response:
+    async def send(
+        self,
+        fields: dict[str, str],
+        *,
+        wait: float = 30,
+        files: list[tuple[str, bytes, str]] | None = None,
+    ) -> httpx.Response:
         hidden = await self.form()
         self.clock.advance(timedelta(seconds=wait))
-        return await self.client.post("/presentar", data={**hidden, **fields})
+        uploads = [("adjuntos", item) for item in files or []]
+        return await self.client.post(
+            "/presentar", data={**hidden, **fields}, files=uploads or None
+        )
 
     async def cases(self) -> int:
         async with self.runtime.deps.uow() as uow:
@@ -54,9 +68,14 @@ class Page:
 
 
 @pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[Page]:
+async def page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Page]:
+    monkeypatch.setenv("DEFENSA311_STORAGE_DIR", str(tmp_path / "adjuntos"))
     clock = FixedClock(START)
-    settings = settings_for("amqp://guest:guest@127.0.0.1:5672/", f"sqlite:///{tmp_path}/d.db")
+    settings = settings_for(
+        "amqp://guest:guest@127.0.0.1:5672/",
+        f"sqlite:///{tmp_path}/d.db",
+        api_tokens=f"staff={STAFF},department:obras={OBRAS}",
+    )
     runtime = Runtime(settings, [intake_service()], clock=clock)
     runtime.deps.extras["http_limits"] = HttpLimits(
         rate_limit_filing_burst=6, rate_limit_filing_per_minute=0.001
@@ -205,3 +224,95 @@ def test_the_shipped_list_has_every_province_and_comarca_and_their_districts() -
     assert sum(len(p.districts) for p in provinces.values()) >= 81
     capital = {d.name: d for d in provinces["Panamá"].districts}["Panamá"]
     assert "Bella Vista" in capital.corregimientos
+
+
+async def sign_in(client: httpx.AsyncClient, token: str) -> str:
+    """Sign in on the console; the CSRF token of the session."""
+    assert (await client.post("/consola/entrar", data={"token": token})).status_code == 303
+    page = await client.get("/consola")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_a_photo_is_filed_without_exif_and_only_staff_see_it_until_they_publish_it(
+    page: Page, tmp_path: Path
+) -> None:
+    photo = photo_with_exif()
+    pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+    filed = await page.send(
+        DENUNCIA,
+        files=[("hueco.jpg", photo, "image/jpeg"), ("constancia.pdf", pdf, "application/pdf")],
+    )
+    assert filed.status_code == 303, filed.text
+    code = filed.headers["location"].rsplit("/", 1)[-1]
+    stored = sorted(p.name for p in (tmp_path / "adjuntos").rglob("*") if p.is_file())
+    assert len(stored) == 3 and sum(n.endswith("-miniatura.jpg") for n in stored) == 1
+
+    # Nobody outside sees it: not the public page, not the console signed out.
+    tracking = await page.client.get(f"/seguimiento/{code}")
+    assert "miniatura" not in tracking.text
+    console = await page.client.get(f"/consola/casos/{code}/adjuntos")
+    assert console.status_code == 303
+
+    csrf = await sign_in(page.client, STAFF)
+    listing = await page.client.get(f"/consola/casos/{code}/adjuntos")
+    assert "hueco.jpg" in listing.text and "constancia.pdf" in listing.text
+    thumbnail_url = re.search(r'<img class="miniatura" src="([^"]+)"', listing.text)
+    assert thumbnail_url is not None
+    thumbnail = await page.client.get(thumbnail_url.group(1))
+    assert thumbnail.headers["content-type"] == "image/jpeg"
+    assert dict(Image.open(io.BytesIO(thumbnail.content)).getexif()) == {}
+    full_url = thumbnail_url.group(1).removesuffix("/miniatura")
+    full = await page.client.get(full_url)
+    assert b"CamaraDeEjemplo" not in full.content
+    assert dict(Image.open(io.BytesIO(full.content)).getexif()) == {}
+
+    # A department sees only the cases remitted to it.
+    other = httpx.AsyncClient(transport=page.client._transport, base_url="http://intake")
+    async with other:
+        await sign_in(other, OBRAS)
+        assert (await other.get(full_url)).status_code == 404
+
+    # Staff publish the photo: the tracking page shows it; the PDF stays private.
+    attachment_id = full_url.rsplit("/", 1)[-1]
+    published = await page.client.post(
+        f"/consola/adjuntos/{attachment_id}/publico", data={"csrf": csrf, "publico": "si"}
+    )
+    assert published.status_code == 303
+    tracking = await page.client.get(f"/seguimiento/{code}")
+    assert f"/seguimiento/{code}/adjuntos/{attachment_id}?miniatura=true" in tracking.text
+    assert "Documento" not in tracking.text
+    public = await page.client.get(f"/seguimiento/{code}/adjuntos/{attachment_id}")
+    assert public.status_code == 200
+    assert (
+        await page.client.get(f"/seguimiento/2025-7K3-M9Q-XD2/adjuntos/{attachment_id}")
+    ).status_code == 404
+
+
+async def test_a_file_that_is_not_a_photo_or_pdf_is_refused_and_nothing_is_stored(
+    page: Page, tmp_path: Path
+) -> None:
+    refused = await page.send(
+        DENUNCIA,
+        files=[
+            ("foto.jpg", b"MZ\x90\x00 not a photo", "image/jpeg"),
+            ("ok.jpg", photo_with_exif(), "image/jpeg"),
+        ],
+    )
+    assert refused.status_code == 422
+    assert "tipo de archivo no admitido" in errors_on(refused.text)["attachments"]
+    assert 'href="#campo-adjuntos"' in refused.text
+    assert await page.cases() == 0
+    assert not any(p.is_file() for p in (tmp_path / "adjuntos").rglob("*"))
+
+
+async def test_a_local_store_link_serves_until_it_expires(page: Page) -> None:
+    store = page.client._transport.app.state.attachment_store  # type: ignore[attr-defined]
+    await store.put("adjuntos/x.pdf", b"%PDF-1.4 x", "application/pdf")
+    link = await store.link("adjuntos/x.pdf", timedelta(minutes=5), page.clock.now())
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    served = await page.client.get("/" + path)
+    assert served.status_code == 200 and served.content == b"%PDF-1.4 x"
+    page.clock.advance(timedelta(minutes=6))
+    assert (await page.client.get("/" + path)).status_code == 403
