@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from PIL import Image
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from services.intake.app import service as intake_service
@@ -27,11 +29,13 @@ from shared.db.migrate import upgrade
 from shared.runtime import Runtime
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support import ROOT, eventually, free_port, settings_for
+from tests.unit.test_evidence import photo_with_exif
 
 pytestmark = pytest.mark.browser
 
 AXE = ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = ROOT / "artifacts" / "screenshots"
+STAFF_TOKEN = "consola-staff-3c9d1a"
 NOW = datetime(2025, 3, 11, 14, 30, tzinfo=UTC)
 PHONE: dict[str, Any] = {
     "viewport": {"width": 390, "height": 844},
@@ -92,7 +96,11 @@ class Site:
 @contextlib.asynccontextmanager
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
     clock = FixedClock(NOW)
-    settings = settings_for("amqp://guest:guest@127.0.0.1:5672/", f"sqlite:///{tmp_path}/d.db")
+    settings = settings_for(
+        "amqp://guest:guest@127.0.0.1:5672/",
+        f"sqlite:///{tmp_path}/d.db",
+        api_tokens=f"staff={STAFF_TOKEN}",
+    )
     runtime = Runtime(settings, [intake_service()], clock=clock)
     await upgrade(runtime.deps.engine)
     port = free_port()
@@ -154,6 +162,9 @@ async def file_a_denuncia(site: Site, page: Page, name: str) -> str:
     await page.get_by_label("Distrito").select_option("San Miguelito")
     await page.get_by_label("Corregimiento").fill("Belisario Porras")
     await page.get_by_label("Dirección o punto de referencia").fill("Oficina de permisos")
+    await page.get_by_label("Fotos o documentos (opcional)").set_input_files(
+        files=[{"name": "oficina.jpg", "mimeType": "image/jpeg", "buffer": photo_with_exif()}]
+    )
     site.clock.advance(timedelta(minutes=2))
     await page.get_by_role("button", name="Enviar caso").click()
 
@@ -170,21 +181,49 @@ async def file_a_denuncia(site: Site, page: Page, name: str) -> str:
     return code
 
 
-async def test_a_citizen_files_on_the_filing_page_at_desktop_and_phone_widths(
-    tmp_path: Path,
+async def thumbnail_in_the_console(site: Site, code: str) -> None:
+    """Staff find the photo's thumbnail on the case's attachments, with no EXIF left."""
+    staff = await (await site.context(DESKTOP)).new_page()
+    await staff.goto("/consola")
+    await staff.get_by_label("Token de acceso").fill(STAFF_TOKEN)
+    await staff.get_by_role("button", name="Entrar").click()
+    await staff.goto(f"/consola/casos/{code}")
+    await staff.get_by_role("link", name="Ver los adjuntos del caso").click()
+    thumbnail = staff.get_by_role("img", name="Foto adjunta: oficina.jpg")
+    await expect(thumbnail).to_be_visible()
+    # loaded, and upright: the photo was taken sideways and its EXIF said to turn it
+    assert await thumbnail.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [213, 320]
+    await site.accessible(staff)
+    source = await thumbnail.get_attribute("src")
+    assert source is not None
+    for url in (source, source.removesuffix("/miniatura")):
+        served = await staff.request.get(url)
+        assert served.ok
+        image = Image.open(io.BytesIO(await served.body()))
+        assert dict(image.getexif()) == {}
+        assert b"CamaraDeEjemplo" not in await served.body()
+    await shot(staff, "consola-adjuntos")
+    await staff.context.close()
+
+
+async def test_a_citizen_files_with_a_photo_at_desktop_and_phone_widths_and_staff_see_it_clean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("DEFENSA311_STORAGE_DIR", str(tmp_path / "adjuntos"))
     async with site(tmp_path) as s:
         desktop = await (await s.context(DESKTOP)).new_page()
         await desktop.goto("/presentar")
         await desktop.keyboard.press("Tab")
         await expect(desktop.locator(":focus")).to_have_text("Saltar al contenido")
         first = await file_a_denuncia(s, desktop, "escritorio")
+        await thumbnail_in_the_console(s, first)
 
         phone = await (await s.context(PHONE)).new_page()
         await phone.goto("/presentar")
         await s.no_horizontal_scroll(phone)
         second = await file_a_denuncia(s, phone, "movil")
         await s.no_horizontal_scroll(phone)
+        await thumbnail_in_the_console(s, second)
         assert first != second
 
         # An anonymous sugerencia, on the phone, with nothing personal.
