@@ -468,7 +468,7 @@ def _effects(
             # Remitted with no working day left before the legal term's cap: a supervisor
             # must see it at once.
             case.flagged = True
-        return [_remitted_event(case, now)]
+        return [_remitted_event(case, now, capped=term.capped)]
     if action == "add_to_agenda":
         return [CaseAddedToAgenda(**ids, occurred_at=now)]
     if action in ("record_findings", "respond", "record_meeting_outcome"):
@@ -540,7 +540,7 @@ def _resolution(
     return events
 
 
-def _remitted_event(case: CaseRow, now: datetime) -> CaseRemitted:
+def _remitted_event(case: CaseRow, now: datetime, *, capped: bool = False) -> CaseRemitted:
     citizen = case.citizen or {}
     notify = case.notify or {}
     assert case.kind is not None and case.department is not None
@@ -563,6 +563,7 @@ def _remitted_event(case: CaseRow, now: datetime) -> CaseRemitted:
         ),
         remitted_at=now,
         due_at=case.department_due_at,
+        due_capped=capped,
         occurred_at=now,
     )
 

@@ -57,9 +57,11 @@ DEADLINES = QueueSpec(
         "case.resolved",
         "case.closed",
         "case.rejected.*",
+        "deadline.changed",
     ),
     "Events that start and stop the legal and department clocks; a department's answer the "
-    "router refused (SubmissionRejected) restarts the clock the answer stopped",
+    "router refused (SubmissionRejected) restarts the clock the answer stopped; a due date "
+    "moved by a closure (DueDateChanged) moves its clock",
 )
 NOTIFIER = QueueSpec(
     f"{PREFIX}.notifier",
@@ -69,6 +71,7 @@ NOTIFIER = QueueSpec(
         "case.resolved",
         "deadline.near",
         "deadline.missed",
+        "deadline.changed",
     ),
     "Events that become e-mails, SMS and webhooks",
 )

@@ -60,6 +60,7 @@ ACTION_LABELS = {
     "decline": "Caso declinado",
     "route_refused": "Ruta automática no aplicada",
     "answer_refused": "Respuesta de dependencia rechazada",
+    "due_date_changed": "Fecha límite cambiada por cierre de oficinas",
 }
 # The audit rows' detail keys, as staff read them on the timeline.
 DETAIL_LABELS = {
