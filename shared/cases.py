@@ -23,6 +23,7 @@ from shared.contract import (
     CaseReceived,
     CaseRemitted,
     CaseResolved,
+    CaseReturnAccepted,
     CaseReturned,
     CitizenContact,
     DepartmentResponded,
@@ -266,18 +267,6 @@ async def perform(
     new_state = services.lifecycle.apply(case.state, action, kind_for_check)
     clean = check_params(services, case, action, params, now=now)
     events = _effects(services, case, action, clean, now=now, department_event=department_event)
-    if action == "return" and not department_event and case.flagged:
-        # The department's own CaseReturned cannot know the case is now flagged for a
-        # supervisor (returned twice): the system says so on the wire.
-        events.append(
-            CaseReturned(
-                **_ids(case),
-                department=clean["returned_by"],
-                reason=clean["reason"],
-                flagged=True,
-                occurred_at=now,
-            )
-        )
     case.state = new_state.value
     case.updated_at = now
     for event in events:
@@ -497,8 +486,17 @@ def _effects(
         case.flagged = case.flagged or case.return_count >= 2
         case.department = None
         case.department_due_at = None
+        # The system's verdict (deadlines and 311 act on it), after the department's own
+        # request when that is emitted here.
+        accepted = CaseReturnAccepted(
+            **ids,
+            department=department,
+            reason=params["reason"],
+            flagged=case.flagged,
+            occurred_at=now,
+        )
         if not department_event:
-            return []
+            return [accepted]
         return [
             CaseReturned(
                 **ids,
@@ -506,7 +504,8 @@ def _effects(
                 reason=params["reason"],
                 flagged=case.flagged,
                 occurred_at=now,
-            )
+            ),
+            accepted,
         ]
     if action in ("close", "decline"):
         case.closed_at = now

@@ -37,6 +37,7 @@ from shared.messaging import (
 )
 from shared.metrics import Metrics
 from shared.outbox import OutboxRelay
+from shared.routing import Identities, account_of
 from shared.settings import Settings
 from shared.uow import UnitOfWork
 
@@ -142,6 +143,7 @@ class Runtime:
             clock,
             poll_seconds=settings.outbox_poll_seconds,
             lease_seconds=settings.outbox_lease_seconds,
+            user_id=account_of(settings.amqp_url),
         )
         self.deps = Deps(
             settings=settings,
@@ -171,6 +173,10 @@ class Runtime:
             sub.handler(self.deps),
             self.deps.broker,
             self.deps.uow,
+            identities=Identities(
+                system=account_of(self.settings.amqp_url),
+                department_prefix=self.settings.broker_account_prefix,
+            ),
             attempts=self.settings.handler_attempts,
             batch=self.settings.batch_size,
             gather_seconds=sub.gather_seconds,

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEFENSA311_", extra="ignore")
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # The prefix ``broker setup --account-prefix`` gave the departments' accounts: a message
+    # on a department's key must come from ``<prefix>dept-<code>`` (or the services' own).
+    broker_account_prefix: str = ""
     database_url: str = "sqlite+aiosqlite:///./defensa311.db"
     config: Path = Field(default=DEFAULT_CONFIG)
     http_host: str = "127.0.0.1"
