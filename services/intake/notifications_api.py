@@ -24,6 +24,7 @@ from services.intake.auth import Principal, TokenStore, bearer_token
 from services.intake.views import rfc3339
 from services.notifier.models import NotificationRow
 from services.notifier.planning import DONE, IN_PERSON, TASK
+from services.notifier.settings import NotifierSettings
 from services.notifier.templates import TemplateRenderer
 from shared.cases import CaseNotFound, get_case, record_note
 from shared.runtime import Deps
@@ -60,7 +61,9 @@ def install(app: FastAPI, deps: Deps) -> None:
     tokens = TokenStore.build(
         deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
     )
-    renderer = TemplateRenderer(deps.settings.templates_dir, tz=deps.config.institution.timezone)
+    renderer = TemplateRenderer(
+        NotifierSettings().templates_dir, tz=deps.config.institution.timezone
+    )
 
     def staff(authorization: str | None) -> Principal:
         token = bearer_token(authorization)

@@ -22,6 +22,7 @@ from shared.contract import (
     CaseClosed,
     CaseRemitted,
     CaseResolved,
+    CaseReturnAccepted,
     CaseReturned,
     CitizenContact,
     DepartmentResponded,
@@ -213,6 +214,7 @@ class Case:
         case.department = None
         case.department_due_at = None
         self._enter(to, now)
+        # The department's request, then the system's verdict (deadlines and 311 act on it).
         return [
             CaseReturned(
                 **self._ids(),
@@ -220,7 +222,14 @@ class Case:
                 reason=reason,
                 flagged=case.flagged,
                 occurred_at=now,
-            )
+            ),
+            CaseReturnAccepted(
+                **self._ids(),
+                department=returning,
+                reason=reason,
+                flagged=case.flagged,
+                occurred_at=now,
+            ),
         ]
 
     def close(self, reason: str | None, now: datetime) -> list[Event]:
