@@ -21,12 +21,13 @@ from faststream.rabbit import RabbitBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.cases import CaseServices, Terms
+from shared.cases import CaseServices
 from shared.clock import Clock, SystemClock
 from shared.config import InstitutionConfig, load_config
 from shared.consumer import Consumer, Handler
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
+from shared.domain.clocks import Terms
 from shared.messaging import (
     QueueSpec,
     declare_topology,

@@ -37,13 +37,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import Table, and_, case, func, select
+from sqlalchemy import Table, case, func, select
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.intake.auth import TokenStore, bearer_token
 from shared.db.schema import metadata
-from shared.lifecycle import OPEN_STATES, State
+from shared.domain.clocks import overdue_clause
+from shared.lifecycle import State
 from shared.runtime import Deps
 
 log = logging.getLogger("defensa311.intake.http")
@@ -369,16 +370,15 @@ async def database_gauges(deps: Deps) -> list[GaugeMetricFamily]:
             for state, count in sorted(counts.items()):
                 by_state.add_metric([state], count)
             families.append(by_state)
-            open_states = [s.value for s in OPEN_STATES]
             overdue_cases = await conn.scalar(
                 select(func.count()).where(
-                    and_(cases.c.state.in_(open_states), cases.c.due_at < now)
+                    overdue_clause(cases.c.state, cases.c.due_at, cases.c.department_due_at, now)
                 )
             )
             families.append(
                 GaugeMetricFamily(
                     "defensa311_cases_overdue",
-                    "Open cases past their legal due date",
+                    "Open cases past a running term (legal, or the department's while remitted)",
                     value=int(overdue_cases or 0),
                 )
             )

@@ -8,13 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.intake.schemas import (
-    ACTION_BODIES,
-    ClassifyBody,
-    FilingRequest,
-    MeetingOutcomeBody,
-    filing_errors,
-)
+from services.intake.schemas import FilingRequest, filing_errors
+from shared.domain.actions import REGISTRY, ClassifyBody, MeetingOutcomeBody
 from shared.validation import PANAMA_BOUNDS, control_character, spanish_errors
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -209,7 +204,7 @@ json_values = st.recursive(
 
 @FAST
 @given(
-    action=st.sampled_from(sorted(ACTION_BODIES)),
+    action=st.sampled_from(sorted(REGISTRY)),
     data=st.dictionaries(
         st.sampled_from(
             ["kind", "category", "department", "findings", "response", "decision", "notes",
@@ -222,7 +217,7 @@ json_values = st.recursive(
 def test_any_action_body_is_accepted_or_refused_in_spanish(
     action: str, data: dict[str, Any]
 ) -> None:
-    model = ACTION_BODIES[action]
+    model = REGISTRY[action].body
     try:
         body = model.model_validate(data)
     except ValidationError as exc:
