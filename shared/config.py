@@ -24,6 +24,9 @@ class DeadlinePolicy(BaseModel):
 
     days: int = Field(default=30, ge=1, le=365)
     department_days: int = Field(default=30, ge=1, le=365)
+    # The department's term ends at the latest this many working days before the legal due
+    # date, which leaves the office time to notify the citizen within the legal term.
+    department_margin_days: int = Field(default=2, ge=0, le=60)
     calendar: Literal["business", "calendar"] = "business"
     thresholds: list[int] = Field(default_factory=lambda: [7, 3, 1])
     sweep_interval_seconds: float = Field(default=5.0, gt=0)

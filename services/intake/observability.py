@@ -11,7 +11,9 @@ every route: a request refused here (413, 429) is still counted by route and sta
 - Rate limits: a token bucket per client IP, in memory (per process; behind N instances
   the effective limit is N times this one). Filing without a token
   (``POST /api/v1/cases``) and tracking lookups (``GET /api/v1/cases/{code}``,
-  ``/seguimiento…``) are limited; a request bearing a valid API token is not.
+  ``/seguimiento…``, Open311's ``requests/{id}`` and each code of a
+  ``requests?service_request_id=`` batch) are limited; a request bearing a valid API token
+  is not.
 - Body size: a declared ``Content-Length`` over the limit is refused before the app runs;
   a chunked body is counted as it is read.
 """
@@ -26,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -34,14 +37,15 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import Table, and_, case, func, select
+from sqlalchemy import Table, case, func, select
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.intake.auth import TokenStore, bearer_token
 from shared.db.schema import metadata
+from shared.domain.clocks import overdue_clause
 from shared.evidence import AttachmentLimits
-from shared.lifecycle import OPEN_STATES, State
+from shared.lifecycle import State
 from shared.runtime import Deps
 
 log = logging.getLogger("defensa311.intake.http")
@@ -91,16 +95,16 @@ class TokenBuckets:
         self._now = monotonic
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def take(self, key: str) -> float:
-        """Take one token; return 0 if allowed, else the seconds until one is available."""
+    def take(self, key: str, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens; return 0 if allowed, else the seconds until they are there."""
         now = self._now()
         tokens, last = self._buckets.pop(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         wait = 0.0
-        if tokens >= 1.0:
-            tokens -= 1.0
+        if tokens >= cost:
+            tokens -= cost
         else:
-            wait = (1.0 - tokens) / self.rate
+            wait = (cost - tokens) / self.rate
         self._buckets[key] = (tokens, now)
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
@@ -116,9 +120,24 @@ class LimitRule:
     path: re.Pattern[str]
     route: str
     buckets: TokenBuckets
+    # Tokens one request takes (0: the rule does not apply to it); one by default.
+    cost: Callable[[Scope], int] | None = None
 
     def applies(self, method: str, path: str) -> bool:
         return method in self.methods and self.path.fullmatch(path) is not None
+
+    def cost_of(self, scope: Scope) -> int:
+        return 1 if self.cost is None else self.cost(scope)
+
+
+def requested_ids(scope: Scope) -> int:
+    """Open311 ``requests.{fmt}?service_request_id=a,b,c`` looks up each code it names: every
+    one counts against the lookup budget, as a request for it alone would."""
+    query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+    return sum(
+        len([code for code in value.split(",") if code.strip()])
+        for value in query.get("service_request_id", [])
+    )
 
 
 UPLOAD_PATH = "/presentar"
@@ -142,6 +161,21 @@ def public_rules(limits: HttpLimits) -> list[LimitRule]:
             re.compile(r"/api/v1/cases/[^/]+/?"),
             "/api/v1/cases/{tracking_code}",
             lookup,
+        ),
+        LimitRule(
+            "lookup",
+            get,
+            re.compile(r"/open311/v2/requests/[^/]+"),
+            "/open311/v2/requests/{service_request_id}.{fmt}",
+            lookup,
+        ),
+        LimitRule(
+            "lookup",
+            get,
+            re.compile(r"/open311/v2/requests\.[a-z]+"),
+            "/open311/v2/requests.{fmt}",
+            lookup,
+            cost=requested_ids,
         ),
         LimitRule(
             "lookup",
@@ -238,7 +272,10 @@ class HttpGuard:
             return None
         client = (scope.get("client") or ("desconocido", 0))[0]
         for rule in rules:
-            wait = rule.buckets.take(f"{rule.name}:{client}")
+            cost = rule.cost_of(scope)
+            if cost == 0:
+                continue
+            wait = rule.buckets.take(f"{rule.name}:{client}", cost)
             if wait > 0:
                 # Refused before routing: the rule knows which route template it guards.
                 scope["defensa311.route"] = rule.route
@@ -343,16 +380,15 @@ async def database_gauges(deps: Deps) -> list[GaugeMetricFamily]:
             for state, count in sorted(counts.items()):
                 by_state.add_metric([state], count)
             families.append(by_state)
-            open_states = [s.value for s in OPEN_STATES]
             overdue_cases = await conn.scalar(
                 select(func.count()).where(
-                    and_(cases.c.state.in_(open_states), cases.c.due_at < now)
+                    overdue_clause(cases.c.state, cases.c.due_at, cases.c.department_due_at, now)
                 )
             )
             families.append(
                 GaugeMetricFamily(
                     "defensa311_cases_overdue",
-                    "Open cases past their legal due date",
+                    "Open cases past a running term (legal, or the department's while remitted)",
                     value=int(overdue_cases or 0),
                 )
             )

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from shared.calendar import TZ, BusinessCalendar
 from shared.config import InstitutionConfig
 from shared.db.models import CaseRow
+from shared.domain.clocks import is_overdue
 from shared.lifecycle import is_open
 from shared.uow import UnitOfWork
 
@@ -47,6 +48,7 @@ class CaseFacts:
     received_at: datetime
     due_at: datetime
     resolved_at: datetime | None
+    department_due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,10 @@ def figures(
             )
         elif is_open(case.state):
             result.open_count += 1
-            if now > case.due_at:
+            if is_overdue(case, now):
                 result.overdue_count += 1
-                result.decided += 1  # certainly not resolved within the term
+            if now > case.due_at:
+                result.decided += 1  # past the legal term: certainly not resolved within it
     result.medians = sorted(
         (
             Median(key, _group_label(key, config), float(statistics.median(values)), len(values))
@@ -167,6 +170,7 @@ async def load_figures(
             CaseRow.received_at,
             CaseRow.due_at,
             CaseRow.resolved_at,
+            CaseRow.department_due_at,
         )
     )
     cases = [CaseFacts(*row) for row in rows]

@@ -106,7 +106,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
 
     @app.get("/consola/casos/{code}/adjuntos", include_in_schema=False)
     async def console_attachments(request: Request, code: str) -> Response:
-        session = web_session.current(request, deps)
+        session = web_session.current(request)
         if session is None:
             return RedirectResponse("/consola", status_code=303)
         try:
@@ -148,7 +148,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
         return await console_serve(request, attachment_id, thumbnail=True)
 
     async def console_serve(request: Request, attachment_id: str, *, thumbnail: bool) -> Response:
-        session = web_session.current(request, deps)
+        session = web_session.current(request)
         found = await load(attachment_id)
         if session is None or found is None or not may_see(session, found[1]):
             return Response(status_code=404)
@@ -156,7 +156,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
 
     @app.post("/consola/adjuntos/{attachment_id}/publico", include_in_schema=False)
     async def publish(request: Request, attachment_id: str) -> Response:
-        session = web_session.current(request, deps)
+        session = web_session.current(request)
         form = await request.form()
         csrf = form.get("csrf")
         if (

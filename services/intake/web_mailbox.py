@@ -27,7 +27,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
 
     @app.get(PATH, include_in_schema=False)
     async def sent_mail(request: Request) -> Response:
-        session = web_session.current(request, deps)
+        session = web_session.current(request)
         if session is None or not session.is_staff:
             return RedirectResponse("/consola", status_code=303)
         messages = await asyncio.to_thread(mailbox.newest, mail.mailbox_dir, SHOWN)

@@ -28,6 +28,8 @@ from shared.runtime import Runtime
 from shared.tracking import is_valid_tracking_code
 from tests.support import eventually, free_port, running, settings_for
 
+pytestmark = pytest.mark.connected
+
 TOKEN = "open311-test-token-7f3a"
 STAFF_TOKEN = "staff-test-token-1b2c"
 PANAMA = ZoneInfo("America/Panama")
@@ -285,7 +287,7 @@ async def test_file_and_follow_requests(amqp_url: str, pg_url: str) -> None:
                 await perform(uow, deps.cases, row, action, params, actor="staff", now=clock.now())
 
         clock.advance(timedelta(days=1))
-        await act("classify", {"kind": "denuncia", "category": "Calles y huecos", "by": "test"})
+        await act("classify", {"kind": "denuncia", "category": "Calles y huecos"})
         await act("remit", {"department": "vias"})
         remitted = await asyncio.to_thread(as_json.get_service_request, tracking)
         assert remitted["status"] == "open"
