@@ -34,8 +34,10 @@ __all__ = ["platform", "runtime"]  # fixtures shared with the paths test
 
 # 30 business days after Monday 1 June 2026 (the remittance day is not counted; no Panama
 # holiday falls in between): 2-5 June (4), 8-12 (9), 15-19 (14), 22-26 (19), 29 June-3 July
-# (24), 6-10 July (29), Monday 13 July (30); the term ends at 23:59:59 America/Panama.
-DEPARTMENT_DUE = datetime(2026, 7, 14, 4, 59, 59, tzinfo=UTC)
+# (24), 6-10 July (29), Monday 13 July (30). The case was filed that same day, so its legal
+# term also ends on 13 July, and the department's is capped two working days earlier:
+# Thursday 9 July, 23:59:59 America/Panama.
+DEPARTMENT_DUE = datetime(2026, 7, 10, 4, 59, 59, tzinfo=UTC)
 
 
 class Department:
