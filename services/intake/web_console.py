@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from services.intake import web_session
-from services.intake.web import DECISION_LABELS, KIND_LABELS
 from services.intake.web_session import Session
 from services.notifier.models import NotificationRow
 from shared.cases import (
@@ -37,7 +36,9 @@ from shared.db.models import CaseRow
 from shared.domain.actions import REGISTRY, allowed_for
 from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import (
+    DECISION_LABELS,
     DELIVERY_LABELS,
+    KIND_LABELS,
     TEMPLATE_LABELS,
     actor_label,
     delivery_status_label,
