@@ -78,6 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     if args.command == "run":
         names = SERVICES if args.service == "all" else (args.service,)
+        problems = [
+            problem
+            for name in names
+            for check in service_definition(name).checks
+            for problem in check(settings)
+        ]
+        if problems:
+            for problem in problems:
+                print(f"no se puede iniciar: {problem}", file=sys.stderr)
+            return 2
         asyncio.run(_run(settings, names))
         return 0
     if args.command == "db":

@@ -29,6 +29,7 @@ from services.intake.schemas import (
     actions_openapi,
     filing_errors,
 )
+from services.intake.throttle import client_of, throttle_of
 from services.intake.views import platform311_view, public_view, staff_view, summary
 from shared.cases import (
     CaseNotFound,
@@ -123,10 +124,15 @@ async def optional_principal(
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         return None
+    client, throttle = client_of(request), throttle_of(request)
+    wait = throttle.retry_after(client)
+    if wait:
+        raise ApiError(429, {"detail": throttle.message(wait)}, {"Retry-After": str(wait)})
     store = request.app.state.api_tokens
     assert isinstance(store, TokenStore)
     principal = store.authenticate(token) if token else None
     if principal is None:
+        throttle.failed(client)
         raise unauthorized("token inválido o desconocido")
     return principal
 
@@ -408,6 +414,15 @@ async def _json_body(request: Request) -> Any:
         raise invalid(
             [{"field": "", "rule": "json_invalid", "message": "el contenido no es JSON válido"}]
         ) from None
+    except RecursionError:
+        raise invalid([TOO_DEEP]) from None
+
+
+TOO_DEEP = {
+    "field": "",
+    "rule": "json_too_deep",
+    "message": "el contenido JSON está anidado a demasiada profundidad",
+}
 
 
 async def _by_external_ref(session: Any, external_ref: str) -> CaseRow:
@@ -443,7 +458,26 @@ def error_handlers(app: FastAPI) -> None:
             detail = SPANISH_HTTP.get(exc.status_code, "error en la solicitud")
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
+    async def unreadable(request: Request, exc: Exception) -> Response:
+        # Input a parser could not take apart (nested past the interpreter's recursion limit,
+        # a number or date past the range of its type, bytes that are not UTF-8) is the
+        # client's fault. Known cases are refused where they are read; this is the net.
+        log.info("unreadable input refused", extra={"error": type(exc).__name__})
+        message = (
+            TOO_DEEP["message"]
+            if isinstance(exc, RecursionError)
+            else "un valor de la solicitud está fuera del rango admitido o no se pudo leer"
+        )
+        if request.url.path.startswith("/open311/"):
+            from services.intake.open311_format import Open311Error, render_errors
+
+            fmt = "xml" if request.url.path.endswith(".xml") else "json"
+            return render_errors(fmt, Open311Error(400, message))
+        return JSONResponse({"detail": message}, status_code=400)
+
     app.add_exception_handler(ApiError, api_error)
+    for unreadable_input in (RecursionError, OverflowError, UnicodeDecodeError):
+        app.add_exception_handler(unreadable_input, unreadable)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
 

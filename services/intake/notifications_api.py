@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Query
+from fastapi import FastAPI, Header, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -137,7 +137,7 @@ def install(app: FastAPI, deps: Deps) -> None:
 
     @app.post("/api/v1/tasks/{task_id}/done", tags=["notificaciones"])
     async def task_done(
-        task_id: int,
+        task_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="id de la tarea")],
         authorization: Annotated[str | None, Header()] = None,
     ) -> Any:
         principal = staff(authorization)

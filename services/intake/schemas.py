@@ -107,4 +107,5 @@ class ListFilters(_Body):
     department: str | None = Field(default=None, max_length=32)
     overdue: bool | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    offset: int = Field(default=0, ge=0)
+    # Bounded so that no offset overflows the database's integer (a deeper page is a probe).
+    offset: int = Field(default=0, ge=0, le=1_000_000)

@@ -7,8 +7,6 @@ case row. POST forms carry the session's CSRF token; the session cookie is ``Sam
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from services.intake import web_session
+from services.intake.throttle import client_of, throttle_of
 from services.intake.web_session import Session
 from services.notifier.models import NotificationRow
 from shared.cases import (
@@ -55,8 +54,6 @@ if TYPE_CHECKING:
 
 NEAR_DAYS = 3
 LIST_LIMIT = 300
-LOGIN_WINDOW_SECONDS = 300
-LOGIN_MAX_FAILURES = 20
 
 FIELD_LABELS = {
     "kind": "Tipo",
@@ -103,24 +100,6 @@ class TimelineItem:
     kind_label: str
     text: str
     who: str | None
-
-
-class LoginThrottle:
-    """Refuse sign-in from an address after too many wrong tokens in a short window."""
-
-    def __init__(self) -> None:
-        self._failures: dict[str, deque[float]] = {}
-
-    def blocked(self, who: str) -> bool:
-        recent = self._failures.get(who)
-        if not recent:
-            return False
-        while recent and recent[0] < time.monotonic() - LOGIN_WINDOW_SECONDS:
-            recent.popleft()
-        return len(recent) >= LOGIN_MAX_FAILURES
-
-    def failed(self, who: str) -> None:
-        self._failures.setdefault(who, deque()).append(time.monotonic())
 
 
 def row_for(case: CaseRow, now: datetime, deps: Deps, *, department_clock: bool = False) -> Row:
@@ -238,11 +217,9 @@ def submission_data(form: dict[str, str]) -> dict[str, Any]:
     return data
 
 
-def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
-    throttle = LoginThrottle()
-
+def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessions) -> None:
     def session_of(request: Request) -> Session | None:
-        return web_session.current(request, deps)
+        return web_session.current(request)
 
     def to_login() -> Response:
         return RedirectResponse("/consola", status_code=303)
@@ -378,19 +355,25 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
 
     @app.post("/consola/entrar", include_in_schema=False)
     async def sign_in(request: Request) -> Response:
-        who = request.client.host if request.client else "?"
+        if sessions.cross_site(request):
+            return forbidden(request, None)  # login CSRF: a form posted from another site
+        who, throttle = client_of(request), throttle_of(request)
         form = await form_of(request)
-        if throttle.blocked(who):
-            session = None
+        wait = throttle.retry_after(who)
+        if wait:
+            signed_in = None
             error = "Demasiados intentos fallidos. Espere unos minutos."
             status = 429
         else:
-            session = web_session.sign_in(deps, form.get("token", ""))
+            signed_in = await sessions.sign_in(form.get("token", ""))
             error, status = "Token no válido.", 401
+        session, cookie = signed_in or (None, "")
         if session is None or not (session.is_staff or session.department):
             if session is None and status == 401:
                 throttle.failed(who)
-            return pages.render(
+            elif session is not None:
+                await sessions.sign_out(session)
+            page = pages.render(
                 request,
                 "consola_entrar.html",
                 status_code=status,
@@ -399,8 +382,11 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                 section="consola",
                 error=error if session is None else "Este token no da acceso a la consola.",
             )
+            if wait:
+                page.headers["Retry-After"] = str(wait)
+            return page
         response = RedirectResponse("/consola", status_code=303)
-        web_session.set_cookie(response, request, deps, session)
+        sessions.set_cookie(response, request, cookie)
         return response
 
     @app.post("/consola/salir", include_in_schema=False)
@@ -409,8 +395,10 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
         form = await form_of(request)
         if session is not None and not web_session.csrf_ok(session, form.get("csrf")):
             return forbidden(request, session)
+        if session is not None:
+            await sessions.sign_out(session)
         response = RedirectResponse("/consola", status_code=303)
-        web_session.clear_cookie(response)
+        sessions.clear_cookie(response)
         return response
 
     @app.get("/consola/buscar", include_in_schema=False)

@@ -8,6 +8,7 @@ from sqlalchemy import MetaData
 def metadata() -> MetaData:
     # Service tables register on the shared Base when their module is imported.
     import services.deadlines.models
+    import services.intake.models
     import services.notifier.models
     from shared.db.models import Base
 

@@ -28,6 +28,8 @@ from shared.runtime import Runtime
 from shared.tracking import is_valid_tracking_code
 from tests.support import eventually, free_port, running, settings_for
 
+pytestmark = pytest.mark.connected
+
 TOKEN = "open311-test-token-7f3a"
 STAFF_TOKEN = "staff-test-token-1b2c"
 PANAMA = ZoneInfo("America/Panama")

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from services.intake.schemas import FilingRequest, filing_errors
 from shared.domain.actions import REGISTRY, ClassifyBody, MeetingOutcomeBody
-from shared.validation import PANAMA_BOUNDS, spanish_errors
+from shared.validation import PANAMA_BOUNDS, control_character, spanish_errors
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -119,12 +119,14 @@ def test_any_id_number_is_accepted_or_refused_by_name_and_rule(text: str) -> Non
 @given(text=st.text(max_size=4100))
 def test_description_length_is_counted_after_trimming(text: str) -> None:
     body = {"channel": "web", "kind": "sugerencia", "description": text, "anonymous": True}
-    ok = 10 <= len(text.strip()) <= 4000
+    clean = control_character(text.strip()) is None
+    ok = clean and 10 <= len(text.strip()) <= 4000
     try:
         FilingRequest.model_validate(body)
     except ValidationError as exc:
         assert not ok
-        assert fields_and_rules(exc) == {("description", "text_length")}
+        rule = "text_length" if clean else "control_characters"
+        assert fields_and_rules(exc) == {("description", rule)}
         assert_spanish(spanish_errors(exc))
     else:
         assert ok
