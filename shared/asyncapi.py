@@ -27,6 +27,7 @@ _KEYS: dict[str, str] = {
     "SubmissionRejected": "case.rejected | case.rejected.{department}",
     "DeadlineNear": "deadline.near",
     "DeadlineMissed": "deadline.missed",
+    "DueDateChanged": "deadline.changed",
     "NotificationFailed": "case.notification_failed",
 }
 

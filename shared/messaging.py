@@ -60,9 +60,11 @@ DEADLINES = QueueSpec(
         "case.resolved",
         "case.closed",
         "case.rejected.*",
+        "deadline.changed",
     ),
     "Events that start and stop the legal and department clocks; a department's answer the "
-    "router refused (SubmissionRejected) restarts the clock the answer stopped",
+    "router refused (SubmissionRejected) restarts the clock the answer stopped; a due date "
+    "moved by a closure (DueDateChanged) moves its clock",
 )
 NOTIFIER = QueueSpec(
     f"{PREFIX}.notifier",
@@ -72,6 +74,7 @@ NOTIFIER = QueueSpec(
         "case.resolved",
         "deadline.near",
         "deadline.missed",
+        "deadline.changed",
     ),
     "Events that become e-mails, SMS and webhooks",
 )

@@ -9,6 +9,7 @@
   department's, the state does not allow it, a field breaks a rule) undoes that answer's stop:
   the clock runs again from the alert it had reached. Heard before the answer itself, it claims
   the answer's ``event_id`` so that the answer, when it comes, is ignored as already handled.
+- ``DueDateChanged`` (a closure by decree moved a term) moves that clock and its next alert;
 - An answer whose routing key names another department than its body is dead-lettered (as the
   router does): a department cannot stop another's clock.
 
@@ -26,6 +27,7 @@ from faststream.rabbit.message import RabbitMessage
 from pydantic import ValidationError
 from sqlalchemy import func, or_, select, text, update
 
+from services.deadlines.due_changes import move_clock
 from services.deadlines.models import DEPARTMENT, LEGAL, ClockRow, StopRow
 from services.deadlines.schedule import AlertPolicy
 from shared.consumer import Handler, Poison, Work
@@ -37,6 +39,7 @@ from shared.contract import (
     CaseResolved,
     CaseReturned,
     DepartmentResponded,
+    DueDateChanged,
     Event,
     SubmissionRejected,
     parse_event,
@@ -148,6 +151,8 @@ async def apply(
         return "clocks stopped"
     if isinstance(event, SubmissionRejected):
         return await undo_stop(uow, policy, event)
+    if isinstance(event, DueDateChanged):
+        return await move_clock(uow, policy, event)
     return None  # another case event on the queue: nothing to do
 
 

@@ -10,7 +10,8 @@ def metadata() -> MetaData:
     import services.deadlines.models
     import services.intake.models
     import services.notifier.models
+    import shared.evidence
     from shared.db.models import Base
 
-    del services
+    del services, shared
     return Base.metadata
