@@ -18,12 +18,12 @@ from sqlalchemy import func, select
 
 from services.deadlines.schedule import AlertPolicy
 from services.deadlines.sweep import SweepResult, sweep
-from shared.cases import Terms
 from shared.clock import SystemClock
 from shared.config import load_config
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.db.models import OutboxRow
+from shared.domain.clocks import Terms
 from shared.messaging import declare_topology, make_broker, system_topology
 from shared.outbox import OutboxRelay
 from shared.settings import Settings

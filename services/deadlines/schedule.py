@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.calendar import BusinessCalendar, alert_instant
-from shared.cases import Terms
 from shared.config import InstitutionConfig
+from shared.domain.clocks import Terms
 
 MISSED = 0
 
