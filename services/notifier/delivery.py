@@ -38,7 +38,6 @@ from services.notifier.channels import (
     SmtpSettings,
     WebhookChannel,
 )
-from services.notifier.handlers import wakeup
 from services.notifier.models import NotificationRow
 from services.notifier.planning import EMAIL, FAILED, IN_PERSON, PENDING, SENT, SMS, WEBHOOK
 from services.notifier.settings import NotifierSettings
@@ -303,12 +302,11 @@ def smtp_settings(settings: NotifierSettings) -> SmtpSettings:
     )
 
 
-async def delivery_loop(deps: Deps, settings: NotifierSettings) -> None:
+async def delivery_loop(deps: Deps, settings: NotifierSettings, signal: asyncio.Event) -> None:
     """Runs for the life of the service: deliver what is due, then wait for new rows or a poll."""
     renderer = TemplateRenderer(settings.templates_dir, tz=deps.config.institution.timezone)
     policy = DeliveryPolicy.from_settings(settings, sqlite=deps.settings.is_sqlite)
     poll = max(0.05, deps.settings.outbox_poll_seconds)
-    signal = wakeup(deps)
     async with (
         EmailChannel(smtp_settings(settings)) as email,
         WebhookChannel(secret=settings.webhook_secret) as webhook,
