@@ -10,6 +10,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from shared.runtime import Runtime, ServiceDefinition
 from shared.settings import Settings, load_settings
 
@@ -43,6 +45,17 @@ async def _db_upgrade(settings: Settings) -> None:
         await engine.dispose()
 
 
+def preflight(settings: Settings, names: Sequence[str]) -> str:
+    """Check the settings a start needs; the banner to print, or :class:`StartupError`."""
+    from shared.startup import banner, check_config, check_port, check_services
+
+    config = check_config(settings)
+    if "intake" in names:
+        check_port(settings)
+    asyncio.run(check_services(settings))
+    return banner(settings, config, names)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="defensa311", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     asyncapi.add_argument("--output", "-o", help="write to this file instead of stdout")
     # Services (``services/<name>/cli.py``) and shared tools contribute sub-commands
     # through ``register(commands)``.
-    for module_name in [f"services.{name}.cli" for name in SERVICES] + ["shared.broker_cli"]:
+    for module_name in [f"services.{name}.cli" for name in SERVICES] + [
+        "shared.broker_cli",
+        "shared.calendar_cli",
+    ]:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -72,11 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        # Name the settings, never their values (a URL or a token may be among them).
+        wrong = ", ".join(
+            "DEFENSA311_" + str(error["loc"][0]).upper() for error in exc.errors() if error["loc"]
+        )
+        print(f"error: {wrong}: valor no válido", file=sys.stderr)
+        return 2
     from shared.logs import configure_logging
 
     configure_logging(settings.log_level, json_lines=settings.log_json)
     if args.command == "run":
+        from shared.startup import StartupError
+
         names = SERVICES if args.service == "all" else (args.service,)
         problems = [
             problem
@@ -87,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problems:
             for problem in problems:
                 print(f"no se puede iniciar: {problem}", file=sys.stderr)
+            return 2
+        try:
+            print(preflight(settings, names), flush=True)
+        except StartupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 2
         asyncio.run(_run(settings, names))
         return 0

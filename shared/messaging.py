@@ -60,9 +60,11 @@ DEADLINES = QueueSpec(
         "case.return_accepted",
         "case.resolved",
         "case.closed",
+        "deadline.changed",
     ),
-    "Events that start and stop the legal and department clocks (the system's verdicts only: "
-    "never a department's own answer, which the router judges)",
+    "Events that start, stop and move the legal and department clocks (the system's verdicts "
+    "only: never a department's own answer, which the router judges; a due date moved by a "
+    "closure, DueDateChanged, moves its clock)",
     retired=("case.responded.*", "case.returned.*", "case.rejected.*"),
 )
 NOTIFIER = QueueSpec(
@@ -73,6 +75,7 @@ NOTIFIER = QueueSpec(
         "case.resolved",
         "deadline.near",
         "deadline.missed",
+        "deadline.changed",
     ),
     "Events that become e-mails, SMS and webhooks",
 )

@@ -32,6 +32,7 @@ from shared.contract import (
     DeadlineMissed,
     DeadlineNear,
     DepartmentResponded,
+    DueDateChanged,
     Event,
     InspectionStarted,
     NotificationFailed,
@@ -109,6 +110,12 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("deadline.near", (DeadlineNear,), "system", "a term is near its end"),
     Route("deadline.missed", (DeadlineMissed,), "system", "a term has passed"),
+    Route(
+        "deadline.changed",
+        (DueDateChanged,),
+        "system",
+        "a term moved by a closure (a day closed by decree)",
+    ),
     Route(
         "case.notification_failed",
         (NotificationFailed,),

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.cases import CaseServices
 from shared.clock import Clock, SystemClock
+from shared.closures import keep_calendar_current, reload_calendar
 from shared.config import InstitutionConfig, load_config
 from shared.consumer import Consumer, Handler
 from shared.db.engine import make_engine, make_sessionmaker
@@ -231,11 +232,19 @@ class Runtime:
     async def start(self) -> None:
         deps = self.deps
         await upgrade(deps.engine)
+        # Closures by decree added at run time count from the start, and are re-read as added.
+        await reload_calendar(deps.sessionmaker, deps.config, deps.cases.terms)
         await deps.broker.connect()
         await declare_topology(deps.broker, system_topology(deps.config.department_codes))
         await deps.broker.start()
         deps.ready.set()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        self._tasks.append(
+            asyncio.create_task(
+                keep_calendar_current(deps.sessionmaker, deps.config, deps.cases.terms),
+                name="calendar-closures",
+            )
+        )
         for service in self.services:
             for loop in service.loops:
                 self._tasks.append(asyncio.create_task(loop(deps), name=f"{service.name}-loop"))

@@ -4,7 +4,8 @@
 - ``CaseRemitted`` starts a department clock (due = the event's ``due_at``); a re-remittance
   starts a new one;
 - ``CaseReturnAccepted`` (a department's return, accepted) stops that department's clocks;
-- ``CaseResolved`` / ``CaseClosed`` stop the legal clock and every department clock of the case.
+- ``CaseResolved`` / ``CaseClosed`` stop the legal clock and every department clock of the case;
+- ``DueDateChanged`` (a closure by decree moved a term) moves that clock and its next alert.
 
 Only the system's verdicts move a clock: a department's own ``DepartmentResponded`` /
 ``CaseReturned`` is judged by the router (which owns the case's state), and the clocks hear
@@ -26,6 +27,7 @@ from faststream.rabbit.message import RabbitMessage
 from pydantic import ValidationError
 from sqlalchemy import func, or_, select, text, update
 
+from services.deadlines.due_changes import move_clock
 from services.deadlines.models import DEPARTMENT, LEGAL, ClockRow, StopRow
 from services.deadlines.schedule import AlertPolicy
 from shared.consumer import Handler, Poison, Work
@@ -36,6 +38,7 @@ from shared.contract import (
     CaseRemitted,
     CaseResolved,
     CaseReturnAccepted,
+    DueDateChanged,
     Event,
     parse_event,
 )
@@ -141,6 +144,8 @@ async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str |
         await stop(uow, event, LEGAL, None, at)
         await stop(uow, event, DEPARTMENT, None, at)
         return "clocks stopped"
+    if isinstance(event, DueDateChanged):
+        return await move_clock(uow, policy, event)
     return None  # another case event on the queue: nothing to do
 
 

@@ -31,6 +31,7 @@ from services.intake.schemas import (
 )
 from services.intake.throttle import client_of, throttle_of
 from services.intake.views import platform311_view, public_view, staff_view, summary
+from shared.calendar import TZ
 from shared.cases import (
     CaseNotFound,
     InvalidActionInput,
@@ -233,8 +234,8 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
             case_id=case.id,
             tracking_code=case.tracking_code,
             state=case.state,
-            received_at=case.received_at,
-            due_at=case.due_at,
+            received_at=case.received_at.astimezone(TZ),
+            due_at=case.due_at.astimezone(TZ),
         )
 
     # ------------------------------------------------------------------------ reading

@@ -14,7 +14,6 @@ Every route needs ``Authorization: Bearer <token>`` of a ``staff`` or ``supervis
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path, Query
@@ -22,6 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from services.intake.auth import Principal, TokenStore, bearer_token
+from services.intake.views import rfc3339
 from services.notifier.models import NotificationRow
 from services.notifier.planning import DONE, IN_PERSON, TASK
 from services.notifier.settings import NotifierSettings
@@ -34,8 +34,7 @@ STATUSES = ("pending", "sent", "failed", "task", "done")
 MAX_ROWS = 500
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+_iso = rfc3339
 
 
 def notification_view(row: NotificationRow) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.intake.auth import TokenStore, bearer_token
 from shared.db.models import CaseRow
 from shared.domain.clocks import overdue_clause
+from shared.evidence import AttachmentLimits
 from shared.lifecycle import State
 from shared.runtime import Deps
 
@@ -140,6 +141,9 @@ def requested_ids(scope: Scope) -> int:
     )
 
 
+UPLOAD_PATH = "/presentar"
+
+
 def public_rules(limits: HttpLimits) -> list[LimitRule]:
     def buckets(burst: int, per_minute: float) -> TokenBuckets:
         return TokenBuckets(burst, per_minute, max_keys=limits.rate_limit_max_clients)
@@ -150,6 +154,8 @@ def public_rules(limits: HttpLimits) -> list[LimitRule]:
     post, get = frozenset({"POST"}), frozenset({"GET", "HEAD"})
     return [
         LimitRule("filing", post, re.compile(r"/api/v1/cases/?"), "/api/v1/cases", filing),
+        # The filing page draws on the same budget as the API it stands for.
+        LimitRule("filing", post, re.compile(r"/presentar/?"), "/presentar", filing),
         LimitRule(
             "lookup",
             get,
@@ -229,6 +235,8 @@ class HttpGuard:
         self.limits = limits
         self.rules = rules
         self.tokens = tokens
+        # The filing page carries attachments: it may weigh as much as they may.
+        self.upload_limit = max(limits.max_body_bytes, AttachmentLimits().max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -288,6 +296,8 @@ class HttpGuard:
         """Refuse the body once it is read: routing has happened, so the 413 is counted
         under its route, and an endpoint that reads no body is not refused."""
         limit = self.limits.max_body_bytes
+        if scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH:
+            limit = self.upload_limit
         declared = _content_length(scope)
         read = 0
 

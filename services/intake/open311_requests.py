@@ -45,7 +45,9 @@ _PARAMETERS = {
     "citizen.id_number": "attribute[id_number]",
     "citizen.phone": "phone",
     "citizen.email": "email",
-    "notify": "attribute[notify_email], attribute[notify_phone], attribute[notify_address]",
+    "notify": (
+        "email, phone, attribute[notify_email], attribute[notify_phone], attribute[notify_address]"
+    ),
     "notify.email": "attribute[notify_email]",
     "notify.phone": "attribute[notify_phone]",
     "notify.address": "attribute[notify_address]",
@@ -181,6 +183,9 @@ def read_filing(form: Mapping[str, Any], service: Service) -> Filing:
             "address": attributes.get("notify_address"),
         }
     )
+    if not notify:
+        # A standard GeoReport client sends only email/phone: where the citizen can be reached.
+        notify = _compact({"email": citizen.get("email"), "phone": citizen.get("phone")})
     location = _compact(
         {
             "lat": lat,

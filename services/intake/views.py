@@ -6,13 +6,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from shared.calendar import TZ
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.domain.clocks import Clock, Terms, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import actor_label, timeline_text
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def rfc3339(value: datetime | None) -> str | None:
+    """Every timestamp the API answers: RFC 3339 with the institution's offset (-05:00)."""
+    return value.astimezone(TZ).isoformat() if value else None
+
+
+_iso = rfc3339
 
 
 def clocks(case: CaseRow, terms: Terms, now: datetime) -> list[dict[str, Any]]:
@@ -80,6 +85,7 @@ def public_view(
         "channel": case.channel,
         "received_at": _iso(case.received_at),
         "due_at": _iso(case.due_at),
+        "due_note": case.due_note,
         "remitted_at": _iso(case.remitted_at),
         "resolved_at": _iso(case.resolved_at),
         "closed_at": _iso(case.closed_at),
@@ -109,6 +115,11 @@ def staff_view(
             "anonymous": case.anonymous,
             "matched_rule": case.matched_rule,
             "department_due_at": _iso(case.department_due_at),
+            "department_due_capped": bool(
+                case.remitted_at
+                and case.department_due_at
+                and terms.department_due_capped(case.remitted_at, case.department_due_at)
+            ),
             "resolution": case.resolution,
             "resolution_path": case.resolution_path,
             "decision": case.decision,

@@ -176,10 +176,20 @@ def format_datetime(value: datetime | None) -> str:
 
 def install(app: FastAPI, deps: Deps) -> None:
     """Mount the assets and add the public pages and the console."""
-    from services.intake import web_console, web_public, web_session
+    from services.intake import (
+        web_attachments,
+        web_console,
+        web_filing,
+        web_mailbox,
+        web_public,
+        web_session,
+    )
 
     pages = Pages(deps)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="web-static")
     web_public.install(app, deps, pages)
     sessions = web_session.install(app, deps, app.state.intake_settings)
     web_console.install(app, deps, pages, sessions)
+    web_mailbox.install(app, deps, pages)
+    web_attachments.install(app, deps, pages)
+    web_filing.install(app, deps, pages)

@@ -86,6 +86,8 @@ class Row:
     days_left: int
     running: bool
     urgency: str
+    #: The department's term was capped by the legal one (shown on the department's list).
+    capped_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,19 @@ def row_for(case: CaseRow, now: datetime, deps: Deps, *, department_clock: bool 
         urgency = "fila-vencida"
     elif nearest.days_left <= NEAR_DAYS:
         urgency = "fila-proxima"
-    return Row(case, nearest.days_left, True, urgency)
+    return Row(
+        case, nearest.days_left, True, urgency, capped_note(case, deps) if department_clock else ""
+    )
+
+
+def capped_note(case: CaseRow, deps: Deps) -> str:
+    """The note that the department's due date was capped by the legal term, if it was."""
+    terms = deps.cases.terms
+    if case.remitted_at is None or case.department_due_at is None:
+        return ""
+    if not terms.department_due_capped(case.remitted_at, case.department_due_at):
+        return ""
+    return terms.cap_note()
 
 
 def clocks_for(
@@ -128,6 +142,9 @@ def clocks_for(
             "due_at": status.due_at,
             "days_left": status.days_left,
             "running": bool(running),
+            "alert": (capped_note(case, deps) or None)
+            if status.clock is Clock.DEPARTMENT
+            else None,
         }
         for status in statuses
     ]

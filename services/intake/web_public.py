@@ -14,6 +14,7 @@ from shared.cases import CaseNotFound, get_case, history
 from shared.db.models import CaseHistoryRow
 from shared.domain.clocks import legal_status
 from shared.domain.labels import action_label
+from shared.evidence import of_case
 from shared.lifecycle import is_open
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
@@ -85,6 +86,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             except CaseNotFound:
                 return not_found(request, "No hay ningún caso con ese código.")
             rows = await history(uow, case.id)
+            shown = await of_case(uow, case.id, public_only=True)
         return pages.render(
             request,
             "seguimiento.html",
@@ -94,6 +96,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             open=is_open(case.state),
             legal_days_left=legal_status(case, now, deps.cases.terms).days_left,
             timeline=public_timeline(rows),
+            attachments=shown,
         )
 
     @app.get("/transparencia", include_in_schema=False)

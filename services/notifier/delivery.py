@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.notifier.channels import (
     ChannelError,
     EmailChannel,
+    MailboxChannel,
     SmtpSettings,
     WebhookChannel,
 )
@@ -45,8 +46,10 @@ from services.notifier.templates import RenderedMessage, TemplateRenderer
 from shared.cases import CaseNotFound, get_case, record_note
 from shared.clock import Clock
 from shared.contract import NotificationFailed
+from shared.mailbox import MailSettings, uses_mailbox
 from shared.outbox import OutboxRelay
 from shared.runtime import Deps
+from shared.settings import Settings
 from shared.uow import UnitOfWork
 
 ACTOR = "notifier"
@@ -302,13 +305,22 @@ def smtp_settings(settings: NotifierSettings) -> SmtpSettings:
     )
 
 
+def email_channel(settings: NotifierSettings, shared: Settings) -> EmailChannel | MailboxChannel:
+    """SMTP when a server is configured; else the local mailbox folder (:mod:`shared.mailbox`)."""
+    mail = MailSettings()
+    configured = bool({"smtp_host", "smtp_port"} & settings.model_fields_set)
+    if uses_mailbox(shared, mail, smtp_configured=configured):
+        return MailboxChannel(smtp_settings(settings), mail.mailbox_dir)
+    return EmailChannel(smtp_settings(settings))
+
+
 async def delivery_loop(deps: Deps, settings: NotifierSettings, signal: asyncio.Event) -> None:
     """Runs for the life of the service: deliver what is due, then wait for new rows or a poll."""
     renderer = TemplateRenderer(settings.templates_dir, tz=deps.config.institution.timezone)
     policy = DeliveryPolicy.from_settings(settings, sqlite=deps.settings.is_sqlite)
     poll = max(0.05, deps.settings.outbox_poll_seconds)
     async with (
-        EmailChannel(smtp_settings(settings)) as email,
+        email_channel(settings, deps.settings) as email,
         WebhookChannel(secret=settings.webhook_secret) as webhook,
     ):
         deliverer = Deliverer(

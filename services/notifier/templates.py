@@ -61,6 +61,11 @@ Common to every kind:
     optional: ``resolved_at``, ``department_name``, ``citizen`` (``citizen.name``),
     ``appeal_days`` (default 5: business days to file a reconsideration/appeal).
 
+``due_date_changed`` (to the citizen for the legal term, to the department for its own):
+    ``clock`` (required), ``previous_due_at`` (required), ``due_at`` (required), ``reason``
+    (required, naming the decree); optional: ``department_name`` (addressed to the department),
+    ``citizen`` (``citizen.name``), ``console_url``.
+
 ``render_sms(kind, context)`` takes the same context as ``render(kind, context)``.
 """
 
@@ -102,6 +107,7 @@ MESSAGE_KINDS = (
     "deadline_near",
     "deadline_missed",
     "case_resolved",
+    "due_date_changed",
 )
 SMS_MAX_CHARS = 300
 DEFAULT_TIMEZONE = "America/Panama"

@@ -165,7 +165,7 @@ class Case:
             # must see it at once.
             case.flagged = True
         self._enter(to, now)
-        return [self._remitted(now)]
+        return [self._remitted(now, capped=term.capped)]
 
     def add_to_agenda(self, now: datetime) -> list[Event]:
         to = self._next("add_to_agenda")
@@ -265,7 +265,7 @@ class Case:
             )
         ]
 
-    def _remitted(self, now: datetime) -> CaseRemitted:
+    def _remitted(self, now: datetime, *, capped: bool = False) -> CaseRemitted:
         case = self.record
         citizen = case.citizen or {}
         notify = case.notify or {}
@@ -289,5 +289,6 @@ class Case:
             ),
             remitted_at=now,
             due_at=case.department_due_at,
+            due_capped=capped,
             occurred_at=now,
         )

@@ -366,8 +366,9 @@ async def test_errors_and_nothing_half_stored(amqp_url: str, pg_url: str) -> Non
             cedula = await bad(**{"attribute[id_number]": "12345"})
             assert cedula == [cedula[0]]
             assert cedula[0].startswith("attribute[id_number]:") and "(regla: cedula)" in cedula[0]
-            notify = await bad(**{"attribute[notify_email]": ""})
-            assert notify[0].startswith("attribute[notify_email]") and "notification" in notify[0]
+            notify = await bad(**{"attribute[notify_email]": "", "email": "", "phone": ""})
+            assert notify[0].startswith("email, phone, attribute[notify_email]")
+            assert "notification" in notify[0]
             outside = await bad(lat="40.7", long="-74.0")
             assert outside[0].startswith("lat, long:") and "in_panama" in outside[0]
             short = await bad(description="corto", media_url="")
