@@ -101,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     asyncapi.add_argument("--output", "-o", help="write to this file instead of stdout")
     # Services (``services/<name>/cli.py``) and shared tools contribute sub-commands
     # through ``register(commands)``.
-    for module_name in [f"services.{name}.cli" for name in SERVICES] + ["shared.broker_cli"]:
+    for module_name in [f"services.{name}.cli" for name in SERVICES] + [
+        "shared.broker_cli",
+        "shared.calendar_cli",
+    ]:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

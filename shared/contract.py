@@ -8,7 +8,7 @@ least personal data that does the job: only ``CaseSubmitted`` (311 → intake) a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
@@ -296,7 +296,10 @@ class CaseRemitted(CaseEvent):
     location: Location | None = None
     citizen: CitizenContact
     remitted_at: AwareDatetime
+    #: The department's due date: its own term, capped by the legal due date less the margin.
     due_at: AwareDatetime
+    #: True when the legal due date capped the department's own term.
+    due_capped: bool = False
 
     def routing_key(self) -> str:
         return f"case.remitted.{self.department}"
@@ -319,6 +322,17 @@ class CaseReturned(CaseEvent):
 
     def routing_key(self) -> str:
         return f"case.returned.{self.department}"
+
+
+class CaseReturnAccepted(CaseEvent):
+    """The system accepted a department's return (``CaseReturned``): the case is no longer
+    that department's and waits to be routed again; ``flagged`` once returned twice."""
+
+    event_type: Literal["CaseReturnAccepted"] = "CaseReturnAccepted"
+    department: str
+    reason: str
+    flagged: bool = False
+    routing_prefix: ClassVar[str] = "case.return_accepted"
 
 
 class CaseAddedToAgenda(CaseEvent):
@@ -377,6 +391,24 @@ class DeadlineMissed(CaseEvent):
     routing_prefix: ClassVar[str] = "deadline.missed"
 
 
+class DueDateChanged(CaseEvent):
+    """A term of the case moved: a day closed by decree with terms suspended fell within it.
+
+    The deadlines service moves the clock and its alerts; the notifier tells the citizen (legal
+    term) and the department (its term) the new date and why.
+    """
+
+    event_type: Literal["DueDateChanged"] = "DueDateChanged"
+    clock: Clock
+    department: str | None = None
+    previous_due_at: AwareDatetime
+    due_at: AwareDatetime
+    #: Why, in Spanish, naming the decree (shown to the citizen as is).
+    reason: LongText
+    closed_day: date
+    routing_prefix: ClassVar[str] = "deadline.changed"
+
+
 class NotificationFailed(CaseEvent):
     event_type: Literal["NotificationFailed"] = "NotificationFailed"
     notification_id: str
@@ -393,12 +425,14 @@ AnyEvent = Annotated[
     | CaseRemitted
     | DepartmentResponded
     | CaseReturned
+    | CaseReturnAccepted
     | CaseAddedToAgenda
     | CaseResolved
     | CaseClosed
     | SubmissionRejected
     | DeadlineNear
     | DeadlineMissed
+    | DueDateChanged
     | NotificationFailed,
     Field(discriminator="event_type"),
 ]
@@ -413,12 +447,14 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CaseRemitted,
         DepartmentResponded,
         CaseReturned,
+        CaseReturnAccepted,
         CaseAddedToAgenda,
         CaseResolved,
         CaseClosed,
         SubmissionRejected,
         DeadlineNear,
         DeadlineMissed,
+        DueDateChanged,
         NotificationFailed,
     )
 }

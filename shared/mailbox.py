@@ -22,8 +22,6 @@ from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import Settings
-
 SUFFIX = ".eml"
 
 
@@ -32,14 +30,17 @@ class MailSettings(BaseSettings):
 
     mail_mode: Literal["auto", "smtp", "mailbox"] = "auto"
     mailbox_dir: Path = Path("var/correo")
+    # The notifier owns the SMTP settings; here only whether one is given matters.
+    smtp_host: str | None = None
+    smtp_port: int | None = None
 
 
-def uses_mailbox(settings: Settings, mail: MailSettings) -> bool:
+def uses_mailbox(mail: MailSettings, *, sqlite: bool) -> bool:
     """True when e-mail goes to the local folder rather than to an SMTP server."""
     if mail.mail_mode != "auto":
         return mail.mail_mode == "mailbox"
-    configured = {"smtp_host", "smtp_port"} & settings.model_fields_set
-    return settings.is_sqlite and not configured
+    configured = mail.smtp_host is not None or mail.smtp_port is not None
+    return sqlite and not configured
 
 
 def write(folder: Path, name: str, message: Message, now: datetime) -> Path:

@@ -169,13 +169,14 @@ def banner(settings: Settings, config: InstitutionConfig, names: Sequence[str]) 
             )
     if "notifier" in names:
         mail = MailSettings()
-        if uses_mailbox(settings, mail):
+        if uses_mailbox(mail, sqlite=settings.is_sqlite):
             lines.append(
                 f"  Correo:                carpeta local {mail.mailbox_dir} "
                 "(consola: Correo enviado (modo local))"
             )
         else:
             lines.append(
-                f"  Correo:                servidor SMTP {settings.smtp_host}:{settings.smtp_port}"
+                "  Correo:                servidor SMTP "
+                f"{mail.smtp_host or '(DEFENSA311_SMTP_HOST)'}:{mail.smtp_port or ''}".rstrip(":")
             )
     return "\n".join(lines)

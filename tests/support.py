@@ -179,7 +179,9 @@ def rabbitmqctl(*args: str) -> str:
         stdout, stderr = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            # A daemon the CLI started (epmd) may hold the pipes open: do not wait on it.
+            proc.communicate(timeout=5)
         raise RuntimeError(f"rabbitmqctl {' '.join(args)}: timed out") from None
     if proc.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {stderr.strip()}")

@@ -85,6 +85,7 @@ def public_view(
         "channel": case.channel,
         "received_at": _iso(case.received_at),
         "due_at": _iso(case.due_at),
+        "due_note": case.due_note,
         "remitted_at": _iso(case.remitted_at),
         "resolved_at": _iso(case.resolved_at),
         "closed_at": _iso(case.closed_at),
@@ -114,6 +115,11 @@ def staff_view(
             "anonymous": case.anonymous,
             "matched_rule": case.matched_rule,
             "department_due_at": _iso(case.department_due_at),
+            "department_due_capped": bool(
+                case.remitted_at
+                and case.department_due_at
+                and terms.department_due_capped(case.remitted_at, case.department_due_at)
+            ),
             "resolution": case.resolution,
             "resolution_path": case.resolution_path,
             "decision": case.decision,

@@ -19,9 +19,7 @@ from sqlalchemy import func, select
 
 from services.intake import web_session
 from services.intake.throttle import client_of, throttle_of
-from services.intake.web import DECISION_LABELS, KIND_LABELS
 from services.intake.web_session import Session
-from services.notifier.models import NotificationRow
 from shared.cases import (
     CaseNotFound,
     InvalidActionInput,
@@ -36,10 +34,9 @@ from shared.db.models import CaseRow
 from shared.domain.actions import REGISTRY, allowed_for
 from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import (
-    DELIVERY_LABELS,
-    TEMPLATE_LABELS,
+    DECISION_LABELS,
+    KIND_LABELS,
     actor_label,
-    delivery_status_label,
     timeline_text,
 )
 from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State
@@ -90,6 +87,8 @@ class Row:
     days_left: int
     running: bool
     urgency: str
+    #: The department's term was capped by the legal one (shown on the department's list).
+    capped_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,19 @@ def row_for(case: CaseRow, now: datetime, deps: Deps, *, department_clock: bool 
         urgency = "fila-vencida"
     elif nearest.days_left <= NEAR_DAYS:
         urgency = "fila-proxima"
-    return Row(case, nearest.days_left, True, urgency)
+    return Row(
+        case, nearest.days_left, True, urgency, capped_note(case, deps) if department_clock else ""
+    )
+
+
+def capped_note(case: CaseRow, deps: Deps) -> str:
+    """The note that the department's due date was capped by the legal term, if it was."""
+    terms = deps.cases.terms
+    if case.remitted_at is None or case.department_due_at is None:
+        return ""
+    if not terms.department_due_capped(case.remitted_at, case.department_due_at):
+        return ""
+    return terms.cap_note()
 
 
 def clocks_for(
@@ -132,6 +143,9 @@ def clocks_for(
             "due_at": status.due_at,
             "days_left": status.days_left,
             "running": bool(running),
+            "alert": (capped_note(case, deps) or None)
+            if status.clock is Clock.DEPARTMENT
+            else None,
         }
         for status in statuses
     ]
@@ -160,15 +174,11 @@ def person_data(case: CaseRow) -> list[tuple[str, str]]:
 async def timeline_for(
     deps: Deps, case: CaseRow, department_name: Callable[[str], str]
 ) -> list[TimelineItem]:
-    """The case's audit rows and notifications, as sentences in Spanish."""
+    """The case's audit rows, as sentences in Spanish (the notifier writes its own there:
+    a notification queued, skipped or delivered by staff)."""
     items: list[TimelineItem] = []
     async with deps.uow() as uow:
         rows = await history(uow, case.id)
-        notes = list(
-            await uow.session.scalars(
-                select(NotificationRow).where(NotificationRow.case_id == case.id)
-            )
-        )
     for row in rows:
         changed = row.from_state != row.to_state or row.action == "file"
         items.append(
@@ -178,21 +188,6 @@ async def timeline_for(
                 "Cambio de estado" if changed else "Nota",
                 timeline_text(row.action, row.details, department_name),
                 actor_label(row.actor, department_name),
-            )
-        )
-    for note in notes:
-        alert = note.event_type in ("DeadlineNear", "DeadlineMissed")
-        template = TEMPLATE_LABELS.get(note.template, "aviso")
-        channel = DELIVERY_LABELS.get(note.channel, note.channel)
-        status = delivery_status_label(note.status, note.channel)
-        items.append(
-            TimelineItem(
-                note.sent_at or note.created_at,
-                "alerta" if alert else "notificacion",
-                "Alerta de plazo" if alert else "Notificación",
-                f"{template[:1].upper()}{template[1:]} por {channel} a {note.recipient_masked}: "
-                f"{status}",
-                None,
             )
         )
     return sorted(items, key=lambda item: item.at)

@@ -97,7 +97,9 @@ class Terms:
         return cls(
             legal=TermPolicy(days=config.deadlines.days, calendar=kind),
             department=TermPolicy(days=config.deadlines.department_days, calendar=kind),
-            calendar=BusinessCalendar(kind),
+            calendar=BusinessCalendar(
+                kind, [c.date for c in config.calendar.closures if c.suspends_terms]
+            ),
             department_margin_days=config.deadlines.department_margin_days,
         )
 
@@ -117,6 +119,19 @@ class Terms:
 
     def department_due(self, remitted_at: datetime, legal_due: datetime) -> datetime:
         return self.department_term(remitted_at, legal_due).due_at
+
+    def department_due_capped(self, remitted_at: datetime, department_due: datetime) -> bool:
+        """Whether a stored department due date is earlier than the department's own term
+        (it was capped by the legal due date less the margin)."""
+        return department_due < due_at(remitted_at, self.department, self.calendar)
+
+    def cap_note(self) -> str:
+        """How a capped department term is explained to staff and departments (Spanish)."""
+        days = self.department_margin_days
+        return (
+            f"limitado por el plazo legal: vence {days} día{'s' if days != 1 else ''} "
+            f"hábil{'es' if days != 1 else ''} antes, para notificar al ciudadano a tiempo"
+        )
 
 
 def _running(case: HasClocks) -> list[tuple[Clock, datetime]]:

@@ -20,6 +20,7 @@ NOTE_LABELS = {
     "file": "Caso registrado",
     "route_refused": "Ruta automática no aplicada",
     "answer_refused": "Respuesta de dependencia rechazada",
+    "due_date_changed": "Fecha límite cambiada por cierre de oficinas",
     "notification_queued": "Notificación programada",
     "notification_skipped": "Notificación no enviada",
     "notification_sent": "Notificación enviada",

@@ -163,3 +163,14 @@ def test_long_enough_tokens_and_secrets_pass_the_start_up_checks() -> None:
     problems = startup_problems(settings, short_secret)
     assert len(problems) == 1 and problems[0].startswith("DEFENSA311_SESSION_SECRET")
     assert "corta" not in problems[0]
+
+
+async def test_the_notification_routes_spend_the_same_failure_budget(tmp_path: Path) -> None:
+    async with intake_app(tmp_path) as app:
+        app.asgi.state.auth_throttle = FailureThrottle(2, 2.0, monotonic=FakeMonotonic())
+        wrong = {"Authorization": f"Bearer {'w' * 30}"}
+        assert (await app.client.get("/api/v1/tasks", headers=wrong)).status_code == 401
+        assert (await app.client.get("/api/v1/notifications", headers=wrong)).status_code == 401
+        right = {"Authorization": f"Bearer {STAFF_TOKEN}"}
+        assert (await app.client.get("/api/v1/tasks", headers=right)).status_code == 429
+        assert (await app.client.get("/api/v1/cases", headers=right)).status_code == 429
