@@ -38,9 +38,10 @@ class IntakeSettings(BaseSettings):
 def startup_problems(settings: Settings, intake: IntakeSettings | None = None) -> list[str]:
     """What stops intake from starting, one Spanish line each; no secret is ever echoed."""
     intake = intake or IntakeSettings()
-    problems: list[str] = []
+    # A list that does not parse is named first and alone: its parts may be tokens.
+    problems: list[str] = token_problems(settings)
     short = []
-    for item in settings.api_tokens.split(","):
+    for item in settings.api_tokens.split(",") if not problems else ():
         role, sep, token = item.strip().partition("=")
         if sep and token.strip() and len(token.strip()) < MIN_TOKEN_LENGTH:
             short.append(role.strip())
@@ -58,7 +59,7 @@ def startup_problems(settings: Settings, intake: IntakeSettings | None = None) -
             f"DEFENSA311_SESSION_SECRET: debe tener al menos {MIN_SECRET_LENGTH} caracteres "
             "(o no lo defina y se generará uno aleatorio)"
         )
-    return problems + token_problems(settings)
+    return problems
 
 
 def token_problems(settings: Settings) -> list[str]:
