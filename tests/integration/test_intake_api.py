@@ -677,3 +677,29 @@ async def test_the_router_does_not_apply_an_http_answer_twice(amqp_url: str, pg_
                 types = list(await uow.session.scalars(select(OutboxRow.event_type)))
             assert "SubmissionRejected" not in types
             assert types.count("CaseResolved") == 1
+
+
+async def test_a_juridical_person_files_through_its_legal_representative(api: Api) -> None:
+    company = {
+        "full_name": "Comercial Ejemplo, S.A.",
+        "id_type": "ruc",
+        "id_number": "155587169-2-2014",
+        "email": EMAIL,
+    }
+    refused = await api.client.post("/api/v1/cases", json=denuncia(citizen=company))
+    assert refused.status_code == 422
+    fields = {(e["field"], e["rule"]) for e in refused.json()["errors"]}
+    assert fields == {
+        ("citizen.ruc_dv", "required_for_ruc"),
+        ("citizen.representative", "required_for_ruc"),
+    }
+    assert await api.count_cases() == 0
+
+    company |= {"ruc_dv": "09", "representative": {"full_name": NAME, "id_number": CEDULA}}
+    filed = await api.client.post("/api/v1/cases", json=denuncia(citizen=company))
+    assert filed.status_code == 201, filed.text
+    passport = {"full_name": NAME, "id_type": "pasaporte", "id_number": "12"}
+    bad = await api.client.post("/api/v1/cases", json=denuncia(citizen=passport))
+    assert bad.status_code == 422
+    (error,) = bad.json()["errors"]
+    assert (error["field"], error["rule"]) == ("citizen.id_number", "pasaporte")

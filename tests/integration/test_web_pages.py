@@ -189,7 +189,7 @@ async def test_presencial_form_shows_spanish_errors_next_to_fields_and_stores_no
     for field, words in (
         ("description", "entre 10 y 4000"),
         ("citizen-full_name", "obligatorio para una denuncia"),
-        ("citizen-id_number", "cédula es obligatoria"),
+        ("citizen-id_number", "identifíquese debidamente"),
         ("citizen-email", "correo electrónico inválido"),
         ("notify", "al menos un lugar donde recibir notificaciones"),
     ):
