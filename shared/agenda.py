@@ -12,8 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from shared.calendar import TZ, BusinessCalendar, days_left
+from shared.calendar import TZ
 from shared.db.models import CaseHistoryRow, CaseRow
+from shared.domain.clocks import Terms, legal_status
 from shared.lifecycle import State
 from shared.uow import UnitOfWork
 
@@ -31,7 +32,7 @@ class AgendaItem(BaseModel):
     days_left: int
 
 
-async def agenda(uow: UnitOfWork, calendar: BusinessCalendar, now: datetime) -> list[AgendaItem]:
+async def agenda(uow: UnitOfWork, terms: Terms, now: datetime) -> list[AgendaItem]:
     """Every sugerencia on the agenda, the one filed first on top."""
     rows = await uow.session.scalars(
         select(CaseRow)
@@ -49,7 +50,7 @@ async def agenda(uow: UnitOfWork, calendar: BusinessCalendar, now: datetime) -> 
             received_at=case.received_at,
             added_at=added.get(case.id, case.updated_at),
             due_at=case.due_at,
-            days_left=days_left(case.due_at, now, calendar),
+            days_left=legal_status(case, now, terms).days_left,
         )
         for case in cases
     ]

@@ -10,6 +10,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from shared.runtime import Runtime, ServiceDefinition
 from shared.settings import Settings, load_settings
 
@@ -41,6 +43,36 @@ async def _db_upgrade(settings: Settings) -> None:
         await upgrade(engine)
     finally:
         await engine.dispose()
+
+
+def preflight(settings: Settings, names: Sequence[str]) -> str:
+    """Check the settings a start needs; the banner to print, or :class:`StartupError`."""
+    from shared.startup import StartupError, banner, check_config, check_port, check_services
+
+    config = check_config(settings)
+    if "intake" in names:
+        from services.intake.auth import TokenConfigError, TokenStore
+
+        codes = set(config.department_codes)
+        try:
+            TokenStore.build(settings.api_tokens, [], codes)
+        except TokenConfigError:
+            # Never the value itself: it holds tokens.
+            raise StartupError(
+                "DEFENSA311_API_TOKENS no es válida: use rol=token separados por comas, con los "
+                "roles staff, supervisor, platform311 o department:<código de un departamento "
+                "de la configuración>"
+            ) from None
+        try:
+            TokenStore.build("", config.tokens, codes)
+        except TokenConfigError:
+            raise StartupError(
+                f"DEFENSA311_CONFIG: una entrada [[tokens]] de {settings.config} tiene un rol "
+                "desconocido"
+            ) from None
+        check_port(settings)
+    asyncio.run(check_services(settings))
+    return banner(settings, config, names)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,12 +107,37 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        # Name the settings, never their values (a URL or a token may be among them).
+        wrong = ", ".join(
+            "DEFENSA311_" + str(error["loc"][0]).upper() for error in exc.errors() if error["loc"]
+        )
+        print(f"error: {wrong}: valor no válido", file=sys.stderr)
+        return 2
     from shared.logs import configure_logging
 
     configure_logging(settings.log_level, json_lines=settings.log_json)
     if args.command == "run":
+        from shared.startup import StartupError
+
         names = SERVICES if args.service == "all" else (args.service,)
+        problems = [
+            problem
+            for name in names
+            for check in service_definition(name).checks
+            for problem in check(settings)
+        ]
+        if problems:
+            for problem in problems:
+                print(f"no se puede iniciar: {problem}", file=sys.stderr)
+            return 2
+        try:
+            print(preflight(settings, names), flush=True)
+        except StartupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         asyncio.run(_run(settings, names))
         return 0
     if args.command == "db":

@@ -49,7 +49,7 @@ def _description(value: str) -> str:
 
 
 def _short_text(value: str) -> str:
-    return clean_text(value, min_len=1, max_len=200)
+    return clean_text(value, min_len=1, max_len=200, multiline=False)
 
 
 def _reason(value: str) -> str:

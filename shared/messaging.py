@@ -47,6 +47,9 @@ ROUTER = QueueSpec(
     ("case.received", "case.responded.*", "case.returned.*"),
     "New cases to classify and route; departments' answers and returns",
 )
+#: The inbox of the consumer on :data:`ROUTER` that applies departments' answers: a door that
+#: emits an answer itself marks it there, so the answer is not applied a second time.
+ANSWERS_INBOX = "router"
 DEADLINES = QueueSpec(
     f"{PREFIX}.deadlines",
     (

@@ -43,6 +43,7 @@ from shared.settings import Settings
 from shared.uow import UnitOfWork
 
 if TYPE_CHECKING:
+    import uvicorn
     from fastapi import FastAPI
 
 log = logging.getLogger("defensa311.runtime")
@@ -101,6 +102,9 @@ class ServiceDefinition:
     subscriptions: tuple[Subscription, ...] = ()
     loops: tuple[LoopFactory, ...] = ()
     http: HttpFactory | None = None
+    # What stops the service from starting, one line each for the operator (``run`` prints
+    # them and exits before connecting to anything).
+    checks: tuple[Callable[[Settings], list[str]], ...] = ()
     # Connections the service's own loops hold at once, if more than DEFENSA311_DB_POOL_SIZE:
     # a pool smaller than that opens and closes overflow connections all the time (each one a
     # PostgreSQL backend forked and its statements prepared anew).
@@ -117,6 +121,23 @@ async def _the_message(msg: Any) -> Any:
 def pool_size(settings: Settings, services: list[ServiceDefinition]) -> int:
     """The setting, or more if a service needs more (``run all``: the largest need)."""
     return max([settings.db_pool_size, *(service.db_pool_size for service in services)])
+
+
+def http_server_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """uvicorn's configuration: forwarded headers are believed only from trusted proxies
+    (uvicorn's own default trusts 127.0.0.1, which is every client behind a local tunnel)."""
+    import uvicorn
+
+    trusted = [ip.strip() for ip in settings.trusted_proxies.split(",") if ip.strip()]
+    return uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or [],
+    )
 
 
 class Runtime:
@@ -242,15 +263,7 @@ class Runtime:
         try:
             http = [s.http for s in self.services if s.http is not None]
             if http:
-                app = http[0](self.deps)
-                config = uvicorn.Config(
-                    app,
-                    host=self.settings.http_host,
-                    port=self.settings.http_port,
-                    log_config=None,
-                    access_log=False,
-                )
-                server = uvicorn.Server(config)
+                server = uvicorn.Server(http_server_config(self.settings, http[0](self.deps)))
                 server_task = asyncio.create_task(server.serve())
                 await stop.wait()
                 server.should_exit = True

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     config: Path = Field(default=DEFAULT_CONFIG)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
+    # addresses or networks, uvicorn's forwarded_allow_ips). Empty: none, the peer's address
+    # is the client's, so a client cannot pick the address its rate limits are counted by.
+    trusted_proxies: str = ""
     metrics_port: int | None = None
     api_tokens: str = ""
     prefetch: int = 32

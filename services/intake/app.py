@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.intake.handlers import submission_received
 from services.intake.http import create_app
+from services.intake.settings import startup_problems
 from shared.messaging import INTAKE
 from shared.runtime import ServiceDefinition, Subscription
 
@@ -19,4 +20,5 @@ def service() -> ServiceDefinition:
             ),
         ),
         http=create_app,
+        checks=(startup_problems,),
     )

@@ -14,14 +14,14 @@ Every route needs ``Authorization: Bearer <token>`` of a ``staff`` or ``supervis
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Query
+from fastapi import FastAPI, Header, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from services.intake.auth import Principal, TokenStore, bearer_token
+from services.intake.views import rfc3339
 from services.notifier.models import NotificationRow
 from services.notifier.planning import DONE, IN_PERSON, TASK
 from services.notifier.templates import TemplateRenderer
@@ -33,8 +33,7 @@ STATUSES = ("pending", "sent", "failed", "task", "done")
 MAX_ROWS = 500
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+_iso = rfc3339
 
 
 def notification_view(row: NotificationRow) -> dict[str, Any]:
@@ -137,7 +136,7 @@ def install(app: FastAPI, deps: Deps) -> None:
 
     @app.post("/api/v1/tasks/{task_id}/done", tags=["notificaciones"])
     async def task_done(
-        task_id: int,
+        task_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="id de la tarea")],
         authorization: Annotated[str | None, Header()] = None,
     ) -> Any:
         principal = staff(authorization)

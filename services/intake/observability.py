@@ -11,7 +11,9 @@ every route: a request refused here (413, 429) is still counted by route and sta
 - Rate limits: a token bucket per client IP, in memory (per process; behind N instances
   the effective limit is N times this one). Filing without a token
   (``POST /api/v1/cases``) and tracking lookups (``GET /api/v1/cases/{code}``,
-  ``/seguimiento…``) are limited; a request bearing a valid API token is not.
+  ``/seguimiento…``, Open311's ``requests/{id}`` and each code of a
+  ``requests?service_request_id=`` batch) are limited; a request bearing a valid API token
+  is not.
 - Body size: a declared ``Content-Length`` over the limit is refused before the app runs;
   a chunked body is counted as it is read.
 """
@@ -26,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -41,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.intake.auth import TokenStore, bearer_token
 from shared.db.schema import metadata
 from shared.domain.clocks import overdue_clause
+from shared.evidence import AttachmentLimits
 from shared.lifecycle import State
 from shared.runtime import Deps
 
@@ -91,16 +95,16 @@ class TokenBuckets:
         self._now = monotonic
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def take(self, key: str) -> float:
-        """Take one token; return 0 if allowed, else the seconds until one is available."""
+    def take(self, key: str, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens; return 0 if allowed, else the seconds until they are there."""
         now = self._now()
         tokens, last = self._buckets.pop(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         wait = 0.0
-        if tokens >= 1.0:
-            tokens -= 1.0
+        if tokens >= cost:
+            tokens -= cost
         else:
-            wait = (1.0 - tokens) / self.rate
+            wait = (cost - tokens) / self.rate
         self._buckets[key] = (tokens, now)
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
@@ -116,9 +120,27 @@ class LimitRule:
     path: re.Pattern[str]
     route: str
     buckets: TokenBuckets
+    # Tokens one request takes (0: the rule does not apply to it); one by default.
+    cost: Callable[[Scope], int] | None = None
 
     def applies(self, method: str, path: str) -> bool:
         return method in self.methods and self.path.fullmatch(path) is not None
+
+    def cost_of(self, scope: Scope) -> int:
+        return 1 if self.cost is None else self.cost(scope)
+
+
+def requested_ids(scope: Scope) -> int:
+    """Open311 ``requests.{fmt}?service_request_id=a,b,c`` looks up each code it names: every
+    one counts against the lookup budget, as a request for it alone would."""
+    query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+    return sum(
+        len([code for code in value.split(",") if code.strip()])
+        for value in query.get("service_request_id", [])
+    )
+
+
+UPLOAD_PATH = "/presentar"
 
 
 def public_rules(limits: HttpLimits) -> list[LimitRule]:
@@ -131,12 +153,29 @@ def public_rules(limits: HttpLimits) -> list[LimitRule]:
     post, get = frozenset({"POST"}), frozenset({"GET", "HEAD"})
     return [
         LimitRule("filing", post, re.compile(r"/api/v1/cases/?"), "/api/v1/cases", filing),
+        # The filing page draws on the same budget as the API it stands for.
+        LimitRule("filing", post, re.compile(r"/presentar/?"), "/presentar", filing),
         LimitRule(
             "lookup",
             get,
             re.compile(r"/api/v1/cases/[^/]+/?"),
             "/api/v1/cases/{tracking_code}",
             lookup,
+        ),
+        LimitRule(
+            "lookup",
+            get,
+            re.compile(r"/open311/v2/requests/[^/]+"),
+            "/open311/v2/requests/{service_request_id}.{fmt}",
+            lookup,
+        ),
+        LimitRule(
+            "lookup",
+            get,
+            re.compile(r"/open311/v2/requests\.[a-z]+"),
+            "/open311/v2/requests.{fmt}",
+            lookup,
+            cost=requested_ids,
         ),
         LimitRule(
             "lookup",
@@ -195,6 +234,8 @@ class HttpGuard:
         self.limits = limits
         self.rules = rules
         self.tokens = tokens
+        # The filing page carries attachments: it may weigh as much as they may.
+        self.upload_limit = max(limits.max_body_bytes, AttachmentLimits().max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -231,7 +272,10 @@ class HttpGuard:
             return None
         client = (scope.get("client") or ("desconocido", 0))[0]
         for rule in rules:
-            wait = rule.buckets.take(f"{rule.name}:{client}")
+            cost = rule.cost_of(scope)
+            if cost == 0:
+                continue
+            wait = rule.buckets.take(f"{rule.name}:{client}", cost)
             if wait > 0:
                 # Refused before routing: the rule knows which route template it guards.
                 scope["defensa311.route"] = rule.route
@@ -251,6 +295,8 @@ class HttpGuard:
         """Refuse the body once it is read: routing has happened, so the 413 is counted
         under its route, and an endpoint that reads no body is not refused."""
         limit = self.limits.max_body_bytes
+        if scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH:
+            limit = self.upload_limit
         declared = _content_length(scope)
         read = 0
 

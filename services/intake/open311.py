@@ -30,6 +30,7 @@ from services.intake.open311_requests import (
     request_element,
     service_notice,
 )
+from services.intake.throttle import client_of, throttle_of
 from shared.cases import file_case
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
@@ -180,8 +181,14 @@ class Open311:
 
     # ------------------------------------------------------------------- filing
 
-    def _check_key(self, key: Any) -> None:
+    def _check_key(self, request: Request, key: Any) -> None:
+        client, throttle = client_of(request), throttle_of(request)
+        wait = throttle.retry_after(client)
+        if wait:
+            raise Open311Error(429, f"api_key: {throttle.message(wait)} (regla: rate_limit)")
         if not isinstance(key, str) or not key or not self._is_platform311(key):
+            if isinstance(key, str) and key:
+                throttle.failed(client)  # a wrong key is a guess; a missing one is not
             raise Open311Error(
                 403,
                 "api_key: falta o no es válida; use la clave de la plataforma 311 "
@@ -194,7 +201,7 @@ class Open311:
 
     async def file(self, request: Request) -> Answer:
         form = await request.form()
-        self._check_key(form.get("api_key") or request.query_params.get("api_key"))
+        self._check_key(request, form.get("api_key") or request.query_params.get("api_key"))
         code = form.get("service_code")
         if not isinstance(code, str) or not code.strip():
             raise Open311Error(400, "service_code: campo obligatorio (regla: required)")

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.notifier.channels import (
     ChannelError,
     EmailChannel,
+    MailboxChannel,
     SmtpSettings,
     WebhookChannel,
 )
@@ -45,6 +46,7 @@ from services.notifier.templates import RenderedMessage, TemplateRenderer
 from shared.cases import CaseNotFound, get_case, record_note
 from shared.clock import Clock
 from shared.contract import NotificationFailed
+from shared.mailbox import MailSettings, uses_mailbox
 from shared.outbox import OutboxRelay
 from shared.runtime import Deps
 from shared.settings import Settings
@@ -303,6 +305,14 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
     )
 
 
+def email_channel(settings: Settings) -> EmailChannel | MailboxChannel:
+    """SMTP when a server is configured; else the local mailbox folder (:mod:`shared.mailbox`)."""
+    mail = MailSettings()
+    if uses_mailbox(settings, mail):
+        return MailboxChannel(smtp_settings(settings), mail.mailbox_dir)
+    return EmailChannel(smtp_settings(settings))
+
+
 async def delivery_loop(deps: Deps) -> None:
     """Runs for the life of the service: deliver what is due, then wait for new rows or a poll."""
     settings = deps.settings
@@ -311,7 +321,7 @@ async def delivery_loop(deps: Deps) -> None:
     poll = max(0.05, settings.outbox_poll_seconds)
     signal = wakeup(deps)
     async with (
-        EmailChannel(smtp_settings(settings)) as email,
+        email_channel(settings) as email,
         WebhookChannel(secret=settings.webhook_secret) as webhook,
     ):
         deliverer = Deliverer(

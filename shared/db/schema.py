@@ -8,8 +8,10 @@ from sqlalchemy import MetaData
 def metadata() -> MetaData:
     # Service tables register on the shared Base when their module is imported.
     import services.deadlines.models
+    import services.intake.models
     import services.notifier.models
+    import shared.evidence
     from shared.db.models import Base
 
-    del services
+    del services, shared
     return Base.metadata

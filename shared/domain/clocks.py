@@ -47,6 +47,7 @@ __all__ = [
     "Terms",
     "clock_statuses",
     "is_overdue",
+    "legal_status",
     "overdue_clause",
 ]
 
@@ -191,3 +192,11 @@ def clock_statuses(case: HasClocks, now: datetime, terms: Terms) -> list[ClockSt
         ClockStatus(clock, due, days_left(due, now, terms.calendar), now > due)
         for clock, due in _running(case)
     ]
+
+
+def legal_status(case: HasClocks, now: datetime, terms: Terms) -> ClockStatus:
+    """The legal term as a page shows it, running or not (a stopped term is never overdue)."""
+    running = clock_statuses(case, now, terms)
+    if running:
+        return running[0]
+    return ClockStatus(Clock.LEGAL, case.due_at, days_left(case.due_at, now, terms.calendar), False)

@@ -419,6 +419,11 @@ async def test_remit_then_the_department_responds_over_http(api: Api) -> None:
     view = await api.act(code, "respond", {"response": "Se rellenó el hueco el 5 de marzo."}, VIAS)
     assert view["state"] == "resolved" and view["resolution_path"] == "department"
     assert view["history"][-1]["actor"] == "department:vias"
+    assert view["history"][-1]["actor_name"] == "Dirección de Mantenimiento Vial"
+    assert view["history"][-1]["text"] == (
+        "Respuesta de la dependencia registrada (respuesta: Se rellenó el hueco el 5 de marzo.; "
+        "dependencia: Dirección de Mantenimiento Vial)"
+    )
     types = await api.event_types(code)
     assert types[-3:] == ["CaseRemitted", "DepartmentResponded", "CaseResolved"]
 
@@ -430,7 +435,8 @@ async def test_remit_then_the_department_responds_over_http(api: Api) -> None:
         marks = await uow.session.scalars(select(InboxRow).where(InboxRow.consumer == "router"))
         assert [m.event_id for m in marks] == [responded.event_id]
 
-    await api.act(code, "respond", {"response": "Otra vez."}, VIAS, status=409)
+    twice = await api.act(code, "respond", {"response": "Otra vez."}, VIAS, status=409)
+    assert twice["allowed"] == [] and "close" not in twice["detail"]  # not the department's
     assert (await api.act(code, "close"))["state"] == "closed"
 
 

@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 from faststream.rabbit import RabbitQueue
 from sqlalchemy import select
@@ -45,6 +46,8 @@ from shared.db.models import CaseHistoryRow, CaseRow, OutboxRow
 from shared.messaging import exchange
 from shared.runtime import Deps, Runtime
 from tests.support import eventually, free_port, running, settings_for
+
+pytestmark = pytest.mark.connected
 
 SECRET = "secreto-de-prueba-notifier"
 START = datetime(2026, 11, 3, 14, 5, tzinfo=UTC)

@@ -1,7 +1,6 @@
 """The departments' side on the real broker: a department written with plain aio-pika (not the
 project's code) consumes ``defensa311.department.<code>`` and answers on
-``case.responded.<code>`` / ``case.returned.<code>``, as the README's "For departments"
-section tells it to."""
+``case.responded.<code>`` / ``case.returned.<code>``, as docs/departments.md tells it to."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ import aio_pika
 import pytest
 
 from shared.cases import get_case, history, perform
+from shared.messaging import ANSWERS_INBOX
 from shared.runtime import Runtime
 from tests.integration.test_router_paths import (
     CORRUPTION,
@@ -33,13 +33,14 @@ __all__ = ["platform", "runtime"]  # fixtures shared with the paths test
 
 # 30 business days after Monday 1 June 2026 (the remittance day is not counted; no Panama
 # holiday falls in between): 2-5 June (4), 8-12 (9), 15-19 (14), 22-26 (19), 29 June-3 July
-# (24), 6-10 July (29), Monday 13 July (30); the term ends at 23:59:59 America/Panama.
-DEPARTMENT_DUE = datetime(2026, 7, 14, 4, 59, 59, tzinfo=UTC)
+# (24), 6-10 July (29), Monday 13 July (30). Remitted the day it was filed, the department's own
+# term would end with the legal one, so it ends 2 working days earlier (department_margin_days):
+# Thursday 9 July, 23:59:59 America/Panama.
+DEPARTMENT_DUE = datetime(2026, 7, 10, 4, 59, 59, tzinfo=UTC)
 
 
 class Department:
-    """A department's own client: what the README's "For departments" section shows, nothing
-    of ours."""
+    """A department's own client: what docs/departments.md shows, nothing of ours."""
 
     def __init__(self, connection: aio_pika.abc.AbstractRobustConnection, code: str) -> None:
         self.connection = connection
@@ -337,9 +338,11 @@ async def test_an_answer_given_over_http_is_not_applied_twice_by_the_router(
             runtime.deps.cases,
             case,
             "respond",
-            {"department": "rrhh", "response": "Respuesta enviada por el portal."},
+            {"response": "Respuesta enviada por el portal."},
             actor="department:rrhh",
             now=runtime.deps.clock.now(),
+            department="rrhh",
+            answers_heard_by=ANSWERS_INBOX,
         )
     assert [e.event_type for e in events] == ["DepartmentResponded", "CaseResolved"]
 
