@@ -53,6 +53,23 @@ class Closure(BaseModel):
     suspends_terms: bool = True
 
 
+class DeclineReason(BaseModel):
+    """A reason the office may decline a petition for (the citizen is told it, and the recourse)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,39}$")
+    label: str = Field(min_length=3, max_length=200)
+
+
+DEFAULT_DECLINE_REASONS = [
+    DeclineReason(code="fuera_de_competencia", label="Fuera de la competencia de la institución"),
+    DeclineReason(code="duplicada", label="Petición duplicada de otra ya presentada"),
+    DeclineReason(code="desistimiento", label="Desistimiento del peticionario"),
+    DeclineReason(code="improcedente", label="Petición improcedente"),
+]
+
+
 class CalendarSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -94,6 +111,9 @@ class InstitutionConfig(BaseModel):
     institution: Institution = Field(default_factory=Institution)
     deadlines: DeadlinePolicy = Field(default_factory=DeadlinePolicy)
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
+    decline_reasons: list[DeclineReason] = Field(
+        default_factory=lambda: list(DEFAULT_DECLINE_REASONS), min_length=1
+    )
     departments: list[Department] = Field(default_factory=list)
     rules: list[dict[str, Any]] = Field(default_factory=list)
     tokens: list[TokenEntry] = Field(default_factory=list)
@@ -105,6 +125,10 @@ class InstitutionConfig(BaseModel):
         if len(codes) != len(set(codes)):
             raise ValueError("códigos de departamento repetidos")
         return self
+
+    @property
+    def decline_labels(self) -> dict[str, str]:
+        return {r.code: r.label for r in self.decline_reasons}
 
     def department(self, code: str) -> Department | None:
         return next((d for d in self.departments if d.code == code), None)

@@ -414,6 +414,9 @@ class CaseClosed(CaseEvent):
     event_type: Literal["CaseClosed"] = "CaseClosed"
     declined: bool = False
     reason: str | None = None
+    #: A declined case: the configured reason's code and label (the citizen is told both).
+    decline_reason: str | None = None
+    decline_label: str | None = None
     routing_prefix: ClassVar[str] = "case.closed"
 
 

@@ -72,6 +72,7 @@ NOTIFIER = QueueSpec(
         "case.received",
         "case.remitted.*",
         "case.resolved",
+        "case.closed",
         "deadline.near",
         "deadline.missed",
         "deadline.changed",

@@ -110,7 +110,7 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "record_meeting_outcome": {"decision": "accepted", "meeting_date": "2026-03-02"},
     "return": {"reason": "Corresponde a Aseo, no a Vías."},
     "close": {"reason": "Ciudadano notificado."},
-    "decline": {"reason": "Duplicado de otro caso."},
+    "decline": {"reason_code": "duplicada", "reason": "Duplicado de otro caso."},
 }
 
 

@@ -561,6 +561,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 "kinds": list(KIND_LABELS.items()),
                 "decisions": list(DECISION_LABELS.items()),
                 "departments": [(d.code, d.name) for d in deps.config.departments],
+                "decline_reasons": list(deps.config.decline_labels.items()),
             },
             problem=problem,
             notice=notice,

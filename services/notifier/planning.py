@@ -9,6 +9,7 @@ event                  recipients
                        (and the department holding the case, if any)
 ``DeadlineMissed``     the supervisors and the department
 ``CaseResolved``       the citizen's notification address (the resolution)
+``CaseClosed``         declined: the citizen (the reason and the recourse)
 ``DueDateChanged``     legal term: the citizen; department term: the department
 anything else          nobody (``SubmissionRejected`` is read by 311 from the event)
 =====================  ===============================================================
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 from services.notifier.channels import mask_email, mask_phone
 from shared.config import Department, InstitutionConfig
 from shared.contract import (
+    CaseClosed,
     CaseReceived,
     CaseRemitted,
     CaseResolved,
@@ -148,6 +150,14 @@ class Planner:
             self._remitted(plan, event, case)
         elif isinstance(event, DeadlineNear | DeadlineMissed):
             self._deadline(plan, event, case)
+        elif isinstance(event, CaseClosed) and event.declined:
+            context = self._base(case) | {
+                "decline_label": event.decline_label or "Petición declinada",
+                "reason": event.reason or "",
+                "received_at": _iso(case.received_at),
+                "citizen": self._citizen(case),
+            }
+            self._to_citizen(plan, "case_declined", case, context)
         elif isinstance(event, DueDateChanged):
             self._due_changed(plan, event, case)
         return plan

@@ -66,6 +66,10 @@ Common to every kind:
     (required, naming the decree); optional: ``department_name`` (addressed to the department),
     ``citizen`` (``citizen.name``), ``console_url``.
 
+``case_declined`` (to the citizen; the office declined the petition):
+    ``decline_label`` (required, the configured reason), ``reason`` (required, the explanation),
+    ``received_at`` (required); optional: ``citizen`` (``citizen.name``), ``appeal_days``.
+
 ``render_sms(kind, context)`` takes the same context as ``render(kind, context)``.
 """
 
@@ -108,6 +112,7 @@ MESSAGE_KINDS = (
     "deadline_missed",
     "case_resolved",
     "due_date_changed",
+    "case_declined",
 )
 SMS_MAX_CHARS = 300
 DEFAULT_TIMEZONE = "America/Panama"

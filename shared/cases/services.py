@@ -29,4 +29,5 @@ class CaseServices:
             lifecycle=self.lifecycle,
             terms=self.terms,
             departments=self.departments,
+            decline_reasons=self.config.decline_labels,
         )

@@ -100,6 +100,9 @@ class CloseBody(ActionBody):
 
 
 class DeclineBody(ActionBody):
+    reason_code: str = Field(
+        min_length=1, max_length=40, description="motivo de la lista configurada (decline_reasons)"
+    )
     reason: LongText
 
 
@@ -295,8 +298,11 @@ _SPECS = (
         takers=_OFFICE,
         label="Caso declinado",
         button="Declinar el caso",
-        take=lambda case, body, acting: case.decline(body.reason, acting.now),
-        fields=(_REASON,),
+        take=lambda case, body, acting: case.decline(body.reason_code, body.reason, acting.now),
+        fields=(
+            FormField("reason_code", "Motivo", "select", required=True, choices="decline_reasons"),
+            FormField("reason", "Explicación para el ciudadano", "textarea", required=True),
+        ),
         secondary=True,
     ),
 )

@@ -10,7 +10,7 @@ the service layer's job (:func:`shared.cases.actions.perform`), in one transacti
 from __future__ import annotations
 
 import uuid
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -71,8 +71,10 @@ class Case:
         lifecycle: Lifecycle,
         terms: Terms,
         departments: Container[str],
+        decline_reasons: Mapping[str, str] | None = None,
     ) -> None:
         self.record = record
+        self._decline_reasons = decline_reasons or {}
         self._lifecycle = lifecycle
         self._terms = terms
         self._departments = departments
@@ -229,12 +231,28 @@ class Case:
         self._enter(to, now)
         return [CaseClosed(**self._ids(), declined=False, reason=reason, occurred_at=now)]
 
-    def decline(self, reason: str, now: datetime) -> list[Event]:
+    def decline(self, reason_code: str, reason: str, now: datetime) -> list[Event]:
+        """Decline with a reason from the configured list and a text for the citizen."""
         to = self._next("decline")
+        label = self._decline_reasons.get(reason_code)
+        if label is None:
+            known = ", ".join(self._decline_reasons) or "ninguno configurado"
+            raise InvalidActionInput(
+                "reason_code", "unknown_reason", f"motivo desconocido; use uno de: {known}"
+            )
         self.record.closed_at = now
-        self.record.resolution = reason
+        self.record.resolution = f"{label}. {reason}"
         self._enter(to, now)
-        return [CaseClosed(**self._ids(), declined=True, reason=reason, occurred_at=now)]
+        return [
+            CaseClosed(
+                **self._ids(),
+                declined=True,
+                reason=reason,
+                decline_reason=reason_code,
+                decline_label=label,
+                occurred_at=now,
+            )
+        ]
 
     # -------------------------------------------------------------------------- events
 

@@ -506,11 +506,21 @@ async def test_sugerencia_goes_on_the_agenda_and_the_meeting_decides(api: Api) -
 async def test_decline_needs_a_reason(api: Api) -> None:
     code = await api.file(denuncia())
     detail = (await api.act(code, "decline", {}, status=422))["detail"]
-    assert detail == [{"field": "reason", "rule": "missing", "message": "campo obligatorio"}]
-    view = await api.act(code, "decline", {"reason": "Duplicado del caso anterior."})
-    assert view["state"] == "closed" and view["resolution"] == "Duplicado del caso anterior."
+    assert detail == [
+        {"field": "reason_code", "rule": "missing", "message": "campo obligatorio"},
+        {"field": "reason", "rule": "missing", "message": "campo obligatorio"},
+    ]
+    unknown = {"reason_code": "capricho", "reason": "Duplicado del caso anterior."}
+    detail = (await api.act(code, "decline", unknown, status=422))["detail"]
+    assert [(d["field"], d["rule"]) for d in detail] == [("reason_code", "unknown_reason")]
+    body = {"reason_code": "duplicada", "reason": "Duplicado del caso anterior."}
+    view = await api.act(code, "decline", body)
+    assert view["state"] == "closed"
+    assert view["resolution"] == (
+        "Petición duplicada de otra ya presentada. Duplicado del caso anterior."
+    )
     closed = [json.loads(r.body) for r in await api.outbox() if r.event_type == "CaseClosed"]
-    assert closed[0]["declined"] is True
+    assert closed[0]["declined"] is True and closed[0]["decline_reason"] == "duplicada"
 
 
 # ------------------------------------------------------------------------ each error code
@@ -609,7 +619,7 @@ async def test_list_filters_and_pagination(api: Api) -> None:
 
     # An hour past the legal term of the first three: the sugerencia, filed ten days later,
     # still has time, and a closed case is never overdue.
-    await api.act(web, "decline", {"reason": "Duplicado."})
+    await api.act(web, "decline", {"reason_code": "duplicada", "reason": "Duplicado."})
     first_due = datetime.fromisoformat(everything["items"][-1]["due_at"])
     last_due = datetime.fromisoformat(everything["items"][0]["due_at"])
     api.clock.at = first_due + timedelta(hours=1)

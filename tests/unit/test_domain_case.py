@@ -184,11 +184,12 @@ def test_findings_resolve_an_inspection_and_close_then_ends_the_case() -> None:
     assert row.closed_at == NOW and events[0].model_dump()["declined"] is False
 
 
-def test_decline_closes_with_the_reason_as_the_resolution() -> None:
+def test_decline_closes_with_the_configured_reason_and_the_text_as_the_resolution() -> None:
     row = case_in("classified")
     (event,) = REGISTRY["decline"].take(aggregate(row), body("decline"), Acting(NOW))
-    assert row.resolution == "Duplicado de otro caso."
-    assert event.model_dump(include={"declined", "reason"}) == {
+    assert row.resolution == "Petición duplicada de otra ya presentada. Duplicado de otro caso."
+    assert event.model_dump(include={"declined", "reason", "decline_reason"}) == {
         "declined": True,
         "reason": "Duplicado de otro caso.",
+        "decline_reason": "duplicada",
     }

@@ -20,6 +20,7 @@ from services.notifier.planning import (
 from services.notifier.templates import TemplateRenderer
 from shared.config import InstitutionConfig
 from shared.contract import (
+    CaseClosed,
     CaseReceived,
     CaseRemitted,
     CaseResolved,
@@ -258,3 +259,23 @@ def test_a_moved_legal_term_tells_the_citizen_and_a_moved_department_term_the_de
     rendered = TemplateRenderer().render(department[0].template, department[0].context)
     assert "Nueva fecha límite" in rendered.text and "consola" in rendered.text
     assert TemplateRenderer().render_sms(citizen.template, citizen.context)
+
+
+def test_a_declined_petition_tells_the_citizen_the_reason_and_the_recourse() -> None:
+    event = CaseClosed(
+        case_id=CASE_ID,
+        tracking_code=CODE,
+        declined=True,
+        reason="Ya existe el caso D311-2026-000100 por el mismo hueco.",
+        decline_reason="duplicada",
+        decline_label="Petición duplicada de otra ya presentada",
+    )
+    planner = Planner(CONFIG, sms_gateway=False)
+    (mail,) = planner.plan(event, facts(notify={"email": "ana@example.com"})).notifications
+    assert (mail.template, mail.recipient) == ("case_declined", "ana@example.com")
+    text = TemplateRenderer().render(mail.template, mail.context).text
+    assert "Petición duplicada" in text and "D311-2026-000100" in text
+    assert "reconsideración" in text and "apelación" in text and "5 días hábiles" in text
+    # A case closed after its resolution was notified is not a decline: nobody is told again.
+    closed = CaseClosed(case_id=CASE_ID, tracking_code=CODE, declined=False)
+    assert planner.plan(closed, facts(notify={"email": "ana@example.com"})).notifications == []
