@@ -24,6 +24,7 @@ _KEYS: dict[str, str] = {
     "CaseAddedToAgenda": "case.on_agenda",
     "CaseResolved": "case.resolved",
     "CaseClosed": "case.closed",
+    "CaseForwarded": "case.forwarded",
     "SubmissionRejected": "case.rejected | case.rejected.{department}",
     "DeadlineNear": "deadline.near",
     "DeadlineMissed": "deadline.missed",

@@ -420,6 +420,20 @@ class CaseClosed(CaseEvent):
     routing_prefix: ClassVar[str] = "case.closed"
 
 
+class CaseForwarded(CaseEvent):
+    """The petition belongs to another public body: sent there, and the case closed here."""
+
+    event_type: Literal["CaseForwarded"] = "CaseForwarded"
+    entity: str
+    entity_name: str
+    note: str
+    forwarded_at: AwareDatetime
+    #: The last day it should have been forwarded (``[deadlines] forward_days`` after filing).
+    forward_due_at: AwareDatetime
+    late: bool = False
+    routing_prefix: ClassVar[str] = "case.forwarded"
+
+
 class SubmissionRejected(Event):
     """A submission or a department's message refused, with every reason."""
 
@@ -491,6 +505,7 @@ AnyEvent = Annotated[
     | CaseAddedToAgenda
     | CaseResolved
     | CaseClosed
+    | CaseForwarded
     | SubmissionRejected
     | DeadlineNear
     | DeadlineMissed
@@ -512,6 +527,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CaseAddedToAgenda,
         CaseResolved,
         CaseClosed,
+        CaseForwarded,
         SubmissionRejected,
         DeadlineNear,
         DeadlineMissed,

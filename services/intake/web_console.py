@@ -562,6 +562,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 "decisions": list(DECISION_LABELS.items()),
                 "departments": [(d.code, d.name) for d in deps.config.departments],
                 "decline_reasons": list(deps.config.decline_labels.items()),
+                "entities": [(e.code, e.name) for e in deps.config.entities],
             },
             problem=problem,
             notice=notice,

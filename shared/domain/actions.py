@@ -106,6 +106,13 @@ class DeclineBody(ActionBody):
     reason: LongText
 
 
+class ForwardBody(ActionBody):
+    entity: str = Field(
+        min_length=1, max_length=32, description="código de la entidad ([[entities]])"
+    )
+    note: LongText
+
+
 # ------------------------------------------------------------------------------ the spec
 
 
@@ -176,7 +183,7 @@ def _record_meeting_outcome(case: Case, body: MeetingOutcomeBody, acting: Acting
     return case.record_meeting_outcome(body.decision, body.meeting_date, body.notes, acting.now)
 
 
-_SPECS = (
+_SPECS: tuple[ActionSpec, ...] = (
     ActionSpec(
         name="classify",
         body=ClassifyBody,
@@ -302,6 +309,23 @@ _SPECS = (
         fields=(
             FormField("reason_code", "Motivo", "select", required=True, choices="decline_reasons"),
             FormField("reason", "Explicación para el ciudadano", "textarea", required=True),
+        ),
+        secondary=True,
+    ),
+)
+
+_SPECS += (
+    ActionSpec(
+        name="forward",
+        body=ForwardBody,
+        transition=Transition("forward", OPEN_BEFORE_ROUTING, State.CLOSED),
+        takers=_OFFICE,
+        label="Enviado a la entidad competente",
+        button="Enviar a la entidad competente",
+        take=lambda case, body, acting: case.forward(body.entity, body.note, acting.now),
+        fields=(
+            FormField("entity", "Entidad competente", "select", required=True, choices="entities"),
+            FormField("note", "Nota para la entidad y el ciudadano", "textarea", required=True),
         ),
         secondary=True,
     ),

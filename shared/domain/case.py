@@ -14,12 +14,13 @@ from collections.abc import Container, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from shared.calendar import TZ
+from shared.calendar import TZ, TermPolicy, due_at
 from shared.contract import (
     KINDS,
     CaseAddedToAgenda,
     CaseClassified,
     CaseClosed,
+    CaseForwarded,
     CaseRemitted,
     CaseResolved,
     CaseReturned,
@@ -72,9 +73,13 @@ class Case:
         terms: Terms,
         departments: Container[str],
         decline_reasons: Mapping[str, str] | None = None,
+        entities: Mapping[str, str] | None = None,
+        forward_days: int = 5,
     ) -> None:
         self.record = record
         self._decline_reasons = decline_reasons or {}
+        self._entities = entities or {}
+        self._forward_days = forward_days
         self._lifecycle = lifecycle
         self._terms = terms
         self._departments = departments
@@ -250,6 +255,37 @@ class Case:
                 reason=reason,
                 decline_reason=reason_code,
                 decline_label=label,
+                occurred_at=now,
+            )
+        ]
+
+    def forward(self, entity: str, note: str, now: datetime) -> list[Event]:
+        """Send the petition to the competent public body and close it here."""
+        to = self._next("forward")
+        name = self._entities.get(entity)
+        if name is None:
+            known = ", ".join(self._entities) or "ninguna configurada"
+            raise InvalidActionInput(
+                "entity", "unknown_entity", f"entidad desconocida; use una de: {known}"
+            )
+        due = due_at(
+            self.record.received_at,
+            TermPolicy(self._forward_days, self._terms.calendar.kind),
+            self._terms.calendar,
+        )
+        self.record.closed_at = now
+        self.record.resolution = f"Enviada por competencia a {name}. {note}"
+        self.record.resolution_path = "forwarded"
+        self._enter(to, now)
+        return [
+            CaseForwarded(
+                **self._ids(),
+                entity=entity,
+                entity_name=name,
+                note=note,
+                forwarded_at=now,
+                forward_due_at=due,
+                late=now > due,
                 occurred_at=now,
             )
         ]

@@ -156,7 +156,7 @@ async def test_file_on_the_web_and_track_without_personal_data(api: Api) -> None
     assert staff["notify"]["email"] == EMAIL
     assert staff["notify"]["address"] == ADDRESS
     assert staff["case_id"] == filed["case_id"]
-    assert set(staff["allowed_actions"]) == {"classify", "decline"}
+    assert set(staff["allowed_actions"]) == {"classify", "decline", "forward"}
 
     # The 311 platform sees the public view and the ids, not the citizen.
     p311 = await api.client.get(f"/api/v1/cases/{filed['tracking_code']}", headers=P311)
@@ -367,7 +367,7 @@ async def test_inspection_path_through_the_api(api: Api) -> None:
     code = await api.file(denuncia(kind="queja", category=None))
     view = await api.act(code, "classify", {"kind": "queja", "category": "Atención al usuario"})
     assert view["state"] == "classified" and view["category"] == "Atención al usuario"
-    assert set(view["allowed_actions"]) == {"classify", "start_inspection", "decline"}
+    assert set(view["allowed_actions"]) == {"classify", "start_inspection", "decline", "forward"}
     view = await api.act(
         code,
         "start_inspection",
@@ -541,11 +541,11 @@ async def test_action_errors(api: Api) -> None:
     # 409: the state does not allow it, and the answer says what would be.
     conflict = await api.act(code, "close", {}, status=409)
     assert conflict["state"] == "received"
-    assert conflict["allowed"] == ["classify", "decline"]
+    assert conflict["allowed"] == ["classify", "decline", "forward"]
     assert "close" in conflict["detail"]
     await api.act(code, "classify", {"kind": "queja"})
     conflict = await api.act(code, "remit", {"department": "vias"}, status=409)
-    assert conflict["allowed"] == ["classify", "start_inspection", "decline"]
+    assert conflict["allowed"] == ["classify", "start_inspection", "decline", "forward"]
     # 422: invalid body, unknown department, anonymous case classified as denuncia, not JSON.
     bad = await api.act(code, "classify", {"kind": "reclamo", "extra": 1}, status=422)
     assert {(e["field"], e["rule"]) for e in bad["detail"]} == {

@@ -346,7 +346,7 @@ async def test_staff_route_from_triage_and_the_kind_guards(
     assert await act(runtime, case.id, "classify", {"kind": "queja"}) == ["CaseClassified"]
     with pytest.raises(IllegalTransition) as refused:
         await act(runtime, case.id, "remit", {"department": "obras"})
-    assert refused.value.allowed == ["classify", "start_inspection", "decline"]
+    assert refused.value.allowed == ["classify", "start_inspection", "decline", "forward"]
     with pytest.raises(IllegalTransition):
         await act(runtime, case.id, "add_to_agenda", {})
     with pytest.raises(InvalidActionInput) as bad_kind:

@@ -207,6 +207,8 @@ def test_sms_is_short_and_has_the_code(renderer: TemplateRenderer, kind: str) ->
         response="Resuelto. " * 200,
         decline_label="Petición improcedente",
         reason="No corresponde. " * 50,
+        entity_name="Instituto de Acueductos y Alcantarillados Nacionales",
+        note="Corresponde al IDAAN. " * 20,
     )
     sms = renderer.render_sms(kind, ctx)
     assert len(sms) <= SMS_MAX_CHARS
