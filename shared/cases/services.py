@@ -29,4 +29,7 @@ class CaseServices:
             lifecycle=self.lifecycle,
             terms=self.terms,
             departments=self.departments,
+            decline_reasons=self.config.decline_labels,
+            entities={e.code: e.name for e in self.config.entities},
+            forward_days=self.config.deadlines.forward_days,
         )
