@@ -47,30 +47,10 @@ async def _db_upgrade(settings: Settings) -> None:
 
 def preflight(settings: Settings, names: Sequence[str]) -> str:
     """Check the settings a start needs, cheapest first; the banner to print, or
-    :class:`StartupError` with the first problem."""
+    :class:`StartupError` naming every problem of the first kind found."""
     from shared.startup import StartupError, banner, check_config, check_port, check_services
 
     config = check_config(settings)
-    if "intake" in names:
-        from services.intake.auth import TokenConfigError, TokenStore
-
-        codes = set(config.department_codes)
-        try:
-            TokenStore.build(settings.api_tokens, [], codes)
-        except TokenConfigError:
-            # Never the value itself: it holds tokens.
-            raise StartupError(
-                "DEFENSA311_API_TOKENS no es válida: use rol=token separados por comas, con los "
-                "roles staff, supervisor, platform311 o department:<código de un departamento "
-                "de la configuración>"
-            ) from None
-        try:
-            TokenStore.build("", config.tokens, codes)
-        except TokenConfigError:
-            raise StartupError(
-                f"DEFENSA311_CONFIG: una entrada [[tokens]] de {settings.config} tiene un rol "
-                "desconocido"
-            ) from None
     # Each service's own checks (one line each), before anything is connected to.
     problems = [
         problem

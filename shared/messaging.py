@@ -62,9 +62,9 @@ DEADLINES = QueueSpec(
         "case.closed",
         "deadline.changed",
     ),
-    "Events that start and stop the legal and department clocks (the system's verdicts only: "
-    "never a department's own answer, which the router judges); a due date moved by a closure "
-    "(DueDateChanged) moves its clock",
+    "Events that start, stop and move the legal and department clocks (the system's verdicts "
+    "only: never a department's own answer, which the router judges; a due date moved by a "
+    "closure, DueDateChanged, moves its clock)",
     retired=("case.responded.*", "case.returned.*", "case.rejected.*"),
 )
 NOTIFIER = QueueSpec(

@@ -114,7 +114,7 @@ ROUTES: tuple[Route, ...] = (
         "deadline.changed",
         (DueDateChanged,),
         "system",
-        "a term moved by a closure of the offices by decree",
+        "a term moved by a closure (a day closed by decree)",
     ),
     Route(
         "case.notification_failed",

@@ -221,6 +221,7 @@ class Runtime:
                 system=account_of(self.settings.amqp_url),
                 department_prefix=self.settings.broker_account_prefix,
             ),
+            now=self.deps.clock.now,
             attempts=self.settings.handler_attempts,
             batch=self.settings.batch_size,
             gather_seconds=sub.gather_seconds,
