@@ -358,6 +358,17 @@ class CitizenContact(BaseModel):
     notify_address: str | None = None
 
 
+class AttachmentLink(BaseModel):
+    """A link to one of the case's attachments that stops working at ``expires_at``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    media_type: str
+    url: str
+    expires_at: AwareDatetime
+
+
 class CaseRemitted(CaseEvent):
     event_type: Literal["CaseRemitted"] = "CaseRemitted"
     department: str
@@ -371,6 +382,8 @@ class CaseRemitted(CaseEvent):
     due_at: AwareDatetime
     #: True when the legal due date capped the department's own term.
     due_capped: bool = False
+    #: The case's photos and documents as expiring links, never their bytes.
+    attachments: list[AttachmentLink] = Field(default_factory=list)
 
     def routing_key(self) -> str:
         return f"case.remitted.{self.department}"

@@ -106,7 +106,7 @@ ROUTES: tuple[Route, ...] = (
         "case.forwarded",
         (CaseForwarded,),
         "system",
-        "a petition sent to the competent public body (the case is closed here)",
+        "a petition forwarded to the competent public body",
     ),
     Route("case.rejected", (SubmissionRejected,), "system", "a 311 submission refused"),
     Route(
