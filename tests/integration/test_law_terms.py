@@ -159,3 +159,56 @@ async def test_a_closure_moves_open_terms_their_clocks_and_tells_citizen_and_dep
     # Adding the same day again is refused and moves nothing.
     with pytest.raises(ClosureExists):
         await run_close(runtime.settings, closure, settle=0)
+
+
+async def notifications_of(
+    runtime: Runtime, case_id: str, event_type: str
+) -> list[tuple[str, str]]:
+    async with runtime.deps.uow() as uow:
+        rows = await uow.session.scalars(
+            select(NotificationRow).where(
+                NotificationRow.case_id == case_id, NotificationRow.event_type == event_type
+            )
+        )
+        return sorted((r.template, r.recipient) for r in rows)
+
+
+async def test_a_declined_petition_and_a_forwarded_one_are_told_to_whom_they_concern(
+    everything: tuple[FixedClock, Runtime], platform: Platform311
+) -> None:
+    _clock, runtime = everything
+    await platform.submit(submission("denuncia", UNROUTED, "311-DECLINE"))
+    await platform.submit(submission("denuncia", UNROUTED, "311-FORWARD"))
+    declined = await settled(runtime, "311-DECLINE", "classified")
+    forwarded = await settled(runtime, "311-FORWARD", "classified")
+
+    body = {"reason_code": "duplicada", "reason": "Ya existe un caso por los mismos hechos."}
+    assert await act(runtime, declined.id, "decline", body) == ["CaseClosed"]
+    note = {"entity": "idaan", "note": "La falta de agua corresponde al IDAAN."}
+    assert await act(runtime, forwarded.id, "forward", note) == ["CaseForwarded"]
+
+    async def told_citizen() -> list[tuple[str, str]] | None:
+        found = await notifications_of(runtime, declined.id, "CaseClosed")
+        return found or None
+
+    assert await eventually(told_citizen) == [("case_declined", "maria.perez@example.com")]
+
+    async def told_both() -> list[tuple[str, str]] | None:
+        found = await notifications_of(runtime, forwarded.id, "CaseForwarded")
+        return found if len(found) == 2 else None
+
+    assert await eventually(told_both) == [
+        ("case_forwarded", "maria.perez@example.com"),
+        ("case_forwarded_entity", "atencion@idaan.example"),
+    ]
+
+    async def stopped() -> bool:
+        async with runtime.deps.uow() as uow:
+            rows = list(
+                await uow.session.scalars(
+                    select(ClockRow).where(ClockRow.case_id.in_([declined.id, forwarded.id]))
+                )
+            )
+        return len(rows) == 2 and all(r.stopped_at is not None for r in rows)
+
+    assert await eventually(stopped)
