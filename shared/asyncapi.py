@@ -19,6 +19,7 @@ _KEYS: dict[str, str] = {
     "CaseClassified": "case.classified",
     "InspectionStarted": "case.inspection",
     "CaseRemitted": "case.remitted.{department}",
+    "CaseRemittedToDepartment": "department.{department}.remitted",
     "DepartmentResponded": "case.responded.{department}",
     "CaseReturned": "case.returned.{department}",
     "CaseAddedToAgenda": "case.on_agenda",

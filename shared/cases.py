@@ -22,6 +22,7 @@ from shared.contract import (
     CaseClosed,
     CaseReceived,
     CaseRemitted,
+    CaseRemittedToDepartment,
     CaseResolved,
     CaseReturned,
     CitizenContact,
@@ -468,7 +469,7 @@ def _effects(
             # Remitted with no working day left before the legal term's cap: a supervisor
             # must see it at once.
             case.flagged = True
-        return [_remitted_event(case, now)]
+        return _remitted_events(case, now)
     if action == "add_to_agenda":
         return [CaseAddedToAgenda(**ids, occurred_at=now)]
     if action in ("record_findings", "respond", "record_meeting_outcome"):
@@ -540,12 +541,22 @@ def _resolution(
     return events
 
 
-def _remitted_event(case: CaseRow, now: datetime) -> CaseRemitted:
+def _remitted_events(case: CaseRow, now: datetime) -> list[Event]:
+    """The public fact (``case.remitted.<code>``) and the department's copy with the contact."""
     citizen = case.citizen or {}
     notify = case.notify or {}
     assert case.kind is not None and case.department is not None
     assert case.department_due_at is not None
-    return CaseRemitted(
+    public = CaseRemitted(
+        **_ids(case),
+        department=case.department,
+        kind=case.kind,
+        category=case.category,
+        remitted_at=now,
+        due_at=case.department_due_at,
+        occurred_at=now,
+    )
+    copy = CaseRemittedToDepartment(
         **_ids(case),
         department=case.department,
         kind=case.kind,
@@ -565,6 +576,7 @@ def _remitted_event(case: CaseRow, now: datetime) -> CaseRemitted:
         due_at=case.department_due_at,
         occurred_at=now,
     )
+    return [public, copy]
 
 
 def _audit(

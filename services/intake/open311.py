@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from sqlalchemy import and_, false, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from services.intake.api import MissLimiter
 from services.intake.auth import TokenStore
 from services.intake.open311_catalog import Service, build_catalog
 from services.intake.open311_format import FORMATS, Open311Error, render, render_errors, w3c
@@ -66,7 +67,7 @@ def install(app: FastAPI, deps: Deps) -> None:
 
     @app.get(PREFIX + "/requests.{fmt}", tags=["open311"])
     async def get_requests(fmt: str, request: Request) -> Response:
-        return await api.answer(fmt, lambda: api.requests(dict(request.query_params)))
+        return await api.answer(fmt, lambda: api.requests(request))
 
     @app.get(PREFIX + "/requests/{service_request_id}.{fmt}", tags=["open311"])
     async def get_request(service_request_id: str, fmt: str) -> Response:
@@ -242,8 +243,31 @@ class Open311:
 
     # ------------------------------------------------------------------- following
 
-    async def requests(self, params: dict[str, str]) -> Answer:
-        query = parse_query(params, self.deps.clock.now(), self.tz)
+    def _anonymous_listing(self, request: Request, params: dict[str, str]) -> bool:
+        """Without an ``api_key`` a listing is small and counted like a public code lookup
+        (the per-client budget of :class:`services.intake.api.MissLimiter`), so nobody walks
+        the whole list of tracking codes."""
+        key = params.get("api_key")
+        if key:
+            self._check_key(key)
+            return False
+        limiter = getattr(request.app.state, "public_lookups", None)
+        if isinstance(limiter, MissLimiter):
+            client = request.client.host if request.client else "?"
+            now = self.deps.clock.now()
+            if limiter.blocked(client, now):
+                raise Open311Error(
+                    429,
+                    "demasiadas consultas sin api_key; intente más tarde o use la api_key de "
+                    "la plataforma 311 (regla: rate_limit)",
+                )
+            limiter.miss(client, now)
+        return True
+
+    async def requests(self, request: Request) -> Answer:
+        params = dict(request.query_params)
+        anonymous = self._anonymous_listing(request, params)
+        query = parse_query(params, self.deps.clock.now(), self.tz, anonymous=anonymous)
         statement = select(CaseRow)
         if query.ids is not None:
             statement = statement.where(CaseRow.tracking_code.in_(query.ids))
