@@ -43,6 +43,21 @@ async def _db_upgrade(settings: Settings) -> None:
         await engine.dispose()
 
 
+async def _db_prune(settings: Settings) -> tuple[int, int]:
+    from shared.clock import SystemClock
+    from shared.db.engine import make_engine, make_sessionmaker
+    from shared.outbox import Retention, prune
+
+    engine = make_engine(settings.database_url)
+    try:
+        pruned = await prune(
+            make_sessionmaker(engine), SystemClock().now(), Retention.from_settings(settings)
+        )
+    finally:
+        await engine.dispose()
+    return pruned.outbox, pruned.inbox
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="defensa311", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database operations")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply the migrations")
+    db_commands.add_parser(
+        "prune",
+        help="delete published outbox rows and inbox marks past their retention "
+        "(DEFENSA311_OUTBOX_RETENTION_DAYS, DEFENSA311_INBOX_RETENTION_DAYS)",
+    )
 
     asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document")
     asyncapi.add_argument("--output", "-o", help="write to this file instead of stdout")
@@ -79,6 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         names = SERVICES if args.service == "all" else (args.service,)
         asyncio.run(_run(settings, names))
+        return 0
+    if args.command == "db" and args.db_command == "prune":
+        outbox, inbox = asyncio.run(_db_prune(settings))
+        print(
+            f"depuración: {outbox} eventos publicados del outbox y {inbox} marcas del inbox "
+            f"eliminados (retención {settings.outbox_retention_days:g} y "
+            f"{settings.inbox_retention_days:g} días)"
+        )
         return 0
     if args.command == "db":
         asyncio.run(_db_upgrade(settings))

@@ -14,6 +14,7 @@ import gc
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from faststream.middlewares import AckPolicy
@@ -37,7 +38,7 @@ from shared.messaging import (
     system_topology,
 )
 from shared.metrics import Metrics
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, Retention, prune_forever
 from shared.settings import Settings
 from shared.uow import UnitOfWork
 
@@ -199,6 +200,18 @@ class Runtime:
         await deps.broker.start()
         deps.ready.set()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        self._tasks.append(
+            asyncio.create_task(
+                prune_forever(
+                    deps.sessionmaker,
+                    deps.clock,
+                    Retention.from_settings(self.settings),
+                    timedelta(seconds=self.settings.prune_interval_seconds),
+                    lambda pruned: deps.metrics.rows_pruned(pruned.outbox, pruned.inbox),
+                ),
+                name="retention",
+            )
+        )
         for service in self.services:
             for loop in service.loops:
                 self._tasks.append(asyncio.create_task(loop(deps), name=f"{service.name}-loop"))

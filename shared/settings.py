@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     # 30 s doubling, capped at an hour: ten tries ride out about three hours of an SMTP
     # or webhook outage before a notification is marked failed.
     notify_attempts: int = 10
+    # The public transparency figures are recomputed at most this often (0: every request).
+    transparency_cache_seconds: float = Field(default=30.0, ge=0)
+    # Published outbox rows and inbox marks older than this are pruned (shared/outbox.py).
+    outbox_retention_days: float = Field(default=7.0, gt=0)
+    inbox_retention_days: float = Field(default=30.0, gt=0)
+    prune_interval_seconds: float = Field(default=3600.0, gt=0)
     notify_backoff_seconds: float = 30.0
 
     @field_validator("database_url")

@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -152,6 +153,14 @@ def public_rules(limits: HttpLimits) -> list[LimitRule]:
             "/seguimiento/{tracking_code}",
             lookup,
         ),
+        # Open311's listing without an api_key shows tracking codes: the same budget.
+        LimitRule(
+            "lookup",
+            get,
+            re.compile(r"/open311/v2/requests(\.[a-z]+|/[^/]+)"),
+            "/open311/v2/requests",
+            lookup,
+        ),
     ]
 
 
@@ -165,6 +174,10 @@ def _authenticated(scope: Scope, tokens: TokenStore) -> bool:
         if name == b"authorization":
             authorization = value.decode("latin-1")
     token = bearer_token(authorization)
+    if not token:
+        # Open311 clients present their key as a parameter (GeoReport v2).
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        token = next(iter(query.get("api_key", [])), None)
     return bool(token) and tokens.authenticate(token or "") is not None
 
 

@@ -20,7 +20,6 @@ from fastapi.responses import Response
 from sqlalchemy import and_, false, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from services.intake.api import MissLimiter
 from services.intake.auth import TokenStore
 from services.intake.open311_catalog import Service, build_catalog
 from services.intake.open311_format import FORMATS, Open311Error, render, render_errors, w3c
@@ -243,30 +242,19 @@ class Open311:
 
     # ------------------------------------------------------------------- following
 
-    def _anonymous_listing(self, request: Request, params: dict[str, str]) -> bool:
-        """Without an ``api_key`` a listing is small and counted like a public code lookup
-        (the per-client budget of :class:`services.intake.api.MissLimiter`), so nobody walks
-        the whole list of tracking codes."""
+    def _anonymous_listing(self, params: dict[str, str]) -> bool:
+        """Without an ``api_key`` a listing is small; the lookup budget of
+        :func:`services.intake.observability.public_rules` limits how often (a listing shows
+        tracking codes, so it must not become a way to walk them all)."""
         key = params.get("api_key")
         if key:
             self._check_key(key)
             return False
-        limiter = getattr(request.app.state, "public_lookups", None)
-        if isinstance(limiter, MissLimiter):
-            client = request.client.host if request.client else "?"
-            now = self.deps.clock.now()
-            if limiter.blocked(client, now):
-                raise Open311Error(
-                    429,
-                    "demasiadas consultas sin api_key; intente más tarde o use la api_key de "
-                    "la plataforma 311 (regla: rate_limit)",
-                )
-            limiter.miss(client, now)
         return True
 
     async def requests(self, request: Request) -> Answer:
         params = dict(request.query_params)
-        anonymous = self._anonymous_listing(request, params)
+        anonymous = self._anonymous_listing(params)
         query = parse_query(params, self.deps.clock.now(), self.tz, anonymous=anonymous)
         statement = select(CaseRow)
         if query.ids is not None:

@@ -22,6 +22,7 @@ from shared.contract import (
     Submission,
     law_errors,
 )
+from shared.paging import MAX_PAGE_SIZE
 
 
 class _Body(BaseModel):
@@ -185,5 +186,10 @@ class ListFilters(_Body):
     channel: Channel | None = None
     department: str | None = Field(default=None, max_length=32)
     overdue: bool | None = None
-    limit: int = Field(default=50, ge=1, le=200)
+    # Staff search (shared/search.py): words of a name, identity number, e-mail, phone,
+    # tracking code, 311 ticket, description or address.
+    q: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
     offset: int = Field(default=0, ge=0)
+    # Keyset paging: the next_cursor of the previous page (then offset must be 0).
+    cursor: str | None = Field(default=None, max_length=200)

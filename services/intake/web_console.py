@@ -7,6 +7,7 @@ case row. POST forms carry the session's CSRF token; the session cookie is ``Sam
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from shared.db.models import CaseRow
 from shared.domain.clocks import Clock, clock_statuses, is_overdue
 from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State
 from shared.runtime import Deps
+from shared.search import InvalidSearch, search_clause, search_words
 from shared.tracking import normalize_tracking_code
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 DEPARTMENT_ACTIONS = ("respond", "return")
 NEAR_DAYS = 3
 LIST_LIMIT = 300
+# A search shows the newest matches; more words narrow it.
+SEARCH_LIMIT = 100
 LOGIN_WINDOW_SECONDS = 300
 LOGIN_MAX_FAILURES = 20
 
@@ -434,15 +438,58 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
         return response
 
     @app.get("/consola/buscar", include_in_schema=False)
-    async def search(request: Request, codigo: str = "") -> Response:
+    async def search(request: Request, codigo: str = "", q: str = "") -> Response:
         session = session_of(request)
         if session is None:
             return to_login()
+        if codigo and not q:
+            try:
+                code = normalize_tracking_code(codigo)
+            except ValueError:
+                return case_not_found(request, session)
+            return RedirectResponse(f"/consola/casos/{code}", status_code=303)
+        if not (session.is_staff or session.department):
+            return forbidden(request, session)
+        with contextlib.suppress(ValueError):  # a whole tracking code: straight to the case
+            code = normalize_tracking_code(q)
+            return RedirectResponse(f"/consola/casos/{code}", status_code=303)
+        now = deps.clock.now()
+        error = None
+        rows: list[Row] = []
+        more = False
         try:
-            code = normalize_tracking_code(codigo)
-        except ValueError:
-            return case_not_found(request, session)
-        return RedirectResponse(f"/consola/casos/{code}", status_code=303)
+            words = search_words(q)
+        except InvalidSearch as exc:
+            error = exc.error.message
+        else:
+            where = [search_clause(words, deps.engine.dialect.name)]
+            if session.department is not None:  # a department sees only its cases
+                where.append(CaseRow.department == session.department)
+            async with deps.uow() as uow:
+                found = list(
+                    await uow.session.scalars(
+                        select(CaseRow)
+                        .where(*where)
+                        .order_by(CaseRow.received_at.desc(), CaseRow.id)
+                        .limit(SEARCH_LIMIT + 1)
+                    )
+                )
+            more = len(found) > SEARCH_LIMIT
+            rows = [row_for(c, now, deps) for c in found[:SEARCH_LIMIT]]
+        return pages.render(
+            request,
+            "consola_buscar.html",
+            status_code=422 if error else 200,
+            session=session,
+            private=True,
+            title="Buscar casos",
+            section="consola",
+            search=q,
+            error=error,
+            rows=rows,
+            more=more,
+            limit=SEARCH_LIMIT,
+        )
 
     def new_case_page(
         request: Request,
