@@ -33,7 +33,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
@@ -43,7 +43,9 @@ SERVER = os.environ.get(
     "DEFENSA311_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 AMQP = os.environ.get("DEFENSA311_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-STAFF, PLATFORM, ASEO = "bench-staff-token", "bench-311-token", "bench-aseo-token"
+STAFF = "bench-staff-token-0123456789abcdef"
+PLATFORM = "bench-311-token-0123456789abcdef"
+ASEO = "bench-aseo-token-0123456789abcdef"
 NOW_SQL = "now()"
 
 # One statement: N cases. Filing instants are spread over three years; a case's age decides
@@ -383,8 +385,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     dsn = url_with_database(SERVER, name)
-    vhost = create_vhost()
-    amqp = AMQP.rstrip("/") + "/" + vhost
+    vhost = args.vhost or await asyncio.to_thread(create_vhost)
+    amqp = AMQP.rstrip("/") + "/" + quote(vhost, safe="")
     port = 18000 + secrets.randbelow(2000)
     env = {
         **os.environ,
@@ -465,8 +467,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         admin = await asyncpg.connect(SERVER)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-        with suppress(RuntimeError):
-            await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
+        if not args.vhost:
+            with suppress(RuntimeError):
+                await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
     return result
 
 
@@ -482,6 +485,9 @@ if __name__ == "__main__":
         "--cold-wait", type=float, default=0.0, help="seconds to wait before the burst"
     )
     parser.add_argument("--project", default=str(HERE), help="checkout whose intake is run")
+    parser.add_argument(
+        "--vhost", default="", help="an existing RabbitMQ vhost to use (default: a new one)"
+    )
     arguments = parser.parse_args()
     arguments.project = Path(arguments.project).resolve()
     print(json.dumps(asyncio.run(main(arguments)), ensure_ascii=False))
