@@ -1,7 +1,8 @@
 """The meeting's agenda: the sugerencias waiting in ``on_agenda``, oldest first.
 
-The query is shared by the HTTP API (intake) and the ``defensa311 agenda`` command; the
-renderings carry no personal data (a suggestion is presented by its tracking code).
+The query is shared by the HTTP API (intake, one keyset page at a time) and the
+``defensa311 agenda`` command (every page); the renderings carry no personal data (a
+suggestion is presented by its tracking code).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ColumnElement, func, select
 
-from shared.calendar import TZ, BusinessCalendar, days_left
+from shared.calendar import TZ
 from shared.db.models import CaseHistoryRow, CaseRow
+from shared.domain.clocks import Terms, legal_status
 from shared.lifecycle import State
 from shared.paging import MAX_PAGE_SIZE, Cursor, next_cursor
 from shared.paging import after as after_cursor
@@ -47,7 +49,7 @@ def _on_agenda() -> list[ColumnElement[bool]]:
 
 async def agenda_page(
     uow: UnitOfWork,
-    calendar: BusinessCalendar,
+    terms: Terms,
     now: datetime,
     *,
     limit: int,
@@ -66,16 +68,16 @@ async def agenda_page(
     )
     total = await uow.session.scalar(select(func.count()).select_from(CaseRow).where(*_on_agenda()))
     return AgendaPage(
-        await _items(uow, rows[:limit], calendar, now), total or 0, next_cursor(rows, limit)
+        await _items(uow, rows[:limit], terms, now), total or 0, next_cursor(rows, limit)
     )
 
 
-async def agenda(uow: UnitOfWork, calendar: BusinessCalendar, now: datetime) -> list[AgendaItem]:
+async def agenda(uow: UnitOfWork, terms: Terms, now: datetime) -> list[AgendaItem]:
     """Every sugerencia on the agenda, the one filed first on top (the printed agenda)."""
     items: list[AgendaItem] = []
     cursor: Cursor | None = None
     while True:
-        page = await agenda_page(uow, calendar, now, limit=MAX_PAGE_SIZE, after=cursor)
+        page = await agenda_page(uow, terms, now, limit=MAX_PAGE_SIZE, after=cursor)
         items += page.items
         if page.next_cursor is None:
             return items
@@ -83,7 +85,7 @@ async def agenda(uow: UnitOfWork, calendar: BusinessCalendar, now: datetime) -> 
 
 
 async def _items(
-    uow: UnitOfWork, cases: list[CaseRow], calendar: BusinessCalendar, now: datetime
+    uow: UnitOfWork, cases: list[CaseRow], terms: Terms, now: datetime
 ) -> list[AgendaItem]:
     added = await _added_at(uow, [c.id for c in cases])
     return [
@@ -95,7 +97,7 @@ async def _items(
             received_at=case.received_at,
             added_at=added.get(case.id, case.updated_at),
             due_at=case.due_at,
-            days_left=days_left(case.due_at, now, calendar),
+            days_left=legal_status(case, now, terms).days_left,
         )
         for case in cases
     ]

@@ -4,8 +4,10 @@ Ley 38 de 2000, art. 67, counts day terms in business days (días hábiles). A p
 date is the N-th working day *after* the filing day (the filing day itself is not counted), and the
 term ends at 23:59:59 America/Panama of that day. Saturdays, Sundays and Panama's national holidays
 (as listed by the ``holidays`` package, ``country_holidays("PA")``, observed days included) are not
-working days. The same rule serves the department clock (N working days after the remittance day).
-A policy may switch to calendar days, in which case every day counts.
+working days, nor are the days the Executive closes public offices by decree with terms suspended
+(``closures``: the institution's configuration and the ``calendar_closures`` table, see
+:mod:`shared.closures`). The same rule serves the department clock (N working days after the
+remittance day). A policy may switch to calendar days, in which case every day counts.
 
 Everything here is pure: no I/O, no reading of the system clock. ``now`` is always passed in.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import MAXYEAR, MINYEAR, date, datetime, time, timedelta
 from enum import StrEnum
@@ -139,16 +142,37 @@ class BusinessCalendar:
     included). Instances are cheap to share and safe to use from several threads.
     """
 
-    __slots__ = ("_index", "_kind", "_lock")
+    __slots__ = ("_closed", "_index", "_kind", "_lock")
 
-    def __init__(self, kind: CalendarKind = CalendarKind.BUSINESS) -> None:
+    def __init__(
+        self, kind: CalendarKind = CalendarKind.BUSINESS, closures: Iterable[date] = ()
+    ) -> None:
         self._kind = _kind(kind, "kind")
+        self._closed: frozenset[date] = frozenset(closures)
         self._index: _Index | None = None
         self._lock = threading.Lock()
 
     @property
     def kind(self) -> CalendarKind:
         return self._kind
+
+    @property
+    def closures(self) -> frozenset[date]:
+        """Days closed by decree with terms suspended: not working days (business calendars)."""
+        return self._closed
+
+    def set_closures(self, closures: Iterable[date]) -> bool:
+        """Replace the closed days (a reload); say whether they changed.
+
+        Every holder of this calendar (the terms, the alert policy) sees the new days at once.
+        """
+        closed = frozenset(closures)
+        with self._lock:
+            if closed == self._closed:
+                return False
+            self._closed = closed
+            self._index = None  # rebuilt on the next question, with the new days
+            return True
 
     def __repr__(self) -> str:
         return f"BusinessCalendar({self._kind.value!r})"
@@ -168,8 +192,12 @@ class BusinessCalendar:
                 first_year = min(first_year, index.first_year)
                 last_year = max(last_year, index.last_year)
             ordinals: list[int] = []
+            closed = {d.toordinal() for d in self._closed}
             for year in range(first_year, last_year + 1):
-                ordinals.extend(_working_ordinals_in_year(year))
+                if closed:
+                    ordinals.extend(o for o in _working_ordinals_in_year(year) if o not in closed)
+                else:
+                    ordinals.extend(_working_ordinals_in_year(year))
             index = _Index(first_year, last_year, ordinals)
             self._index = index  # one atomic swap: readers see the old or the new index
             return index
@@ -182,10 +210,21 @@ class BusinessCalendar:
     # -- public API ----------------------------------------------------------------------------
 
     def is_working_day(self, day: date) -> bool:
-        """Whether ``day`` counts: always for calendar days; Mon-Fri and not a holiday otherwise."""
+        """Whether ``day`` counts: always for calendar days; otherwise Mon-Fri, not a holiday and
+        not closed by decree with terms suspended."""
         if self._kind is CalendarKind.CALENDAR:
             return True
-        return day.weekday() < _SATURDAY and day not in _holidays_in_year(day.year)
+        return (
+            day.weekday() < _SATURDAY
+            and day not in _holidays_in_year(day.year)
+            and day not in self._closed
+        )
+
+    def holidays_in(self, year: int) -> dict[date, str]:
+        """Panama's national holidays of ``year`` with their names (the ``holidays`` package)."""
+        _holidays_in_year(year)  # validates the year range the same way
+        table = holidays.country_holidays(_COUNTRY, years=[year], language="es")
+        return {d: str(name) for d, name in sorted(table.items()) if d.year == year}
 
     def add_days(self, start: date, n: int) -> date:
         """The ``n``-th working day after ``start`` (``start`` itself is not counted).

@@ -10,6 +10,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from shared.runtime import Runtime, ServiceDefinition
 from shared.settings import Settings, load_settings
 
@@ -58,6 +60,36 @@ async def _db_prune(settings: Settings) -> tuple[int, int]:
     return pruned.outbox, pruned.inbox
 
 
+def preflight(settings: Settings, names: Sequence[str]) -> str:
+    """Check the settings a start needs; the banner to print, or :class:`StartupError`."""
+    from shared.startup import StartupError, banner, check_config, check_port, check_services
+
+    config = check_config(settings)
+    if "intake" in names:
+        from services.intake.auth import TokenConfigError, TokenStore
+
+        codes = set(config.department_codes)
+        try:
+            TokenStore.build(settings.api_tokens, [], codes)
+        except TokenConfigError:
+            # Never the value itself: it holds tokens.
+            raise StartupError(
+                "DEFENSA311_API_TOKENS no es válida: use rol=token separados por comas, con los "
+                "roles staff, supervisor, platform311 o department:<código de un departamento "
+                "de la configuración>"
+            ) from None
+        try:
+            TokenStore.build("", config.tokens, codes)
+        except TokenConfigError:
+            raise StartupError(
+                f"DEFENSA311_CONFIG: una entrada [[tokens]] de {settings.config} tiene un rol "
+                "desconocido"
+            ) from None
+        check_port(settings)
+    asyncio.run(check_services(settings))
+    return banner(settings, config, names)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="defensa311", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     asyncapi.add_argument("--output", "-o", help="write to this file instead of stdout")
     # Services (``services/<name>/cli.py``) and shared tools contribute sub-commands
     # through ``register(commands)``.
-    for module_name in [f"services.{name}.cli" for name in SERVICES] + ["shared.broker_cli"]:
+    for module_name in [f"services.{name}.cli" for name in SERVICES] + [
+        "shared.broker_cli",
+        "shared.calendar_cli",
+    ]:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -92,12 +127,39 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        # Name the settings, never their values (a URL or a token may be among them).
+        wrong = ", ".join(
+            "DEFENSA311_" + str(error["loc"][0]).upper() for error in exc.errors() if error["loc"]
+        )
+        print(f"no se puede iniciar: {wrong}: valor no válido", file=sys.stderr)
+        return 2
     from shared.logs import configure_logging
 
     configure_logging(settings.log_level, json_lines=settings.log_json)
     if args.command == "run":
+        from shared.startup import StartupError
+
         names = SERVICES if args.service == "all" else (args.service,)
+        try:
+            # First: a token list that does not parse is named before anything reads it.
+            banner = preflight(settings, names)
+        except StartupError as exc:
+            print(f"no se puede iniciar: {exc}", file=sys.stderr)
+            return 2
+        problems = [
+            problem
+            for name in names
+            for check in service_definition(name).checks
+            for problem in check(settings)
+        ]
+        if problems:
+            for problem in problems:
+                print(f"no se puede iniciar: {problem}", file=sys.stderr)
+            return 2
+        print(banner, flush=True)
         asyncio.run(_run(settings, names))
         return 0
     if args.command == "db" and args.db_command == "prune":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,34 @@ class DeadlinePolicy(BaseModel):
         if any(n <= 0 for n in value):
             raise ValueError("los umbrales deben ser días positivos")
         return sorted(set(value), reverse=True)
+
+
+class Closure(BaseModel):
+    """A day the Executive closed public offices by decree (not a holiday of the law)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    date: dt.date
+    # The decree's name and what it closed, e.g. "Decreto Ejecutivo N.° 37 de 5 de diciembre de
+    # 2025: cierre desde el mediodía".
+    reason: str = Field(min_length=3, max_length=500)
+    # Whether the decree suspends administrative terms that day: only then is it not counted.
+    suspends_terms: bool = True
+
+
+class CalendarSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    closures: list[Closure] = Field(default_factory=list)
+    # How often each service re-reads the closures added with ``defensa311 calendar close``.
+    reload_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_per_day(self) -> CalendarSettings:
+        days = [c.date for c in self.closures]
+        if len(days) != len(set(days)):
+            raise ValueError("fechas de cierre repetidas en [[calendar.closures]]")
+        return self
 
 
 class Department(BaseModel):
@@ -86,6 +115,7 @@ class InstitutionConfig(BaseModel):
 
     institution: Institution = Field(default_factory=Institution)
     deadlines: DeadlinePolicy = Field(default_factory=DeadlinePolicy)
+    calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     departments: list[Department] = Field(default_factory=list)
     rules: list[dict[str, Any]] = Field(default_factory=list)
     tokens: list[TokenEntry] = Field(default_factory=list)

@@ -1,5 +1,8 @@
-"""How every consumer handles a delivery (DESIGN §5).
+"""How every consumer handles a delivery (DESIGN §4–5).
 
+- before anything else, the delivery is checked against the routing-key table
+  (:mod:`shared.routing`): its key must admit the body's ``event_type`` and, on a department
+  key, its ``user_id``; anything else goes to ``<queue>.dlq`` with the reason;
 - a handler first *decodes* the body (pure; a :class:`Poison` body is refused there) and
   returns the *work* to do in a transaction; the consumer runs the work of the deliveries
   waiting at that moment in **one** transaction (a batch: one commit instead of many). If the
@@ -31,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.messaging import QueueSpec
+from shared.routing import Identities, Refused, check, route_of
 from shared.uow import UnitOfWork
 
 log = logging.getLogger("defensa311.consumer")
@@ -111,6 +115,7 @@ class Consumer:
         broker: RabbitBroker,
         uow: Callable[[], UnitOfWork],
         *,
+        identities: Identities,
         attempts: int = 3,
         batch: int = 32,
         gather_seconds: float = 0.0,
@@ -119,6 +124,15 @@ class Consumer:
     ) -> None:
         self.spec = spec
         self._handler = handler
+        self._identities = identities
+        # What this queue's bindings admit: a binding left from an older topology brings
+        # nothing else to the handler.
+        self._consumes = tuple(
+            name
+            for key in spec.bindings
+            if (route := route_of(key)) is not None
+            for name in route.event_types
+        )
         self._broker = broker
         self._uow = uow
         self._attempts = attempts
@@ -130,6 +144,12 @@ class Consumer:
         self._worker: asyncio.Task[None] | None = None
 
     async def __call__(self, body: bytes, msg: RabbitMessage) -> None:
+        raw = msg.raw_message
+        try:
+            check(raw.routing_key or "", body, raw.user_id, self._identities, self._consumes)
+        except Refused as exc:
+            await self._dead_letter(body, msg, exc.reason)
+            return
         try:
             work = self._handler(body, msg)
         except Poison as exc:

@@ -14,7 +14,7 @@ notifier bind. The 311 platform's queue binds the public keys one by one
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
@@ -53,7 +53,7 @@ def _description(value: str) -> str:
 
 
 def _short_text(value: str) -> str:
-    return clean_text(value, min_len=1, max_len=200)
+    return clean_text(value, min_len=1, max_len=200, multiline=False)
 
 
 def _reason(value: str) -> str:
@@ -301,7 +301,10 @@ class CaseRemitted(CaseEvent):
     kind: Kind
     category: str | None
     remitted_at: AwareDatetime
+    #: The department's due date: its own term, capped by the legal due date less the margin.
     due_at: AwareDatetime
+    #: True when the legal due date capped the department's own term.
+    due_capped: bool = False
 
     def routing_key(self) -> str:
         return f"case.remitted.{self.department}"
@@ -319,7 +322,10 @@ class CaseRemittedToDepartment(CaseEvent):
     location: Location | None = None
     citizen: CitizenContact
     remitted_at: AwareDatetime
+    #: The department's due date: its own term, capped by the legal due date less the margin.
     due_at: AwareDatetime
+    #: True when the legal due date capped the department's own term.
+    due_capped: bool = False
 
     def routing_key(self) -> str:
         return department_remitted_key(self.department)
@@ -346,6 +352,17 @@ class CaseReturned(CaseEvent):
 
     def routing_key(self) -> str:
         return f"case.returned.{self.department}"
+
+
+class CaseReturnAccepted(CaseEvent):
+    """The system accepted a department's return (``CaseReturned``): the case is no longer
+    that department's and waits to be routed again; ``flagged`` once returned twice."""
+
+    event_type: Literal["CaseReturnAccepted"] = "CaseReturnAccepted"
+    department: str
+    reason: str
+    flagged: bool = False
+    routing_prefix: ClassVar[str] = "case.return_accepted"
 
 
 class CaseAddedToAgenda(CaseEvent):
@@ -404,6 +421,24 @@ class DeadlineMissed(CaseEvent):
     routing_prefix: ClassVar[str] = "deadline.missed"
 
 
+class DueDateChanged(CaseEvent):
+    """A term of the case moved: a day closed by decree with terms suspended fell within it.
+
+    The deadlines service moves the clock and its alerts; the notifier tells the citizen (legal
+    term) and the department (its term) the new date and why.
+    """
+
+    event_type: Literal["DueDateChanged"] = "DueDateChanged"
+    clock: Clock
+    department: str | None = None
+    previous_due_at: AwareDatetime
+    due_at: AwareDatetime
+    #: Why, in Spanish, naming the decree (shown to the citizen as is).
+    reason: LongText
+    closed_day: date
+    routing_prefix: ClassVar[str] = "deadline.changed"
+
+
 class NotificationFailed(CaseEvent):
     event_type: Literal["NotificationFailed"] = "NotificationFailed"
     notification_id: str
@@ -421,12 +456,14 @@ AnyEvent = Annotated[
     | CaseRemittedToDepartment
     | DepartmentResponded
     | CaseReturned
+    | CaseReturnAccepted
     | CaseAddedToAgenda
     | CaseResolved
     | CaseClosed
     | SubmissionRejected
     | DeadlineNear
     | DeadlineMissed
+    | DueDateChanged
     | NotificationFailed,
     Field(discriminator="event_type"),
 ]
@@ -442,12 +479,14 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CaseRemittedToDepartment,
         DepartmentResponded,
         CaseReturned,
+        CaseReturnAccepted,
         CaseAddedToAgenda,
         CaseResolved,
         CaseClosed,
         SubmissionRejected,
         DeadlineNear,
         DeadlineMissed,
+        DueDateChanged,
         NotificationFailed,
     )
 }

@@ -1,15 +1,18 @@
 """The case lifecycle (DESIGN §3), guarded by one shared ``transitions`` machine.
 
-Pure: no I/O. :func:`apply` answers the next state for an action or raises
-:class:`IllegalTransition` naming the actions that *are* allowed. Persisting the new
-state, the audit row and the outgoing events is the caller's job, in one transaction.
+Pure: no I/O. The table of transitions is the action registry's
+(:data:`shared.domain.actions.TRANSITIONS`, one row per action); :meth:`Lifecycle.apply`
+answers the next state for an action or raises :class:`IllegalTransition` naming the actions
+that *are* allowed. Persisting the new state, the audit row and the outgoing events is the
+caller's job, in one transaction.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from transitions import Machine, MachineError
 
@@ -28,21 +31,14 @@ OPEN_STATES = frozenset(
     {State.RECEIVED, State.CLASSIFIED, State.INSPECTION, State.REMITTED, State.ON_AGENDA}
 )
 
-# (action, sources, destination, condition) — the action names are the HTTP API's.
-_TRANSITIONS: list[tuple[str, list[State], State, str | None]] = [
-    ("classify", [State.RECEIVED, State.CLASSIFIED], State.CLASSIFIED, None),
-    ("start_inspection", [State.CLASSIFIED], State.INSPECTION, "is_inspectable"),
-    ("remit", [State.CLASSIFIED], State.REMITTED, "is_denuncia"),
-    ("add_to_agenda", [State.CLASSIFIED], State.ON_AGENDA, "is_sugerencia"),
-    ("record_findings", [State.INSPECTION], State.RESOLVED, None),
-    ("respond", [State.REMITTED], State.RESOLVED, None),
-    ("record_meeting_outcome", [State.ON_AGENDA], State.RESOLVED, None),
-    ("return", [State.REMITTED], State.CLASSIFIED, None),
-    ("close", [State.RESOLVED], State.CLOSED, None),
-    ("decline", [State.RECEIVED, State.CLASSIFIED], State.CLOSED, None),
-]
 
-ACTIONS: tuple[str, ...] = tuple(dict.fromkeys(t[0] for t in _TRANSITIONS))
+class Transition(NamedTuple):
+    """One row of the lifecycle table; ``condition`` names a guard on the case's kind."""
+
+    action: str
+    sources: tuple[State, ...]
+    destination: State
+    condition: str | None = None
 
 
 class DomainError(Exception):
@@ -70,6 +66,11 @@ class IllegalTransition(DomainError):
             f"permitidas: {allowed}"
         )
 
+    def only(self, may: Iterable[str]) -> IllegalTransition:
+        """The same refusal naming only the allowed actions the caller may take."""
+        mine = set(may)
+        return replace(self, allowed=[a for a in self.allowed if a in mine])
+
 
 class _Subject:
     """What the machine sees of a case while one action is evaluated."""
@@ -96,7 +97,9 @@ def _trigger_name(action: str) -> str:
 class Lifecycle:
     """One machine shared by every case; a case is bound to it only while an action runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, transitions: Iterable[Transition]) -> None:
+        self._transitions = tuple(transitions)
+        self.actions: tuple[str, ...] = tuple(dict.fromkeys(t.action for t in self._transitions))
         self._decided: dict[tuple[str, str, str | None], State | None] = {}
         self._machine = Machine(
             model=None,
@@ -105,7 +108,7 @@ class Lifecycle:
             auto_transitions=False,
             ignore_invalid_triggers=False,
         )
-        for action, sources, dest, condition in _TRANSITIONS:
+        for action, sources, dest, condition in self._transitions:
             self._machine.add_transition(
                 _trigger_name(action),
                 [s.value for s in sources],
@@ -128,7 +131,7 @@ class Lifecycle:
         return moved
 
     def _ask_machine(self, state: str, action: str, kind: str | None) -> State | None:
-        if action not in ACTIONS:
+        if action not in self.actions:
             raise UnknownAction(action)
         subject = _Subject(kind)
         self._machine.add_model(subject, initial=state)
@@ -143,7 +146,7 @@ class Lifecycle:
     def allowed(self, state: str, kind: str | None) -> list[str]:
         subject = _Subject(kind)
         allowed = []
-        for action, sources, _dest, condition in _TRANSITIONS:
+        for action, sources, _dest, condition in self._transitions:
             if state not in sources:
                 continue
             if condition and not getattr(subject, condition)():

@@ -33,6 +33,8 @@ class QueueSpec:
     name: str
     bindings: tuple[str, ...]
     description: str
+    # Bindings an older topology had: removed at start so nothing outside the contract flows in.
+    retired: tuple[str, ...] = ()
 
     @property
     def dlq(self) -> str:
@@ -47,19 +49,23 @@ ROUTER = QueueSpec(
     ("case.received", "case.responded.*", "case.returned.*"),
     "New cases to classify and route; departments' answers and returns",
 )
+#: The inbox of the consumer on :data:`ROUTER` that applies departments' answers: a door that
+#: emits an answer itself marks it there, so the answer is not applied a second time.
+ANSWERS_INBOX = "router"
 DEADLINES = QueueSpec(
     f"{PREFIX}.deadlines",
     (
         "case.received",
         "case.remitted.*",
-        "case.responded.*",
-        "case.returned.*",
+        "case.return_accepted",
         "case.resolved",
         "case.closed",
-        "case.rejected.*",
+        "deadline.changed",
     ),
-    "Events that start and stop the legal and department clocks; a department's answer the "
-    "router refused (SubmissionRejected) restarts the clock the answer stopped",
+    "Events that start and stop the legal and department clocks (the system's verdicts only: "
+    "never a department's own answer, which the router judges); a due date moved by a closure "
+    "(DueDateChanged) moves its clock",
+    retired=("case.responded.*", "case.returned.*", "case.rejected.*"),
 )
 NOTIFIER = QueueSpec(
     f"{PREFIX}.notifier",
@@ -69,6 +75,7 @@ NOTIFIER = QueueSpec(
         "case.resolved",
         "deadline.near",
         "deadline.missed",
+        "deadline.changed",
     ),
     "Events that become e-mails, SMS and webhooks",
 )
@@ -83,6 +90,7 @@ PUBLIC_CASE_KEYS: tuple[str, ...] = (
     "case.remitted.*",
     "case.responded.*",
     "case.returned.*",
+    "case.return_accepted",
     "case.on_agenda",
     "case.resolved",
     "case.closed",
@@ -158,3 +166,5 @@ async def declare_topology(broker: RabbitBroker, specs: Iterable[QueueSpec]) -> 
         queue = await broker.declare_queue(rabbit_queue(spec))
         for key in spec.bindings:
             await queue.bind(robust_exchange, routing_key=key)
+        for key in spec.retired:
+            await queue.unbind(robust_exchange, routing_key=key)

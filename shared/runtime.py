@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.cases import CaseServices
 from shared.clock import Clock, SystemClock
+from shared.closures import keep_calendar_current, reload_calendar
 from shared.config import InstitutionConfig, load_config
 from shared.consumer import Consumer, Handler
 from shared.db.engine import make_engine, make_sessionmaker
@@ -37,15 +38,20 @@ from shared.messaging import (
     rabbit_queue,
     system_topology,
 )
-from shared.metrics import Metrics
+from shared.metrics import Gauges, Metrics
 from shared.outbox import OutboxRelay, Retention, prune_forever
+from shared.routing import Identities, account_of
 from shared.settings import Settings
 from shared.uow import UnitOfWork
 
 if TYPE_CHECKING:
+    import uvicorn
     from fastapi import FastAPI
 
 log = logging.getLogger("defensa311.runtime")
+
+# How often a service without HTTP re-reads its gauges for its metrics port.
+GAUGES_SECONDS = 15.0
 
 
 @dataclass
@@ -101,6 +107,14 @@ class ServiceDefinition:
     subscriptions: tuple[Subscription, ...] = ()
     loops: tuple[LoopFactory, ...] = ()
     http: HttpFactory | None = None
+    # What stops the service from starting, one line each for the operator (``run`` prints
+    # them and exits before connecting to anything).
+    checks: tuple[Callable[[Settings], list[str]], ...] = ()
+    # The service's own tables (ORM classes on the shared declarative base): the one
+    # Alembic history and the schema tests see them through the service definitions.
+    models: tuple[type[Any], ...] = ()
+    # Gauges read from the service's own tables (its /metrics figures).
+    gauges: tuple[Gauges, ...] = ()
     # Connections the service's own loops hold at once, if more than DEFENSA311_DB_POOL_SIZE:
     # a pool smaller than that opens and closes overflow connections all the time (each one a
     # PostgreSQL backend forked and its statements prepared anew).
@@ -117,6 +131,23 @@ async def _the_message(msg: Any) -> Any:
 def pool_size(settings: Settings, services: list[ServiceDefinition]) -> int:
     """The setting, or more if a service needs more (``run all``: the largest need)."""
     return max([settings.db_pool_size, *(service.db_pool_size for service in services)])
+
+
+def http_server_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """uvicorn's configuration: forwarded headers are believed only from trusted proxies
+    (uvicorn's own default trusts 127.0.0.1, which is every client behind a local tunnel)."""
+    import uvicorn
+
+    trusted = [ip.strip() for ip in settings.trusted_proxies.split(",") if ip.strip()]
+    return uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or [],
+    )
 
 
 class Runtime:
@@ -144,6 +175,7 @@ class Runtime:
             clock,
             poll_seconds=settings.outbox_poll_seconds,
             lease_seconds=settings.outbox_lease_seconds,
+            user_id=account_of(settings.amqp_url),
         )
         self.deps = Deps(
             settings=settings,
@@ -159,6 +191,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[Any] = []
         self._consumers: list[Consumer] = []
+        self.deps.metrics.gauges = [g for service in services for g in service.gauges]
         for service in services:
             for sub in service.subscriptions:
                 self._subscribe(sub)
@@ -173,6 +206,10 @@ class Runtime:
             sub.handler(self.deps),
             self.deps.broker,
             self.deps.uow,
+            identities=Identities(
+                system=account_of(self.settings.amqp_url),
+                department_prefix=self.settings.broker_account_prefix,
+            ),
             attempts=self.settings.handler_attempts,
             batch=self.settings.batch_size,
             gather_seconds=sub.gather_seconds,
@@ -195,6 +232,8 @@ class Runtime:
     async def start(self) -> None:
         deps = self.deps
         await upgrade(deps.engine)
+        # Closures by decree added at run time count from the start, and are re-read as added.
+        await reload_calendar(deps.sessionmaker, deps.config, deps.cases.terms)
         await deps.broker.connect()
         await declare_topology(deps.broker, system_topology(deps.config.department_codes))
         await deps.broker.start()
@@ -212,10 +251,21 @@ class Runtime:
                 name="retention",
             )
         )
+        self._tasks.append(
+            asyncio.create_task(
+                keep_calendar_current(deps.sessionmaker, deps.config, deps.cases.terms),
+                name="calendar-closures",
+            )
+        )
         for service in self.services:
             for loop in service.loops:
                 self._tasks.append(asyncio.create_task(loop(deps), name=f"{service.name}-loop"))
         log.info("started", extra={"service": self.names})
+
+    async def _refresh_gauges(self) -> None:
+        while True:
+            await self.deps.metrics.refresh(self.deps.engine, self.deps.clock.now())
+            await asyncio.sleep(GAUGES_SECONDS)
 
     async def stop(self) -> None:
         # Cancel until every loop has really stopped: a task may absorb one cancellation.
@@ -246,15 +296,7 @@ class Runtime:
         try:
             http = [s.http for s in self.services if s.http is not None]
             if http:
-                app = http[0](self.deps)
-                config = uvicorn.Config(
-                    app,
-                    host=self.settings.http_host,
-                    port=self.settings.http_port,
-                    log_config=None,
-                    access_log=False,
-                )
-                server = uvicorn.Server(config)
+                server = uvicorn.Server(http_server_config(self.settings, http[0](self.deps)))
                 server_task = asyncio.create_task(server.serve())
                 await stop.wait()
                 server.should_exit = True
@@ -264,6 +306,10 @@ class Runtime:
                     await self.deps.metrics.serve(
                         self.settings.http_host, self.settings.metrics_port
                     )
+                    if self.deps.metrics.gauges:
+                        self._tasks.append(
+                            asyncio.create_task(self._refresh_gauges(), name="metrics-gauges")
+                        )
                 await stop.wait()
         finally:
             await self.stop()

@@ -46,6 +46,7 @@ __all__ = [
     "SpanishValidationError",
     "check_in_panama",
     "clean_text",
+    "control_character",
     "normalize_cedula",
     "normalize_email",
     "normalize_phone",
@@ -221,11 +222,36 @@ def check_in_panama(lat: float, lon: float) -> None:
 # --- free text ------------------------------------------------------------------------------
 
 
-def clean_text(value: str, *, min_len: int, max_len: int) -> str:
-    """Strip surrounding whitespace and enforce ``min_len <= len <= max_len`` on the result."""
+# Control characters (C0, DEL, C1), UTF-16 surrogates and the two non-characters XML 1.0
+# forbids: none belongs in a citizen's or an official's text, several cannot be stored
+# (PostgreSQL refuses U+0000) and none can be written in an XML document.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_CONTROL_OR_LINE_BREAK = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def control_character(value: str, *, multiline: bool = True) -> str | None:
+    """The first character ``value`` may not contain, as ``U+XXXX``; ``None`` if it is clean.
+
+    Tab, line feed and carriage return are text where ``multiline`` (a description, a
+    reason); a one-line field (a name, a category, a query parameter) admits none of them.
+    """
+    found = (_CONTROL if multiline else _CONTROL_OR_LINE_BREAK).search(value)
+    return f"U+{ord(found.group()):04X}" if found else None
+
+
+def clean_text(value: str, *, min_len: int, max_len: int, multiline: bool = True) -> str:
+    """Strip surrounding whitespace, refuse control characters (:func:`control_character`)
+    and enforce ``min_len <= len <= max_len`` on the result."""
     if min_len < 0 or min_len > max_len:
         raise ValueError(f"invalid bounds: min_len={min_len}, max_len={max_len}")
     text = value.strip()
+    bad = control_character(text, multiline=multiline)
+    if bad is not None:
+        allowed = "; se admiten tabulador y saltos de línea" if multiline else ""
+        raise InvalidValue(
+            "control_characters",
+            f"contiene un carácter de control no permitido ({bad}){allowed}",
+        )
     if not min_len <= len(text) <= max_len:
         raise InvalidValue(
             "text_length",

@@ -6,12 +6,42 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.support import free_port, fresh_database, fresh_vhost
+from tests.support import (
+    SERVICE_FIXTURES,
+    VHOSTS,
+    free_port,
+    fresh_database,
+    fresh_vhost,
+    require_connected,
+    running_test,
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that needs RabbitMQ or PostgreSQL carries ``@pytest.mark.connected``: one that
+    asks for their fixtures without it fails here, before anything is set up."""
+    running_test[:] = [item]
+    needs = SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    if needs:
+        require_connected(" and ".join(sorted(needs)))
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    running_test[:] = [item]
+
+
+def pytest_runtest_logfinish() -> None:
+    running_test.clear()
+
+
+def pytest_sessionfinish() -> None:
+    VHOSTS.close()
 
 
 @pytest.fixture
 def amqp_url() -> Iterator[str]:
-    """A RabbitMQ vhost of this test's own, deleted afterwards."""
+    """A RabbitMQ vhost of this test's own (from the pool: see ``tests.support.VhostPool``)."""
     with fresh_vhost() as url:
         yield url
 

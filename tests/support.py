@@ -88,7 +88,24 @@ def asyncpg_dsn(url: str) -> str:
 _found: dict[str, Any] = {}
 
 
+# The test being set up or run (kept by tests/conftest.py), so that reaching for a service
+# from a test without the ``connected`` marker fails, however the test got there.
+running_test: list[pytest.Item] = []
+SERVICE_FIXTURES = frozenset({"amqp_url", "pg_url"})
+
+
+def require_connected(what: str) -> None:
+    for item in running_test:
+        if item.get_closest_marker("connected") is None:
+            pytest.fail(
+                f"{item.nodeid} needs {what}: mark it @pytest.mark.connected "
+                "(so that `-m 'not connected'` runs without the services)",
+                pytrace=False,
+            )
+
+
 def amqp_base() -> str:
+    require_connected("RabbitMQ")
     if "amqp" not in _found:
         if reachable(AMQP_BASE, 5672):
             _found["amqp"] = AMQP_BASE
@@ -100,6 +117,7 @@ def amqp_base() -> str:
 
 
 def pg_base() -> str:
+    require_connected("PostgreSQL")
     if "pg" not in _found:
         if reachable(PG_BASE, 5432):
             _found["pg"] = PG_BASE
@@ -161,34 +179,102 @@ def rabbitmqctl(*args: str) -> str:
         stdout, stderr = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            # A daemon the CLI started (epmd) may hold the pipes open: do not wait on it.
+            proc.communicate(timeout=5)
         raise RuntimeError(f"rabbitmqctl {' '.join(args)}: timed out") from None
     if proc.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {stderr.strip()}")
     return stdout
 
 
-def create_vhost(prefix: str = "d311-test") -> str:
-    vhost = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    user = urlsplit(amqp_base()).username or "guest"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-    return vhost
+VHOST_PREFIX = "d311-test"
+VHOST_BATCH = 8
 
 
-def delete_vhost(vhost: str) -> None:
-    with contextlib.suppress(Exception):
-        rabbitmqctl("delete_vhost", vhost)
+def _erlang_binary(text: str) -> str:
+    if not all(ch.isalnum() or ch in "-_." for ch in text):
+        raise ValueError(f"not a safe name for an Erlang binary: {text!r}")
+    return f'<<"{text}">>'
+
+
+class VhostPool:
+    """Fresh vhosts, made and removed in batches.
+
+    Every ``rabbitmqctl`` call starts an Erlang VM (about a second, several on a loaded
+    machine), so one vhost per test made with ``add_vhost`` + ``set_permissions`` and removed
+    with ``delete_vhost`` cost three of them. Here one ``rabbitmqctl eval`` removes the vhosts
+    used since the last call and makes the next ``VHOST_BATCH`` with the test user's
+    permissions, through the broker's own functions (``rabbit_vhost:add/2``,
+    ``rabbit_auth_backend_internal:set_permissions/6``, ``rabbit_vhost:delete/2``). Each test
+    still gets a vhost no other test has used. Where ``eval`` is refused (another broker
+    version), the commands one by one do the same.
+    """
+
+    def __init__(self, batch: int = VHOST_BATCH) -> None:
+        self._batch = batch
+        self._ready: list[str] = []
+        self._used: list[str] = []
+        self._eval_works = True
+
+    def take(self) -> str:
+        if not self._ready:
+            self._refill()
+        return self._ready.pop()
+
+    def give_back(self, vhost: str) -> None:
+        """A vhost a test is done with: removed with the next batch, or at :meth:`close`."""
+        self._used.append(vhost)
+
+    def close(self) -> None:
+        doomed, self._used = self._used + self._ready, []
+        self._ready = []
+        if doomed:
+            with contextlib.suppress(Exception):
+                self._change(make=[], drop=doomed)
+
+    def _refill(self) -> None:
+        make = [f"{VHOST_PREFIX}-{uuid.uuid4().hex[:10]}" for _ in range(self._batch)]
+        drop, self._used = self._used, []
+        self._change(make=make, drop=drop)
+        self._ready = make
+
+    def _change(self, *, make: list[str], drop: list[str]) -> None:
+        user = urlsplit(amqp_base()).username or "guest"
+        if self._eval_works:
+            tag, who, anything = _erlang_binary("d311-tests"), _erlang_binary(user), '<<".*">>'
+            expression = (
+                f"[rabbit_vhost:delete(V, {tag}) || V <- [{', '.join(map(_erlang_binary, drop))}]],"
+                f"[begin ok = rabbit_vhost:add(V, {tag}),"
+                f" ok = rabbit_auth_backend_internal:set_permissions("
+                f"{who}, V, {anything}, {anything}, {anything}, {tag}) end"
+                f" || V <- [{', '.join(map(_erlang_binary, make))}]], ok."
+            )
+            try:
+                rabbitmqctl("eval", expression)
+                return
+            except RuntimeError:
+                self._eval_works = False
+        for vhost in drop:
+            with contextlib.suppress(Exception):
+                rabbitmqctl("delete_vhost", vhost)
+        for vhost in make:
+            rabbitmqctl("add_vhost", vhost)
+            rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+
+
+VHOSTS = VhostPool()
 
 
 @contextlib.contextmanager
 def fresh_vhost() -> Iterator[str]:
+    """A vhost no other test has used, with the test user's permissions."""
     base = amqp_base()
-    vhost = create_vhost()
+    vhost = VHOSTS.take()
     try:
         yield with_vhost(base, vhost)
     finally:
-        delete_vhost(vhost)
+        VHOSTS.give_back(vhost)
 
 
 # ------------------------------------------------------------------ postgres databases

@@ -3,14 +3,13 @@
 - ``CaseReceived`` starts the legal clock (due = the event's ``due_at``);
 - ``CaseRemitted`` starts a department clock (due = the event's ``due_at``); a re-remittance
   starts a new one;
-- ``DepartmentResponded`` / ``CaseReturned`` stop that department's clocks;
+- ``CaseReturnAccepted`` (a department's return, accepted) stops that department's clocks;
 - ``CaseResolved`` / ``CaseClosed`` stop the legal clock and every department clock of the case;
-- ``SubmissionRejected`` for a department's answer (the router refused it: the case is not that
-  department's, the state does not allow it, a field breaks a rule) undoes that answer's stop:
-  the clock runs again from the alert it had reached. Heard before the answer itself, it claims
-  the answer's ``event_id`` so that the answer, when it comes, is ignored as already handled.
-- An answer whose routing key names another department than its body is dead-lettered (as the
-  router does): a department cannot stop another's clock.
+- ``DueDateChanged`` (a closure by decree moved a term) moves that clock and its next alert.
+
+Only the system's verdicts move a clock: a department's own ``DepartmentResponded`` /
+``CaseReturned`` is judged by the router (which owns the case's state), and the clocks hear
+its result (``CaseResolved``, ``CaseReturnAccepted``); a refused answer stops nothing.
 
 A stop applies to the clocks started at or before it, and is stored even when no such clock is
 known yet: a start that arrives late (a redelivery goes to the back of the queue) is then opened
@@ -26,6 +25,7 @@ from faststream.rabbit.message import RabbitMessage
 from pydantic import ValidationError
 from sqlalchemy import func, or_, select, text, update
 
+from services.deadlines.due_changes import move_clock
 from services.deadlines.models import DEPARTMENT, LEGAL, ClockRow, StopRow
 from services.deadlines.schedule import AlertPolicy
 from shared.consumer import Handler, Poison, Work
@@ -35,10 +35,9 @@ from shared.contract import (
     CaseReceived,
     CaseRemitted,
     CaseResolved,
-    CaseReturned,
-    DepartmentResponded,
+    CaseReturnAccepted,
+    DueDateChanged,
     Event,
-    SubmissionRejected,
     parse_event,
 )
 from shared.runtime import Deps
@@ -73,15 +72,8 @@ def case_event(deps: Deps) -> Handler:
 
     def decode(body: bytes, msg: RabbitMessage) -> Work:
         event = parse(body)
-        if isinstance(event, SubmissionRejected):
-            if not (event.refused_event_id and event.case_id and event.department):
-                raise Poison("SubmissionRejected sin respuesta de departamento rechazada")
-        elif not isinstance(event, CaseEvent):
+        if not isinstance(event, CaseEvent):
             raise Poison(f"event_type inesperado: {event.event_type!r}")
-        elif isinstance(event, DepartmentResponded | CaseReturned):
-            key = msg.raw_message.routing_key or ""
-            if key.rsplit(".", 1)[-1] != event.department:
-                raise Poison("el departamento del mensaje no coincide con su clave de enrutamiento")
 
         async def work(uow: UnitOfWork) -> None:
             if not await uow.claim(CONSUMER, str(event.event_id), deps.clock.now()):
@@ -124,9 +116,7 @@ async def prepare_batch(uow: UnitOfWork, works: list[Work]) -> None:
     uow.batch[NO_STOPS] = set(case_ids) - stopped
 
 
-async def apply(
-    uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent | SubmissionRejected
-) -> str | None:
+async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str | None:
     """Apply one case event to the clocks, in the caller's transaction; say what was done."""
     case_id = str(event.case_id)
     if uow.is_postgres and case_id not in uow.batch.get(LOCKED, ()):
@@ -138,7 +128,7 @@ async def apply(
         return await start(uow, policy, event, LEGAL, None, event.received_at)
     if isinstance(event, CaseRemitted):
         return await start(uow, policy, event, DEPARTMENT, event.department, event.remitted_at)
-    if isinstance(event, DepartmentResponded | CaseReturned):
+    if isinstance(event, CaseReturnAccepted):
         await stop(uow, event, DEPARTMENT, event.department, event.occurred_at)
         return "department clock stopped"
     if isinstance(event, CaseResolved | CaseClosed):
@@ -146,50 +136,9 @@ async def apply(
         await stop(uow, event, LEGAL, None, at)
         await stop(uow, event, DEPARTMENT, None, at)
         return "clocks stopped"
-    if isinstance(event, SubmissionRejected):
-        return await undo_stop(uow, policy, event)
+    if isinstance(event, DueDateChanged):
+        return await move_clock(uow, policy, event)
     return None  # another case event on the queue: nothing to do
-
-
-async def undo_stop(uow: UnitOfWork, policy: AlertPolicy, event: SubmissionRejected) -> str:
-    """The router refused a department's answer: the clock that answer stopped runs again."""
-    refused, case_id = str(event.refused_event_id), str(event.case_id)
-    if await uow.claim(CONSUMER, refused, event.occurred_at):
-        return "refused answer claimed before it came: it will be ignored"
-    stops = list(
-        await uow.session.scalars(
-            select(StopRow).where(StopRow.event_id == refused, StopRow.case_id == case_id)
-        )
-    )
-    for row in stops:
-        await uow.session.delete(row)
-    await uow.session.flush()
-    reopened = 0
-    for row in stops:
-        # populate_existing: a clock started in this batch is in the session as it was
-        # before ``stop`` (a bulk UPDATE) stopped it; read what the database holds.
-        query = (
-            select(ClockRow)
-            .where(
-                ClockRow.case_id == case_id,
-                ClockRow.clock == row.clock,
-                ClockRow.stopped_at == row.stopped_at,
-            )
-            .execution_options(populate_existing=True)
-        )
-        if row.department is not None:
-            query = query.where(ClockRow.department == row.department)
-        for clock in await uow.session.scalars(query):
-            # another stop may still cover it (a later return, a resolution)
-            clock.stopped_at = await _stopped_at(
-                uow, case_id, clock.clock, clock.department, clock.started_at
-            )
-            if clock.stopped_at is None:
-                alert = policy.after(clock.due_at, clock.started_at, clock.last_alert)
-                clock.next_fire_at = alert.fire_at if alert else None
-                clock.next_threshold = alert.threshold if alert else None
-                reopened += 1
-    return f"refused answer's stop undone: {reopened} clock(s) running again"
 
 
 async def start(

@@ -23,17 +23,16 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from services.intake.auth import Principal, TokenStore, bearer_token
 from services.intake.schemas import (
-    ACTION_BODIES,
-    DEPARTMENT_ACTIONS,
     Filed,
     FilingRequest,
     ListFilters,
-    action_params,
     actions_openapi,
     filing_errors,
 )
+from services.intake.throttle import client_of, throttle_of
 from services.intake.views import platform311_view, public_view, staff_view, summary
 from shared.agenda import agenda_page
+from shared.calendar import TZ
 from shared.cases import (
     CaseNotFound,
     InvalidActionInput,
@@ -45,8 +44,10 @@ from shared.cases import (
 )
 from shared.contract import FieldError, with_law_errors
 from shared.db.models import CaseHistoryRow, CaseRow
+from shared.domain.actions import REGISTRY, actions_of, allowed_for, may_take, refusal
 from shared.domain.clocks import overdue_clause
 from shared.lifecycle import IllegalTransition
+from shared.messaging import ANSWERS_INBOX
 from shared.paging import MAX_PAGE_SIZE, Cursor, InvalidCursor, after, next_cursor
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
@@ -129,10 +130,15 @@ async def optional_principal(
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         return None
+    client, throttle = client_of(request), throttle_of(request)
+    wait = throttle.retry_after(client)
+    if wait:
+        raise ApiError(429, {"detail": throttle.message(wait)}, {"Retry-After": str(wait)})
     store = request.app.state.api_tokens
     assert isinstance(store, TokenStore)
     principal = store.authenticate(token) if token else None
     if principal is None:
+        throttle.failed(client)
         raise unauthorized("token inválido o desconocido")
     return principal
 
@@ -163,6 +169,10 @@ def install(app: FastAPI, deps: Deps) -> None:
 def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
 
+    def department_name(code: str) -> str:
+        department = deps.config.department(code)
+        return department.name if department else code
+
     def render(case: CaseRow, rows: list[CaseHistoryRow], who: Principal | None) -> dict[str, Any]:
         now = deps.clock.now()
         terms = deps.cases.terms
@@ -170,12 +180,8 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
             return public_view(case, rows, terms, now)
         if who.is_platform311:
             return platform311_view(case, rows, terms, now)
-        view = staff_view(case, rows, terms, now, deps.cases.lifecycle)
-        mine = DEPARTMENT_ACTIONS if who.department else None
-        view["allowed_actions"] = [
-            a for a in view["allowed_actions"] if (a in DEPARTMENT_ACTIONS) == (mine is not None)
-        ]
-        return view
+        mine = allowed_for(deps.cases.lifecycle, who.role, case.state, case.kind)
+        return staff_view(case, rows, terms, now, mine, department_name)
 
     # ------------------------------------------------------------------------ filing
 
@@ -233,8 +239,8 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
             case_id=case.id,
             tracking_code=case.tracking_code,
             state=case.state,
-            received_at=case.received_at,
-            due_at=case.due_at,
+            received_at=case.received_at.astimezone(TZ),
+            due_at=case.due_at.astimezone(TZ),
         )
 
     # ------------------------------------------------------------------------ reading
@@ -358,9 +364,7 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
             raise invalid([exc.error]) from None
         now = deps.clock.now()
         async with deps.uow() as uow:
-            page = await agenda_page(
-                uow, deps.cases.terms.calendar, now, limit=limit, after=after_item
-            )
+            page = await agenda_page(uow, deps.cases.terms, now, limit=limit, after=after_item)
         return {
             "items": [item.model_dump(mode="json") for item in page.items],
             "total": page.total,
@@ -385,47 +389,43 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
         },
     )
     async def act(tracking_code: str, action: str, request: Request, who: RequiredPrincipal) -> Any:
-        model = ACTION_BODIES.get(action)
-        if model is None:
+        spec = REGISTRY.get(action)
+        if spec is None:
             raise ApiError(
-                404, {"detail": f"acción desconocida: {action}", "actions": list(ACTION_BODIES)}
+                404, {"detail": f"acción desconocida: {action}", "actions": list(REGISTRY)}
             )
-        if who.department:
-            if action not in DEPARTMENT_ACTIONS:
-                raise forbidden(f"un departamento solo puede responder o devolver, no «{action}»")
-        elif not who.is_staff or action in DEPARTMENT_ACTIONS:
-            raise forbidden(f"su rol ({who.role}) no puede aplicar «{action}»")
+        if not may_take(who.role, action):
+            raise forbidden(refusal(who.role, action))
         data = await _json_body(request)
         try:
-            body = model.model_validate(data)
+            body = spec.body.model_validate(data)
         except ValidationError as exc:
             raise invalid(spanish_errors(exc)) from None
         now = deps.clock.now()
         try:
             async with deps.uow() as uow:
                 case = await _visible_case(uow, tracking_code, who, lock=True)
-                events = await perform(
+                await perform(
                     uow,
                     deps.cases,
                     case,
                     action,
-                    action_params(body),
+                    body,
                     actor=who.actor,
                     now=now,
-                    department_event=True,
+                    department=who.department,
+                    answers_heard_by=ANSWERS_INBOX,
                 )
-                # perform marks the router's inbox for a DepartmentResponded/CaseReturned
-                # emitted here, so the router does not apply the answer a second time.
-                del events
                 rows = await history(uow, case.id)
                 view = render(case, rows, who)
         except IllegalTransition as exc:
+            mine = exc.only(actions_of(who.role))  # name only what this caller may do
             log.info(
                 "illegal transition refused",
                 extra={"tracking_code": tracking_code[:20], "action": action, "state": exc.state},
             )
             raise ApiError(
-                409, {"detail": str(exc), "state": exc.state, "allowed": exc.allowed}
+                409, {"detail": str(mine), "state": mine.state, "allowed": mine.allowed}
             ) from None
         except NotYourCase:
             raise not_found() from None
@@ -457,6 +457,15 @@ async def _json_body(request: Request) -> Any:
         raise invalid(
             [{"field": "", "rule": "json_invalid", "message": "el contenido no es JSON válido"}]
         ) from None
+    except RecursionError:
+        raise invalid([TOO_DEEP]) from None
+
+
+TOO_DEEP = {
+    "field": "",
+    "rule": "json_too_deep",
+    "message": "el contenido JSON está anidado a demasiada profundidad",
+}
 
 
 async def _by_external_ref(session: Any, external_ref: str) -> CaseRow:
@@ -492,7 +501,26 @@ def error_handlers(app: FastAPI) -> None:
             detail = SPANISH_HTTP.get(exc.status_code, "error en la solicitud")
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
+    async def unreadable(request: Request, exc: Exception) -> Response:
+        # Input a parser could not take apart (nested past the interpreter's recursion limit,
+        # a number or date past the range of its type, bytes that are not UTF-8) is the
+        # client's fault. Known cases are refused where they are read; this is the net.
+        log.info("unreadable input refused", extra={"error": type(exc).__name__})
+        message = (
+            TOO_DEEP["message"]
+            if isinstance(exc, RecursionError)
+            else "un valor de la solicitud está fuera del rango admitido o no se pudo leer"
+        )
+        if request.url.path.startswith("/open311/"):
+            from services.intake.open311_format import Open311Error, render_errors
+
+            fmt = "xml" if request.url.path.endswith(".xml") else "json"
+            return render_errors(fmt, Open311Error(400, message))
+        return JSONResponse({"detail": message}, status_code=400)
+
     app.add_exception_handler(ApiError, api_error)
+    for unreadable_input in (RecursionError, OverflowError, UnicodeDecodeError):
+        app.add_exception_handler(unreadable_input, unreadable)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
 

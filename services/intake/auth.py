@@ -115,6 +115,10 @@ class TokenStore:
             )
         return cls(entries)
 
+    def grants(self) -> frozenset[tuple[str, str]]:
+        """``(role, SHA-256 of the token)`` of every known token."""
+        return frozenset((entry.principal.role, entry.sha256) for entry in self._entries)
+
     def __len__(self) -> int:
         return len(self._entries)
 

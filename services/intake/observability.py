@@ -11,7 +11,9 @@ every route: a request refused here (413, 429) is still counted by route and sta
 - Rate limits: a token bucket per client IP, in memory (per process; behind N instances
   the effective limit is N times this one). Filing without a token
   (``POST /api/v1/cases``) and tracking lookups (``GET /api/v1/cases/{code}``,
-  ``/seguimiento…``) are limited; a request bearing a valid API token is not.
+  ``/seguimiento…``, Open311's ``requests/{id}`` and each code of a
+  ``requests?service_request_id=`` batch) are limited; a request bearing a valid API token
+  is not.
 - Body size: a declared ``Content-Length`` over the limit is refused before the app runs;
   a chunked body is counted as it is read.
 """
@@ -23,25 +25,27 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import Table, case, func, select
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.intake.auth import TokenStore, bearer_token
-from shared.db.schema import metadata
+from shared.db.models import CaseRow
 from shared.domain.clocks import overdue_clause
+from shared.evidence import AttachmentLimits
 from shared.lifecycle import State
 from shared.runtime import Deps
 
@@ -92,16 +96,16 @@ class TokenBuckets:
         self._now = monotonic
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def take(self, key: str) -> float:
-        """Take one token; return 0 if allowed, else the seconds until one is available."""
+    def take(self, key: str, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens; return 0 if allowed, else the seconds until they are there."""
         now = self._now()
         tokens, last = self._buckets.pop(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         wait = 0.0
-        if tokens >= 1.0:
-            tokens -= 1.0
+        if tokens >= cost:
+            tokens -= cost
         else:
-            wait = (1.0 - tokens) / self.rate
+            wait = (cost - tokens) / self.rate
         self._buckets[key] = (tokens, now)
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
@@ -117,9 +121,29 @@ class LimitRule:
     path: re.Pattern[str]
     route: str
     buckets: TokenBuckets
+    # Tokens one request takes (0: the rule does not apply to it); one by default.
+    cost: Callable[[Scope], int] | None = None
 
     def applies(self, method: str, path: str) -> bool:
         return method in self.methods and self.path.fullmatch(path) is not None
+
+    def cost_of(self, scope: Scope) -> int:
+        return 1 if self.cost is None else self.cost(scope)
+
+
+def requested_ids(scope: Scope) -> int:
+    """Open311 ``requests.{fmt}?service_request_id=a,b,c`` looks up each code it names: every
+    one counts against the lookup budget, as a request for it alone would. A listing without
+    ids shows tracking codes too: it costs one lookup."""
+    query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+    named = sum(
+        len([code for code in value.split(",") if code.strip()])
+        for value in query.get("service_request_id", [])
+    )
+    return max(1, named)
+
+
+UPLOAD_PATH = "/presentar"
 
 
 def public_rules(limits: HttpLimits) -> list[LimitRule]:
@@ -132,12 +156,29 @@ def public_rules(limits: HttpLimits) -> list[LimitRule]:
     post, get = frozenset({"POST"}), frozenset({"GET", "HEAD"})
     return [
         LimitRule("filing", post, re.compile(r"/api/v1/cases/?"), "/api/v1/cases", filing),
+        # The filing page draws on the same budget as the API it stands for.
+        LimitRule("filing", post, re.compile(r"/presentar/?"), "/presentar", filing),
         LimitRule(
             "lookup",
             get,
             re.compile(r"/api/v1/cases/[^/]+/?"),
             "/api/v1/cases/{tracking_code}",
             lookup,
+        ),
+        LimitRule(
+            "lookup",
+            get,
+            re.compile(r"/open311/v2/requests/[^/]+"),
+            "/open311/v2/requests/{service_request_id}.{fmt}",
+            lookup,
+        ),
+        LimitRule(
+            "lookup",
+            get,
+            re.compile(r"/open311/v2/requests\.[a-z]+"),
+            "/open311/v2/requests.{fmt}",
+            lookup,
+            cost=requested_ids,
         ),
         LimitRule(
             "lookup",
@@ -151,14 +192,6 @@ def public_rules(limits: HttpLimits) -> list[LimitRule]:
             get,
             re.compile(r"/seguimiento/[^/]+/?"),
             "/seguimiento/{tracking_code}",
-            lookup,
-        ),
-        # Open311's listing without an api_key shows tracking codes: the same budget.
-        LimitRule(
-            "lookup",
-            get,
-            re.compile(r"/open311/v2/requests(\.[a-z]+|/[^/]+)"),
-            "/open311/v2/requests",
             lookup,
         ),
     ]
@@ -208,6 +241,8 @@ class HttpGuard:
         self.limits = limits
         self.rules = rules
         self.tokens = tokens
+        # The filing page carries attachments: it may weigh as much as they may.
+        self.upload_limit = max(limits.max_body_bytes, AttachmentLimits().max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -244,7 +279,10 @@ class HttpGuard:
             return None
         client = (scope.get("client") or ("desconocido", 0))[0]
         for rule in rules:
-            wait = rule.buckets.take(f"{rule.name}:{client}")
+            cost = rule.cost_of(scope)
+            if cost == 0:
+                continue
+            wait = rule.buckets.take(f"{rule.name}:{client}", cost)
             if wait > 0:
                 # Refused before routing: the rule knows which route template it guards.
                 scope["defensa311.route"] = rule.route
@@ -264,6 +302,8 @@ class HttpGuard:
         """Refuse the body once it is read: routing has happened, so the 413 is counted
         under its route, and an endpoint that reads no body is not refused."""
         limit = self.limits.max_body_bytes
+        if scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH:
+            limit = self.upload_limit
         declared = _content_length(scope)
         read = 0
 
@@ -315,99 +355,34 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 # ---------------------------------------------------------------- /metrics
 
 
-class DatabaseGauges(Collector):
-    """Gauges read from the database at scrape time (one scrape's worth)."""
-
-    def __init__(self, families: list[GaugeMetricFamily]) -> None:
-        self.families = families
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield from self.families
-
-
-async def database_gauges(deps: Deps) -> list[GaugeMetricFamily]:
-    tables = metadata().tables
-    now = deps.clock.now()
-    families: list[GaugeMetricFamily] = []
-    up = GaugeMetricFamily(
-        "defensa311_metrics_database_up", "1 if the database answered the scrape's queries"
-    )
-    ok = True
-    try:
-        async with deps.engine.connect() as conn:
-            cases = tables["cases"]
-            by_state = GaugeMetricFamily(
-                "defensa311_cases", "Cases by lifecycle state", labels=["state"]
-            )
-            counts = {state.value: 0 for state in State}
-            for state, count in await conn.execute(
-                select(cases.c.state, func.count()).group_by(cases.c.state)
-            ):
-                counts[str(state)] = int(count)
-            for state, count in sorted(counts.items()):
-                by_state.add_metric([state], count)
-            families.append(by_state)
-            overdue_cases = await conn.scalar(
-                select(func.count()).where(
-                    overdue_clause(cases.c.state, cases.c.due_at, cases.c.department_due_at, now)
-                )
-            )
-            families.append(
-                GaugeMetricFamily(
-                    "defensa311_cases_overdue",
-                    "Open cases past a running term (legal, or the department's while remitted)",
-                    value=int(overdue_cases or 0),
-                )
-            )
-            families += await _clock_gauges(conn, tables["deadline_clocks"], now)
-            families += await _notification_gauges(conn, tables["notifications"])
-    except Exception as exc:  # a scrape must answer even when the database does not
-        ok = False
-        log.warning("metrics query failed", extra={"error": type(exc).__name__})
-    up.add_metric([], 1 if ok else 0)
-    return [*families, up]
-
-
-async def _clock_gauges(conn: Any, clocks: Table, now: Any) -> list[GaugeMetricFamily]:
-    if not await conn.scalar(select(func.count()).select_from(clocks)):
-        return []  # no deadlines service has run: no clock figures rather than false zeros
-    open_clocks = GaugeMetricFamily(
-        "defensa311_clocks_open", "Running deadline clocks by clock", labels=["clock"]
-    )
-    overdue = GaugeMetricFamily(
-        "defensa311_clocks_overdue", "Running clocks past their due date", labels=["clock"]
-    )
-    running = clocks.c.stopped_at.is_(None)
-    late = func.sum(case((clocks.c.due_at < now, 1), else_=0))
-    rows = await conn.execute(
-        select(clocks.c.clock, func.count(), late).where(running).group_by(clocks.c.clock)
-    )
-    for clock, count, late_count in rows:
-        open_clocks.add_metric([str(clock)], int(count))
-        overdue.add_metric([str(clock)], int(late_count or 0))
-    return [open_clocks, overdue]
-
-
-async def _notification_gauges(conn: Any, notifications: Table) -> list[GaugeMetricFamily]:
-    family = GaugeMetricFamily(
-        "defensa311_notifications_logged",
-        "Notification log rows by channel and status (sent, failed, pending, …)",
-        labels=["channel", "status"],
-    )
-    rows = await conn.execute(
-        select(notifications.c.channel, notifications.c.status, func.count()).group_by(
-            notifications.c.channel, notifications.c.status
+async def case_gauges(conn: AsyncConnection, now: datetime) -> list[GaugeMetricFamily]:
+    """Intake's gauges: the cases by state and the overdue ones (the clocks module's rule)."""
+    cases = CaseRow.__table__
+    by_state = GaugeMetricFamily("defensa311_cases", "Cases by lifecycle state", labels=["state"])
+    counts = {state.value: 0 for state in State}
+    for state, count in await conn.execute(
+        select(cases.c.state, func.count()).group_by(cases.c.state)
+    ):
+        counts[str(state)] = int(count)
+    for state, count in sorted(counts.items()):
+        by_state.add_metric([state], count)
+    overdue_cases = await conn.scalar(
+        select(func.count()).where(
+            overdue_clause(cases.c.state, cases.c.due_at, cases.c.department_due_at, now)
         )
     )
-    for channel, status, count in rows:
-        family.add_metric([str(channel), str(status)], int(count))
-    return [family]
+    overdue = GaugeMetricFamily(
+        "defensa311_cases_overdue",
+        "Open cases past a running term (legal, or the department's while remitted)",
+        value=int(overdue_cases or 0),
+    )
+    return [by_state, overdue]
 
 
 async def render_metrics(deps: Deps) -> bytes:
-    scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(DatabaseGauges(await database_gauges(deps)))
-    return deps.metrics.render() + generate_latest(scrape)
+    """The process's counters and the gauges of every service it runs, read now."""
+    await deps.metrics.refresh(deps.engine, deps.clock.now())
+    return deps.metrics.render()
 
 
 # ---------------------------------------------------------------- install

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from services.intake.auth import TokenStore
 from services.intake.open311_catalog import Service, build_catalog
 from services.intake.open311_format import FORMATS, Open311Error, render, render_errors, w3c
+from services.intake.open311_media import MediaSettings, fetch_media
 from services.intake.open311_requests import (
     describe,
     parse_query,
@@ -30,9 +31,19 @@ from services.intake.open311_requests import (
     request_element,
     service_notice,
 )
+from services.intake.throttle import client_of, throttle_of
+from services.intake.web_attachments import attachment_store
 from shared.cases import file_case
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
+from shared.evidence import (
+    AttachmentLimits,
+    AttachmentRefused,
+    AttachmentRow,
+    Prepared,
+    discard,
+    store_blobs,
+)
 from shared.lifecycle import OPEN_STATES
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
@@ -86,6 +97,8 @@ class Open311:
         self.tz = ZoneInfo(deps.config.institution.timezone)
         self.catalog = build_catalog(deps.config)
         self.changeset = self._changeset()
+        self.media = MediaSettings()
+        self.limits = AttachmentLimits()
         self.tokens = TokenStore.build(
             deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
         )
@@ -180,8 +193,14 @@ class Open311:
 
     # ------------------------------------------------------------------- filing
 
-    def _check_key(self, key: Any) -> None:
+    def _check_key(self, request: Request, key: Any) -> None:
+        client, throttle = client_of(request), throttle_of(request)
+        wait = throttle.retry_after(client)
+        if wait:
+            raise Open311Error(429, f"api_key: {throttle.message(wait)} (regla: rate_limit)")
         if not isinstance(key, str) or not key or not self._is_platform311(key):
+            if isinstance(key, str) and key:
+                throttle.failed(client)  # a wrong key is a guess; a missing one is not
             raise Open311Error(
                 403,
                 "api_key: falta o no es válida; use la clave de la plataforma 311 "
@@ -194,7 +213,7 @@ class Open311:
 
     async def file(self, request: Request) -> Answer:
         form = await request.form()
-        self._check_key(form.get("api_key") or request.query_params.get("api_key"))
+        self._check_key(request, form.get("api_key") or request.query_params.get("api_key"))
         code = form.get("service_code")
         if not isinstance(code, str) or not code.strip():
             raise Open311Error(400, "service_code: campo obligatorio (regla: required)")
@@ -209,18 +228,31 @@ class Open311:
         except SubmissionInvalid as exc:
             raise Open311Error(400, *(describe(e) for e in exc.errors)) from None
         now = self.deps.clock.now()
+        media = await self._media(form.get("media_url"))
+        blobs = attachment_store(request.app)
 
         async def store() -> tuple[CaseRow, bool]:
-            async with self.deps.uow() as uow:
-                return await file_case(
-                    uow,
-                    self.deps.cases,
-                    submission,
-                    channel="311",
-                    actor="open311",
-                    now=now,
-                    external_ref=filing.external_ref,
-                )
+            rows = await store_blobs(blobs, media, "open311", now)
+            try:
+                async with self.deps.uow() as uow:
+                    case, created = await file_case(
+                        uow,
+                        self.deps.cases,
+                        submission,
+                        channel="311",
+                        actor="open311",
+                        now=now,
+                        external_ref=filing.external_ref,
+                    )
+                    for row in rows if created else []:
+                        row.case_id = case.id
+                        uow.session.add(row)
+            except BaseException:
+                await discard(blobs, rows)
+                raise
+            if not created:
+                await discard(blobs, rows)  # the same 311 request again: its files are stored
+            return case, created
 
         try:
             case, created = await store()
@@ -240,21 +272,54 @@ class Open311:
         ]
         return "service_requests", document, 201 if created else 200
 
+    async def _media(self, url: Any) -> list[Prepared]:
+        if not isinstance(url, str) or not url.strip():
+            return []
+        try:
+            return await fetch_media(url.strip(), self.media, self.limits)
+        except AttachmentRefused as exc:
+            raise Open311Error(
+                400, *(f"media_url: {e.message} (regla: {e.rule})" for e in exc.errors)
+            ) from None
+
+    async def _public_media(self, cases: list[CaseRow]) -> dict[str, str]:
+        """The first attachment staff made public, per case: GeoReport's ``media_url``."""
+        if not cases:
+            return {}
+        async with self.deps.uow() as uow:
+            rows = await uow.session.scalars(
+                select(AttachmentRow)
+                .where(
+                    AttachmentRow.case_id.in_([c.id for c in cases]),
+                    AttachmentRow.public.is_(True),
+                )
+                .order_by(AttachmentRow.created_at)
+            )
+            first: dict[str, str] = {}
+            for row in rows:
+                first.setdefault(row.case_id, row.id)
+        base = self.config.institution.public_url.rstrip("/")
+        codes = {c.id: c.tracking_code for c in cases}
+        return {
+            case_id: f"{base}/seguimiento/{codes[case_id]}/adjuntos/{attachment_id}"
+            for case_id, attachment_id in first.items()
+        }
+
     # ------------------------------------------------------------------- following
 
-    def _anonymous_listing(self, params: dict[str, str]) -> bool:
+    def _anonymous_listing(self, request: Request, params: dict[str, str]) -> bool:
         """Without an ``api_key`` a listing is small; the lookup budget of
         :func:`services.intake.observability.public_rules` limits how often (a listing shows
         tracking codes, so it must not become a way to walk them all)."""
         key = params.get("api_key")
         if key:
-            self._check_key(key)
+            self._check_key(request, key)
             return False
         return True
 
     async def requests(self, request: Request) -> Answer:
         params = dict(request.query_params)
-        anonymous = self._anonymous_listing(params)
+        anonymous = self._anonymous_listing(request, params)
         query = parse_query(params, self.deps.clock.now(), self.tz, anonymous=anonymous)
         statement = select(CaseRow)
         if query.ids is not None:
@@ -287,7 +352,11 @@ class Open311:
         )
         async with self.deps.uow() as uow:
             cases = list(await uow.session.scalars(statement))
-        document = [request_element(c, self.catalog, self.config, self.tz) for c in cases]
+        media = await self._public_media(cases)
+        document = [
+            request_element(c, self.catalog, self.config, self.tz, media_url=media.get(c.id))
+            for c in cases
+        ]
         return "service_requests", document, 200
 
     async def request(self, raw_id: str) -> Answer:
@@ -300,5 +369,8 @@ class Open311:
             case = await uow.session.scalar(select(CaseRow).where(CaseRow.tracking_code == code))
         if case is None:
             raise missing
-        document = [request_element(case, self.catalog, self.config, self.tz)]
+        media = await self._public_media([case])
+        document = [
+            request_element(case, self.catalog, self.config, self.tz, media_url=media.get(case.id))
+        ]
         return "service_requests", document, 200

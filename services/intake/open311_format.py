@@ -8,6 +8,7 @@ boolean is ``true``/``false``. Pure: no I/O.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,12 +55,18 @@ def w3c(value: datetime | None, tz: ZoneInfo) -> str | None:
     return value.astimezone(tz).replace(microsecond=0).isoformat()
 
 
+# What XML 1.0 cannot carry at all, not even as a character reference (ElementTree escapes
+# the rest). Input refuses these (shared.validation.control_character); a value stored before
+# that rule must still not make the whole document unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return _NOT_XML.sub("", str(value))
 
 
 def _fill(element: ET.Element, value: Any) -> None:

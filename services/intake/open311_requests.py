@@ -30,6 +30,12 @@ MAX_PAGE_SIZE = 200
 # Without an api_key: one small page at a time, and only the first pages.
 ANONYMOUS_MAX_PAGE_SIZE = 20
 ANONYMOUS_MAX_PAGE = 5
+# Beyond these a page number or a date is a probe, not a question: refused before any
+# arithmetic or query could overflow on it.
+MAX_PAGE = 100_000
+EARLIEST, LATEST = datetime(1900, 1, 1), datetime(2199, 12, 31)
+# Codes one batch lookup may name (each also counts against the client's lookup budget).
+MAX_IDS = 50
 _ATTRIBUTE = re.compile(r"^attribute\[([^\]]+)\]$")
 
 # Submission field path → the Open311 parameter a client sent it as.
@@ -42,7 +48,9 @@ _PARAMETERS = {
     "citizen.id_number": "attribute[id_number]",
     "citizen.phone": "phone",
     "citizen.email": "email",
-    "notify": "attribute[notify_email], attribute[notify_phone], attribute[notify_address]",
+    "notify": (
+        "email, phone, attribute[notify_email], attribute[notify_phone], attribute[notify_address]"
+    ),
     "notify.email": "attribute[notify_email]",
     "notify.phone": "attribute[notify_phone]",
     "notify.address": "attribute[notify_address]",
@@ -178,6 +186,9 @@ def read_filing(form: Mapping[str, Any], service: Service) -> Filing:
             "address": attributes.get("notify_address"),
         }
     )
+    if not notify:
+        # A standard GeoReport client sends only email/phone: where the citizen can be reached.
+        notify = _compact({"email": citizen.get("email"), "phone": citizen.get("phone")})
     location = _compact(
         {
             "lat": lat,
@@ -236,32 +247,44 @@ def parse_datetime(name: str, raw: str, tz: ZoneInfo) -> datetime:
             f"{name}: fecha W3C inválida; use por ejemplo 2025-03-01T00:00:00-05:00 "
             "(regla: w3c_datetime)",
         ) from None
+    if not EARLIEST.year <= value.year <= LATEST.year:
+        raise Open311Error(
+            400,
+            f"{name}: la fecha debe estar entre los años {EARLIEST.year} y {LATEST.year} "
+            "(regla: date_range)",
+        )
     return value if value.tzinfo is not None else value.replace(tzinfo=tz)
 
 
-def _positive(name: str, raw: str | None, default: int, maximum: int | None = None) -> int:
+def _positive(name: str, raw: str | None, default: int, maximum: int) -> int:
     if raw is None or not raw.strip():
         return default
     try:
         value = int(raw)
     except ValueError:
         value = 0
-    if value < 1 or (maximum is not None and value > maximum):
-        limit = f" y como máximo {maximum}" if maximum is not None else ""
-        raise Open311Error(400, f"{name}: debe ser un entero positivo{limit} (regla: integer)")
+    if not 1 <= value <= maximum:
+        raise Open311Error(
+            400, f"{name}: debe ser un entero positivo y como máximo {maximum} (regla: integer)"
+        )
     return value
 
 
 def parse_query(
     params: Mapping[str, str], now: datetime, tz: ZoneInfo, *, anonymous: bool = False
 ) -> RequestQuery:
-    max_page = ANONYMOUS_MAX_PAGE if anonymous else None
+    max_page = ANONYMOUS_MAX_PAGE if anonymous else MAX_PAGE
     max_size = ANONYMOUS_MAX_PAGE_SIZE if anonymous else MAX_PAGE_SIZE
     page = _positive("page", params.get("page"), 1, max_page)
     page_size = _positive(
         "page_size", params.get("page_size"), min(DEFAULT_PAGE_SIZE, max_size), max_size
     )
     raw_ids = _split(params.get("service_request_id"))
+    if len(raw_ids) > MAX_IDS:
+        raise Open311Error(
+            400,
+            f"service_request_id: como máximo {MAX_IDS} códigos por consulta (regla: max_ids)",
+        )
     if raw_ids:
         ids: list[str] = []
         for raw in raw_ids:
@@ -308,11 +331,14 @@ def request_element(
     catalog: dict[str, Service],
     config: InstitutionConfig,
     tz: ZoneInfo,
+    *,
+    media_url: str | None = None,
 ) -> dict[str, Any]:
     """The GeoReport ``request`` element of a case; no personal data of the citizen.
 
     The free-text address is never shown (citizens type their own home into it); the
     coordinates follow the service's ``public_location`` (:class:`shared.config.Open311Output`).
+    ``media_url``: an attachment staff made public, if any.
     """
     service = find_service(catalog, case.kind, case.category)
     department = config.department(case.department) if case.department else None
@@ -335,7 +361,7 @@ def request_element(
         "zipcode": None,
         "lat": lat,
         "long": lon,
-        "media_url": None,
+        "media_url": media_url,
     }
 
 

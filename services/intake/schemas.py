@@ -7,21 +7,13 @@ so HTTP, 311 over AMQP and Open311 share one set of field rules; the law's rules
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contract import (
-    Channel,
-    Decision,
-    FieldError,
-    Kind,
-    LongText,
-    ShortText,
-    Submission,
-    law_errors,
-)
+from shared.contract import Channel, FieldError, Kind, ShortText, Submission, law_errors
+from shared.domain.actions import REGISTRY
 from shared.paging import MAX_PAGE_SIZE
 
 
@@ -79,74 +71,11 @@ class Filed(BaseModel):
 # ---------------------------------------------------------------------------- actions
 
 
-class ClassifyBody(_Body):
-    kind: Kind
-    category: ShortText | None = None
-
-
-class StartInspectionBody(_Body):
-    inspector: ShortText | None = None
-    scheduled_for: AwareDatetime | None = None
-
-
-class RemitBody(_Body):
-    department: str = Field(min_length=1, max_length=32, description="código del departamento")
-
-
-class EmptyBody(_Body):
-    pass
-
-
-class RecordFindingsBody(_Body):
-    findings: LongText
-
-
-class RespondBody(_Body):
-    response: LongText
-
-
-class MeetingOutcomeBody(_Body):
-    decision: Decision
-    meeting_date: date = Field(description="fecha de la reunión (AAAA-MM-DD), no futura")
-    notes: LongText | None = None
-
-
-class ReturnBody(_Body):
-    reason: LongText
-
-
-class CloseBody(_Body):
-    reason: LongText | None = None
-
-
-class DeclineBody(_Body):
-    reason: LongText
-
-
-ACTION_BODIES: dict[str, type[_Body]] = {
-    "classify": ClassifyBody,
-    "start_inspection": StartInspectionBody,
-    "remit": RemitBody,
-    "add_to_agenda": EmptyBody,
-    "record_findings": RecordFindingsBody,
-    "respond": RespondBody,
-    "record_meeting_outcome": MeetingOutcomeBody,
-    "return": ReturnBody,
-    "close": CloseBody,
-    "decline": DeclineBody,
-}
-
-# Actions a department token may take (on a case remitted to it); staff take the others.
-DEPARTMENT_ACTIONS = frozenset({"respond", "return"})
-
-
-def action_params(body: BaseModel) -> dict[str, Any]:
-    """The parameters :func:`shared.cases.perform` takes, without unset optionals."""
-    return body.model_dump(exclude_none=True)
-
-
 def actions_openapi() -> dict[str, Any]:
-    """The request body of the action endpoint, documented per action."""
+    """The request body of the action endpoint, documented per action from the registry."""
+    described = "; ".join(
+        f"{name} {{{', '.join(spec.body.model_fields)}}}" for name, spec in REGISTRY.items()
+    )
     return {
         "requestBody": {
             "required": False,
@@ -154,21 +83,13 @@ def actions_openapi() -> dict[str, Any]:
                 "application/json": {
                     "schema": {
                         "oneOf": [
-                            {
-                                "title": action,
-                                **model.model_json_schema(),
-                            }
-                            for action, model in ACTION_BODIES.items()
+                            {"title": name, **spec.body.model_json_schema()}
+                            for name, spec in REGISTRY.items()
                         ]
                     }
                 }
             },
-            "description": (
-                "Según la acción: classify {kind, category}, start_inspection {inspector?, "
-                "scheduled_for?}, remit {department}, add_to_agenda {}, record_findings "
-                "{findings}, respond {response}, record_meeting_outcome {decision, notes}, "
-                "return {reason}, close {reason?}, decline {reason}."
-            ),
+            "description": f"Según la acción: {described}.",
         }
     }
 
@@ -190,6 +111,7 @@ class ListFilters(_Body):
     # tracking code, 311 ticket, description or address.
     q: str | None = Field(default=None, max_length=200)
     limit: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
-    offset: int = Field(default=0, ge=0)
+    # Bounded so that no offset overflows the database's integer (a deeper page is a probe).
+    offset: int = Field(default=0, ge=0, le=1_000_000)
     # Keyset paging: the next_cursor of the previous page (then offset must be 0).
     cursor: str | None = Field(default=None, max_length=200)

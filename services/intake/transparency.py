@@ -43,13 +43,12 @@ from shared.calendar import TZ, BusinessCalendar
 from shared.config import InstitutionConfig
 from shared.db.models import CaseRow
 from shared.domain.clocks import is_overdue, overdue_clause
+from shared.domain.labels import CHANNEL_LABELS, KIND_LABELS
 from shared.lifecycle import OPEN_STATES, is_open
 from shared.uow import UnitOfWork
 
 SMALL_SAMPLE = 5
 
-KIND_LABELS = {"denuncia": "Denuncia", "queja": "Queja", "sugerencia": "Sugerencia"}
-CHANNEL_LABELS = {"presencial": "Presencial", "web": "Web", "311": "Plataforma 311"}
 PATH_LABELS = {"inspection": "Inspección del Departamento", "meeting": "Reunión (sugerencias)"}
 UNCLASSIFIED = "Sin clasificar"
 
@@ -398,38 +397,68 @@ def bar_chart_svg(
     chart_id: str = "grafico",
     notes: list[str] | None = None,
 ) -> str:
-    """A horizontal bar chart as accessible inline SVG (a ``<title>`` and one per bar)."""
-    row, label_w, bar_w, value_w = 28, 210, 240, 110
-    height = max(1, len(bars)) * row + 8
-    width = label_w + bar_w + value_w
+    """A horizontal bar chart as accessible inline SVG (a ``<title>`` and one per bar).
+
+    Phone first: each label sits on its own lines above its bar, whole (wrapped, never cut),
+    in a drawing as wide as a phone's screen, so the text keeps its size; a zero draws no bar.
+    """
+    width, line, bar_h, value_w = CHART_WIDTH, 18, 16, 118
+    bar_w = width - value_w
     top = max((v for _, v in bars), default=0) or 1
     title_id = f"{chart_id}-titulo"
-    parts = [
-        f'<svg class="grafico" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-labelledby="{title_id}" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="{title_id}">{escape(title)}</title>',
-    ]
+    body: list[str] = []
+    y = 4
     if not bars:
-        parts.append(f'<text x="0" y="20" class="grafico-etiqueta">{escape("Sin datos")}</text>')
+        body.append(f'<text x="0" y="20" class="grafico-etiqueta">{escape("Sin datos")}</text>')
+        y = 28
     for i, (label, value) in enumerate(bars):
-        y = i * row + 4
-        length = round(bar_w * value / top, 1)
         shown = f"{value:g}{unit}" + (f" {notes[i]}" if notes else "")
-        parts.append(
+        lines = "".join(
+            f'<tspan x="0" y="{y + (n + 1) * line - 4}">{escape(text)}</tspan>'
+            for n, text in enumerate(wrap_label(label))
+        )
+        y += len(wrap_label(label)) * line
+        length = round(bar_w * value / top, 1) if value > 0 else 0.0
+        bar = (
+            f'<rect x="0" y="{y}" width="{length}" height="{bar_h}" class="grafico-barra" rx="2"/>'
+            if length > 0
+            else ""
+        )
+        body.append(
             f"<g><title>{escape(label)}: {escape(shown)}</title>"
-            f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end" class="grafico-etiqueta">'
-            f"{escape(_shorten(label))}</text>"
-            f'<rect x="{label_w}" y="{y + 3}" width="{max(length, 1)}" height="{row - 10}" '
-            f'class="grafico-barra" rx="2"/>'
-            f'<text x="{label_w + max(length, 1) + 6}" y="{y + 17}" class="grafico-valor">'
+            f'<text class="grafico-etiqueta">{lines}</text>{bar}'
+            f'<text x="{length + 6 if length else 0}" y="{y + bar_h - 3}" class="grafico-valor">'
             f"{escape(shown)}</text></g>"
         )
-    parts.append("</svg>")
-    return "".join(parts)
+        y += bar_h + 12
+    return "".join(
+        [
+            f'<svg class="grafico" viewBox="0 0 {width} {y}" role="img" '
+            f'aria-labelledby="{title_id}" xmlns="http://www.w3.org/2000/svg">',
+            f'<title id="{title_id}">{escape(title)}</title>',
+            *body,
+            "</svg>",
+        ]
+    )
 
 
-def _shorten(label: str, limit: int = 26) -> str:
-    return label if len(label) <= limit else label[: limit - 1] + "…"
+# The drawing's width in its own units: about a phone's screen, so one unit stays one pixel.
+CHART_WIDTH = 340
+LABEL_CHARACTERS = 38
+
+
+def wrap_label(label: str, limit: int = LABEL_CHARACTERS) -> list[str]:
+    """A label in lines of at most ``limit`` characters, broken between words."""
+    lines: list[str] = []
+    current = ""
+    for word in label.split():
+        if current and len(current) + 1 + len(word) > limit:
+            lines.append(current)
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    lines.append(current)
+    return lines
 
 
 # ------------------------------------------------------------------------------ CSV

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from shared.calendar import days_left
+from shared.calendar import TZ
 from shared.db.models import CaseHistoryRow, CaseRow
-from shared.domain.clocks import Clock, Terms, clock_statuses, is_overdue
-from shared.lifecycle import Lifecycle
+from shared.domain.clocks import Clock, Terms, clock_statuses, is_overdue, legal_status
+from shared.domain.labels import actor_label, timeline_text
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def rfc3339(value: datetime | None) -> str | None:
+    """Every timestamp the API answers: RFC 3339 with the institution's offset (-05:00)."""
+    return value.astimezone(TZ).isoformat() if value else None
+
+
+_iso = rfc3339
 
 
 def clocks(case: CaseRow, terms: Terms, now: datetime) -> list[dict[str, Any]]:
@@ -28,13 +33,14 @@ def clocks(case: CaseRow, terms: Terms, now: datetime) -> list[dict[str, Any]]:
         for status in clock_statuses(case, now, terms)
     ]
     if not result:  # a decided case: its legal term, stopped
+        stopped = legal_status(case, now, terms)
         result.append(
             {
-                "clock": Clock.LEGAL.value,
-                "due_at": _iso(case.due_at),
-                "days_left": days_left(case.due_at, now, terms.calendar),
+                "clock": stopped.clock.value,
+                "due_at": _iso(stopped.due_at),
+                "days_left": stopped.days_left,
                 "running": False,
-                "overdue": False,
+                "overdue": stopped.overdue,
             }
         )
     return result
@@ -48,12 +54,17 @@ def public_history(rows: list[CaseHistoryRow]) -> list[dict[str, Any]]:
     ]
 
 
-def staff_history(rows: list[CaseHistoryRow]) -> list[dict[str, Any]]:
+def staff_history(
+    rows: list[CaseHistoryRow], department_name: Callable[[str], str]
+) -> list[dict[str, Any]]:
+    """The audit trail; ``text`` and ``actor_name`` say it in Spanish, as the console does."""
     return [
         {
             "at": _iso(r.at),
             "actor": r.actor,
+            "actor_name": actor_label(r.actor, department_name),
             "action": r.action,
+            "text": timeline_text(r.action, r.details, department_name),
             "from_state": r.from_state,
             "to_state": r.to_state,
             "details": r.details or {},
@@ -74,6 +85,7 @@ def public_view(
         "channel": case.channel,
         "received_at": _iso(case.received_at),
         "due_at": _iso(case.due_at),
+        "due_note": case.due_note,
         "remitted_at": _iso(case.remitted_at),
         "resolved_at": _iso(case.resolved_at),
         "closed_at": _iso(case.closed_at),
@@ -87,8 +99,10 @@ def staff_view(
     history: list[CaseHistoryRow],
     terms: Terms,
     now: datetime,
-    lifecycle: Lifecycle,
+    allowed_actions: list[str],
+    department_name: Callable[[str], str],
 ) -> dict[str, Any]:
+    """``allowed_actions``: what the state allows *and* the reader may do."""
     view = public_view(case, history, terms, now)
     view.update(
         {
@@ -101,14 +115,19 @@ def staff_view(
             "anonymous": case.anonymous,
             "matched_rule": case.matched_rule,
             "department_due_at": _iso(case.department_due_at),
+            "department_due_capped": bool(
+                case.remitted_at
+                and case.department_due_at
+                and terms.department_due_capped(case.remitted_at, case.department_due_at)
+            ),
             "resolution": case.resolution,
             "resolution_path": case.resolution_path,
             "decision": case.decision,
             "inspector": case.inspector,
             "return_count": case.return_count,
             "flagged": case.flagged,
-            "allowed_actions": lifecycle.allowed(case.state, case.kind),
-            "history": staff_history(history),
+            "allowed_actions": allowed_actions,
+            "history": staff_history(history, department_name),
         }
     )
     return view

@@ -19,8 +19,26 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.intake.web_session import Session
 from shared.calendar import TZ, CalendarKind
+from shared.domain.labels import (
+    CHANNEL_LABELS,
+    DECISION_LABELS,
+    DETAIL_LABELS,
+    KIND_LABELS,
+    action_label,
+    actor_label,
+)
 from shared.runtime import Deps
 from shared.spanish import long_date
+
+__all__ = [
+    "DECISION_LABELS",
+    "DETAIL_LABELS",
+    "KIND_LABELS",
+    "STATE_EXPLANATIONS",
+    "STATE_LABELS",
+    "Pages",
+    "install",
+]
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "web_templates"
@@ -46,62 +64,6 @@ STATE_EXPLANATIONS = {
     "que indicó.",
     "closed": "Su caso está cerrado.",
 }
-ACTION_LABELS = {
-    "file": "Caso registrado",
-    "classify": "Caso clasificado",
-    "start_inspection": "Inspección iniciada",
-    "remit": "Remitido a la dependencia responsable",
-    "add_to_agenda": "Incluido en la agenda de reunión",
-    "record_findings": "Hallazgos de la inspección registrados",
-    "respond": "Respuesta de la dependencia registrada",
-    "record_meeting_outcome": "Decisión de la reunión registrada",
-    "return": "Devuelto por la dependencia para reasignarlo",
-    "close": "Caso cerrado",
-    "decline": "Caso declinado",
-    "route_refused": "Ruta automática no aplicada",
-    "answer_refused": "Respuesta de dependencia rechazada",
-}
-# The audit rows' detail keys, as staff read them on the timeline.
-DETAIL_LABELS = {
-    "channel": "canal",
-    "kind": "tipo",
-    "category": "categoría",
-    "rule": "regla",
-    "route": "ruta",
-    "by": "por",
-    "department": "dependencia",
-    "reason": "motivo",
-    "response": "respuesta",
-    "findings": "hallazgos",
-    "decision": "decisión",
-    "notes": "notas",
-    "meeting_date": "fecha de la reunión",
-    "inspector": "inspector",
-    "scheduled_for": "fecha prevista",
-    "flagged": "marcado para supervisión",
-    "return_count": "devoluciones",
-    "recipient": "destinatario",
-    "event_id": "evento",
-}
-ACTION_BUTTONS = {
-    "classify": "Clasificar",
-    "start_inspection": "Iniciar inspección",
-    "remit": "Remitir",
-    "add_to_agenda": "Incluir en la agenda",
-    "record_findings": "Registrar hallazgos y resolver",
-    "respond": "Enviar respuesta",
-    "record_meeting_outcome": "Registrar decisión y resolver",
-    "return": "Devolver el caso",
-    "close": "Cerrar el caso",
-    "decline": "Declinar el caso",
-}
-KIND_LABELS = {"denuncia": "Denuncia", "queja": "Queja", "sugerencia": "Sugerencia"}
-CHANNEL_LABELS = {"presencial": "Presencial", "web": "Web", "311": "Plataforma 311"}
-DECISION_LABELS = {
-    "accepted": "Aceptada",
-    "partially_accepted": "Aceptada en parte",
-    "rejected": "Rechazada",
-}
 
 
 def _asset_version(name: str) -> str:
@@ -125,8 +87,8 @@ class Pages:
             static=lambda name: f"{STATIC_URL}/{name}?v={versions.get(name, '0')}",
             state_label=lambda s: STATE_LABELS.get(s, s),
             state_explanation=lambda s: STATE_EXPLANATIONS.get(s, ""),
-            action_label=lambda a: ACTION_LABELS.get(a, a.replace("_", " ")),
-            action_button=lambda a: ACTION_BUTTONS.get(a, a),
+            action_label=action_label,
+            actor_label=lambda actor: actor_label(actor, self.department_name),
             kind_label=lambda k: KIND_LABELS.get(k or "", "Sin clasificar"),
             channel_label=lambda c: CHANNEL_LABELS.get(c, c),
             decision_label=lambda d: DECISION_LABELS.get(d, d),
@@ -174,8 +136,10 @@ def secure_headers(response: Any, *, private: bool) -> None:
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
-    # Tracking codes travel in URLs: never leak them to another site.
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # Tracking codes travel in URLs: never leak them to another site. ("same-origin", not
+    # "no-referrer": under that a browser sends ``Origin: null`` with the page's own forms,
+    # and the console's sign-in refuses an unknown origin as cross-site.)
+    response.headers["Referrer-Policy"] = "same-origin"
     if private:
         response.headers["Cache-Control"] = "no-store"
 
@@ -214,9 +178,20 @@ def format_datetime(value: datetime | None) -> str:
 
 def install(app: FastAPI, deps: Deps) -> None:
     """Mount the assets and add the public pages and the console."""
-    from services.intake import web_console, web_public
+    from services.intake import (
+        web_attachments,
+        web_console,
+        web_filing,
+        web_mailbox,
+        web_public,
+        web_session,
+    )
 
     pages = Pages(deps)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="web-static")
     web_public.install(app, deps, pages)
-    web_console.install(app, deps, pages)
+    sessions = web_session.install(app, deps, app.state.intake_settings)
+    web_console.install(app, deps, pages, sessions)
+    web_mailbox.install(app, deps, pages)
+    web_attachments.install(app, deps, pages)
+    web_filing.install(app, deps, pages)

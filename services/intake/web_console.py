@@ -8,21 +8,19 @@ case row. POST forms carry the session's CSRF token; the session cookie is ``Sam
 from __future__ import annotations
 
 import contextlib
-import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from services.intake import web_session
-from services.intake.web import ACTION_LABELS, DECISION_LABELS, DETAIL_LABELS, KIND_LABELS
+from services.intake.throttle import client_of, throttle_of
 from services.intake.web_session import Session
-from services.notifier.models import NotificationRow
-from shared.calendar import days_left
 from shared.cases import (
     CaseNotFound,
     InvalidActionInput,
@@ -34,22 +32,28 @@ from shared.cases import (
 )
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
-from shared.domain.clocks import Clock, clock_statuses, is_overdue
+from shared.domain.actions import REGISTRY, allowed_for
+from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
+from shared.domain.labels import (
+    DECISION_LABELS,
+    KIND_LABELS,
+    actor_label,
+    timeline_text,
+)
 from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State
+from shared.messaging import ANSWERS_INBOX
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
 from shared.tracking import normalize_tracking_code
+from shared.validation import spanish_errors
 
 if TYPE_CHECKING:
     from services.intake.web import Pages
 
-DEPARTMENT_ACTIONS = ("respond", "return")
 NEAR_DAYS = 3
 LIST_LIMIT = 300
 # A search shows the newest matches; more words narrow it.
 SEARCH_LIMIT = 100
-LOGIN_WINDOW_SECONDS = 300
-LOGIN_MAX_FAILURES = 20
 
 FIELD_LABELS = {
     "kind": "Tipo",
@@ -78,21 +82,7 @@ ANCHORS = {
     "notify": "grupo-notify",
     "location": "grupo-location",
 }
-ACTION_FIELDS = {
-    "classify": ("kind", "category"),
-    "start_inspection": ("inspector",),
-    "remit": ("department",),
-    "record_findings": ("findings",),
-    "respond": ("response",),
-    "record_meeting_outcome": ("decision", "meeting_date", "notes"),
-    "return": ("reason",),
-    "decline": ("reason",),
-}
-DONE = {
-    "file": "Caso registrado. Entregue al ciudadano su código de seguimiento: {code}.",
-    "respond": "Respuesta enviada: el caso {code} quedó resuelto.",
-    "return": "Caso {code} devuelto al Departamento.",
-}
+FILED = "Caso registrado. Entregue al ciudadano su código de seguimiento: {code}."
 
 
 @dataclass(frozen=True)
@@ -101,6 +91,8 @@ class Row:
     days_left: int
     running: bool
     urgency: str
+    #: The department's term was capped by the legal one (shown on the department's list).
+    capped_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,31 +104,13 @@ class TimelineItem:
     who: str | None
 
 
-class LoginThrottle:
-    """Refuse sign-in from an address after too many wrong tokens in a short window."""
-
-    def __init__(self) -> None:
-        self._failures: dict[str, deque[float]] = {}
-
-    def blocked(self, who: str) -> bool:
-        recent = self._failures.get(who)
-        if not recent:
-            return False
-        while recent and recent[0] < time.monotonic() - LOGIN_WINDOW_SECONDS:
-            recent.popleft()
-        return len(recent) >= LOGIN_MAX_FAILURES
-
-    def failed(self, who: str) -> None:
-        self._failures.setdefault(who, deque()).append(time.monotonic())
-
-
 def row_for(case: CaseRow, now: datetime, deps: Deps, *, department_clock: bool = False) -> Row:
     """A list row: the days left of the clock that ends first (on its view, the department's)."""
     statuses = clock_statuses(case, now, deps.cases.terms)
     if department_clock:
         statuses = [s for s in statuses if s.clock is Clock.DEPARTMENT] or statuses
     if not statuses:
-        return Row(case, days_left(case.due_at, now, deps.cases.terms.calendar), False, "")
+        return Row(case, legal_status(case, now, deps.cases.terms).days_left, False, "")
     nearest = min(statuses, key=lambda s: s.due_at)
     late = nearest.overdue if department_clock else is_overdue(case, now)
     urgency = ""
@@ -144,30 +118,41 @@ def row_for(case: CaseRow, now: datetime, deps: Deps, *, department_clock: bool 
         urgency = "fila-vencida"
     elif nearest.days_left <= NEAR_DAYS:
         urgency = "fila-proxima"
-    return Row(case, nearest.days_left, True, urgency)
+    return Row(
+        case, nearest.days_left, True, urgency, capped_note(case, deps) if department_clock else ""
+    )
 
 
-def clocks_for(case: CaseRow, now: datetime, deps: Deps) -> list[dict[str, Any]]:
-    calendar = deps.cases.terms.calendar
-    running = case.state in OPEN_STATES
-    result: list[dict[str, Any]] = [
+def capped_note(case: CaseRow, deps: Deps) -> str:
+    """The note that the department's due date was capped by the legal term, if it was."""
+    terms = deps.cases.terms
+    if case.remitted_at is None or case.department_due_at is None:
+        return ""
+    if not terms.department_due_capped(case.remitted_at, case.department_due_at):
+        return ""
+    return terms.cap_note()
+
+
+def clocks_for(
+    case: CaseRow, now: datetime, deps: Deps, department_name: Callable[[str], str]
+) -> list[dict[str, Any]]:
+    """The case page's clocks: those running, or the legal term stopped."""
+    running = clock_statuses(case, now, deps.cases.terms)
+    statuses = running or [legal_status(case, now, deps.cases.terms)]
+    return [
         {
-            "label": "Plazo legal",
-            "due_at": case.due_at,
-            "days_left": days_left(case.due_at, now, calendar),
-            "running": running,
+            "label": "Plazo legal"
+            if status.clock is Clock.LEGAL
+            else f"Plazo de la dependencia ({department_name(case.department or '')})",
+            "due_at": status.due_at,
+            "days_left": status.days_left,
+            "running": bool(running),
+            "alert": (capped_note(case, deps) or None)
+            if status.clock is Clock.DEPARTMENT
+            else None,
         }
+        for status in statuses
     ]
-    if case.department_due_at is not None and case.state == State.REMITTED:
-        result.append(
-            {
-                "label": f"Plazo de la dependencia ({case.department})",
-                "due_at": case.department_due_at,
-                "days_left": days_left(case.department_due_at, now, calendar),
-                "running": True,
-            }
-        )
-    return result
 
 
 def person_data(case: CaseRow) -> list[tuple[str, str]]:
@@ -190,57 +175,23 @@ def person_data(case: CaseRow) -> list[tuple[str, str]]:
     return [(label, str(value)) for label, value in items if value]
 
 
-_STATUS = {
-    "pending": "pendiente",
-    "sent": "enviada",
-    "failed": "fallida",
-    "task": "tarea de entrega en persona",
-    "done": "entregada",
-}
-
-
-async def timeline_for(deps: Deps, case: CaseRow) -> list[TimelineItem]:
+async def timeline_for(
+    deps: Deps, case: CaseRow, department_name: Callable[[str], str]
+) -> list[TimelineItem]:
+    """The case's audit rows, as sentences in Spanish (the notifier writes its own there:
+    a notification queued, skipped or delivered by staff)."""
     items: list[TimelineItem] = []
     async with deps.uow() as uow:
         rows = await history(uow, case.id)
-        notes = list(
-            await uow.session.scalars(
-                select(NotificationRow).where(NotificationRow.case_id == case.id)
-            )
-        )
     for row in rows:
         changed = row.from_state != row.to_state or row.action == "file"
-        details = {
-            k: v
-            for k, v in (row.details or {}).items()
-            if k != "events" and isinstance(v, str | int | float) and not isinstance(v, bool)
-        }
-        text = ACTION_LABELS.get(row.action, row.action.replace("_", " "))
-        if details:
-            text += (
-                " ("
-                + "; ".join(f"{DETAIL_LABELS.get(k, k)}: {v}" for k, v in details.items())
-                + ")"
-            )
         items.append(
             TimelineItem(
                 row.at,
                 "estado" if changed else "nota",
                 "Cambio de estado" if changed else "Nota",
-                text,
-                row.actor,
-            )
-        )
-    for note in notes:
-        alert = note.event_type in ("DeadlineNear", "DeadlineMissed")
-        items.append(
-            TimelineItem(
-                note.sent_at or note.created_at,
-                "alerta" if alert else "notificacion",
-                "Alerta de plazo" if alert else "Notificación",
-                f"{note.template} por {note.channel} a {note.recipient_masked}: "
-                f"{_STATUS.get(note.status, note.status)}",
-                None,
+                timeline_text(row.action, row.details, department_name),
+                actor_label(row.actor, department_name),
             )
         )
     return sorted(items, key=lambda item: item.at)
@@ -264,11 +215,9 @@ def submission_data(form: dict[str, str]) -> dict[str, Any]:
     return data
 
 
-def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
-    throttle = LoginThrottle()
-
+def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessions) -> None:
     def session_of(request: Request) -> Session | None:
-        return web_session.current(request, deps)
+        return web_session.current(request)
 
     def to_login() -> Response:
         return RedirectResponse("/consola", status_code=303)
@@ -321,7 +270,9 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                 section="consola",
                 private=True,
             )
-        notice = DONE[hecho].format(code=codigo or "") if hecho in DONE else None
+        spec = REGISTRY.get(hecho or "")
+        done = spec.done if spec else None
+        notice = done.format(code=codigo or "") if done else None
         now = deps.clock.now()
         if session.department is not None:
             async with deps.uow() as uow:
@@ -402,19 +353,25 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
 
     @app.post("/consola/entrar", include_in_schema=False)
     async def sign_in(request: Request) -> Response:
-        who = request.client.host if request.client else "?"
+        if sessions.cross_site(request):
+            return forbidden(request, None)  # login CSRF: a form posted from another site
+        who, throttle = client_of(request), throttle_of(request)
         form = await form_of(request)
-        if throttle.blocked(who):
-            session = None
+        wait = throttle.retry_after(who)
+        if wait:
+            signed_in = None
             error = "Demasiados intentos fallidos. Espere unos minutos."
             status = 429
         else:
-            session = web_session.sign_in(deps, form.get("token", ""))
+            signed_in = await sessions.sign_in(form.get("token", ""))
             error, status = "Token no válido.", 401
+        session, cookie = signed_in or (None, "")
         if session is None or not (session.is_staff or session.department):
             if session is None and status == 401:
                 throttle.failed(who)
-            return pages.render(
+            elif session is not None:
+                await sessions.sign_out(session)
+            page = pages.render(
                 request,
                 "consola_entrar.html",
                 status_code=status,
@@ -423,8 +380,11 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                 section="consola",
                 error=error if session is None else "Este token no da acceso a la consola.",
             )
+            if wait:
+                page.headers["Retry-After"] = str(wait)
+            return page
         response = RedirectResponse("/consola", status_code=303)
-        web_session.set_cookie(response, request, deps, session)
+        sessions.set_cookie(response, request, cookie)
         return response
 
     @app.post("/consola/salir", include_in_schema=False)
@@ -433,8 +393,10 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
         form = await form_of(request)
         if session is not None and not web_session.csrf_ok(session, form.get("csrf")):
             return forbidden(request, session)
+        if session is not None:
+            await sessions.sign_out(session)
         response = RedirectResponse("/consola", status_code=303)
-        web_session.clear_cookie(response)
+        sessions.clear_cookie(response)
         return response
 
     @app.get("/consola/buscar", include_in_schema=False)
@@ -568,9 +530,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             case.state == State.REMITTED and case.department == session.department
         ):
             return case_not_found(request, session)
-        actions = deps.cases.lifecycle.allowed(case.state, case.kind)
-        if session.department is not None:
-            actions = [a for a in actions if a in DEPARTMENT_ACTIONS]
+        actions = allowed_for(deps.cases.lifecycle, session.role, case.state, case.kind)
         now = deps.clock.now()
         return pages.render(
             request,
@@ -581,13 +541,15 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             title=f"Caso {case.tracking_code}",
             section="consola",
             case=case,
-            clocks=clocks_for(case, now, deps),
+            clocks=clocks_for(case, now, deps, pages.department_name),
             person=person_data(case),
-            timeline=await timeline_for(deps, case),
-            actions=actions,
-            kinds=list(KIND_LABELS.items()),
-            decisions=list(DECISION_LABELS.items()),
-            departments=deps.config.departments,
+            timeline=await timeline_for(deps, case, pages.department_name),
+            actions=[REGISTRY[a] for a in actions],
+            choices={
+                "kinds": list(KIND_LABELS.items()),
+                "decisions": list(DECISION_LABELS.items()),
+                "departments": [(d.code, d.name) for d in deps.config.departments],
+            },
             problem=problem,
             notice=notice,
             failed_action=failed_action,
@@ -607,9 +569,9 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             return case_not_found(request, session)
         notice = None
         if hecho == "file":
-            notice = DONE["file"].format(code=canonical)
-        elif hecho:
-            notice = f"Hecho: {ACTION_LABELS.get(hecho, hecho)}."
+            notice = FILED.format(code=canonical)
+        elif (spec := REGISTRY.get(hecho or "")) is not None:
+            notice = f"Hecho: {spec.label}."
         return await case_page(request, session, canonical, notice=notice)
 
     @app.post("/consola/casos/{code}/{action}", include_in_schema=False)
@@ -624,15 +586,27 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             code = normalize_tracking_code(code)
         except ValueError:
             return case_not_found(request, session)
-        if session.department is not None and action not in DEPARTMENT_ACTIONS:
+        spec = REGISTRY.get(action)
+        if spec is None or not spec.may(session.role):
             return forbidden(request, session)
-        if not (session.is_staff or session.department):
-            return forbidden(request, session)
-        params: dict[str, Any] = {
-            name: form[name] for name in ACTION_FIELDS.get(action, ()) if form.get(name)
-        }
-        if session.department is not None:
-            params["department"] = session.department
+        params = {name: form[name] for name in spec.field_names if form.get(name)}
+        try:
+            body = spec.body.model_validate(params)
+        except ValidationError as exc:
+            errors: dict[str, str] = {}
+            for error in spanish_errors(exc):
+                field = error["field"] if error["field"] in spec.field_names else "_"
+                errors.setdefault(field, error["message"])
+            return await case_page(
+                request,
+                session,
+                code,
+                status_code=422,
+                problem="Revise el formulario: " + "; ".join(errors.values()),
+                failed_action=action,
+                form_values=form,
+                form_errors=errors,
+            )
         try:
             async with deps.uow() as uow:
                 case = await get_case(uow, tracking_code=code, lock=True)
@@ -644,7 +618,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                     raise IllegalTransition(
                         case.state,
                         action,
-                        deps.cases.lifecycle.allowed(case.state, case.kind),
+                        allowed_for(deps.cases.lifecycle, session.role, case.state, case.kind),
                         case.kind,
                     )
                 await perform(
@@ -652,10 +626,11 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                     deps.cases,
                     case,
                     action,
-                    params,
+                    body,
                     actor=session.actor,
                     now=deps.clock.now(),
-                    department_event=True,
+                    department=session.department,
+                    answers_heard_by=ANSWERS_INBOX,
                 )
         except CaseNotFound:
             return case_not_found(request, session)
@@ -668,9 +643,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                 problem="Revise el formulario: " + exc.message,
                 failed_action=action,
                 form_values=form,
-                form_errors={
-                    exc.field if exc.field in ACTION_FIELDS.get(action, ()) else "_": exc.message
-                },
+                form_errors={exc.field if exc.field in spec.field_names else "_": exc.message},
             )
         except IllegalTransition:
             return await case_page(

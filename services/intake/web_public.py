@@ -19,9 +19,11 @@ from services.intake.transparency import (
     load_figures,
     to_csv,
 )
-from shared.calendar import days_left
 from shared.cases import CaseNotFound, get_case, history
 from shared.db.models import CaseHistoryRow
+from shared.domain.clocks import legal_status
+from shared.domain.labels import action_label
+from shared.evidence import of_case
 from shared.lifecycle import is_open
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
@@ -38,17 +40,11 @@ class PublicStep:
 
 def public_timeline(rows: list[CaseHistoryRow]) -> list[PublicStep]:
     """State changes only, in plain Spanish: no actor, no reasons, no free text."""
-    from services.intake.web import ACTION_LABELS, STATE_LABELS
-
-    steps = []
-    for row in rows:
-        if row.from_state == row.to_state and row.action != "file":
-            continue
-        text = ACTION_LABELS.get(row.action)
-        if text is None:
-            text = f"Nuevo estado: {STATE_LABELS.get(row.to_state or '', row.to_state)}"
-        steps.append(PublicStep(row.at, text))
-    return steps
+    return [
+        PublicStep(row.at, action_label(row.action))
+        for row in rows
+        if row.from_state != row.to_state or row.action == "file"
+    ]
 
 
 def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
@@ -99,6 +95,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             except CaseNotFound:
                 return not_found(request, "No hay ningún caso con ese código.")
             rows = await history(uow, case.id)
+            shown = await of_case(uow, case.id, public_only=True)
         return pages.render(
             request,
             "seguimiento.html",
@@ -106,8 +103,9 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             section="seguimiento",
             case=case,
             open=is_open(case.state),
-            legal_days_left=days_left(case.due_at, now, deps.cases.terms.calendar),
+            legal_days_left=legal_status(case, now, deps.cases.terms).days_left,
             timeline=public_timeline(rows),
+            attachments=shown,
         )
 
     async def compute(now: datetime) -> Figures:

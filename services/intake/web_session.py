@@ -1,39 +1,51 @@
-"""Staff sign-in for the web console: token → role, a signed session cookie, CSRF tokens.
+"""Staff sign-in for the web console: server-side sessions, their cookie, CSRF tokens.
 
-Tokens come from ``Settings.api_tokens`` (``role=token,...``) and the institution config's
-hashed ``[[tokens]]``. The session cookie carries the role and a fingerprint of the token,
-never the token; it is HTTP-only, ``SameSite=Strict`` and signed with HMAC-SHA256 under a
-key derived from the settings, and the fingerprint is checked against the current tokens on
-every request so removing a token ends its sessions.
+Signing in with a token (``Settings.api_tokens`` or the config's hashed ``[[tokens]]``)
+stores a row in ``web_sessions`` and gives the browser a cookie holding a random session
+id (256 bits) and its HMAC under the session key. The key has that one purpose: it is
+``DEFENSA311_SESSION_SECRET`` or, unset, a random key generated on first start and kept in
+``web_session_keys``; it is never derived from another secret or from a token. The database
+keeps only the id's SHA-256, so a copy of it does not yield a usable cookie.
+
+A session ends when the row goes: on sign-out, after ``session_idle_minutes`` without a
+request, ``session_max_hours`` after sign-in, or when its token is removed from the
+configuration. The cookie is HTTP-only, ``SameSite=Strict`` and ``Secure`` over HTTPS or
+when ``DEFENSA311_COOKIE_SECURE`` is set; sign-in refuses a form posted from another site.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
 import secrets
-import time
 from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import delete, or_, update
+from sqlalchemy.exc import IntegrityError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.intake.auth import DEPARTMENT_PREFIX, STAFF, SUPERVISOR, TokenStore, digest
+from services.intake.models import WebSessionKeyRow, WebSessionRow
+from services.intake.settings import IntakeSettings
 from shared.runtime import Deps
 
 COOKIE = "d311_sesion"
-SESSION_SECONDS = 8 * 3600
 STAFF_ROLES = frozenset({STAFF, SUPERVISOR})
+CONSOLE_PREFIX = "/consola"
+# A session's last request is written at most this often (not on every page view).
+TOUCH_EVERY = timedelta(minutes=1)
+_STATE = "defensa311.web_session"
 
 
 @dataclass(frozen=True)
 class Session:
     role: str
     name: str | None
-    fingerprint: str
     csrf: str
-    expires: int
+    id_sha256: str
 
     @property
     def is_staff(self) -> bool:
@@ -51,109 +63,180 @@ class Session:
         return f"{self.role}:{self.name}" if self.name else self.role
 
 
-def known_grants(deps: Deps) -> set[tuple[str, str]]:
-    """``(role, SHA-256 of the token)`` for every configured token (environment and config)."""
-    result: set[tuple[str, str]] = set()
-    for item in deps.settings.api_tokens.split(","):
-        role, sep, token = item.strip().partition("=")
-        if sep and token.strip():
-            result.add((role.strip(), digest(token.strip())))
-    result.update((entry.role, entry.sha256) for entry in deps.config.tokens)
-    return result
+class Sessions:
+    """The console's sessions: created at sign-in, looked up per request, ended at sign-out."""
 
-
-def sign_in(deps: Deps, token: str) -> Session | None:
-    """A new session for a valid token (compared in constant time by the token store)."""
-    token = token.strip()
-    if not token:
-        return None
-    store = TokenStore.build(
-        deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
-    )
-    principal = store.authenticate(token)
-    if principal is None:
-        return None
-    return Session(
-        principal.role,
-        principal.name,
-        digest(token),
-        secrets.token_urlsafe(24),
-        int(time.time()) + SESSION_SECONDS,
-    )
-
-
-def _key(deps: Deps) -> bytes:
-    material = "|".join(
-        ("defensa311-web-session-v1", deps.settings.webhook_secret, deps.settings.api_tokens)
-    )
-    return hashlib.sha256(material.encode()).digest()
-
-
-def _sign(deps: Deps, payload: bytes) -> str:
-    return hmac.new(_key(deps), payload, hashlib.sha256).hexdigest()
-
-
-def encode(deps: Deps, session: Session) -> str:
-    payload = json.dumps(
-        {
-            "r": session.role,
-            "n": session.name,
-            "f": session.fingerprint,
-            "c": session.csrf,
-            "e": session.expires,
-        },
-        separators=(",", ":"),
-    ).encode()
-    body = base64.urlsafe_b64encode(payload).decode().rstrip("=")
-    return f"{body}.{_sign(deps, payload)}"
-
-
-def decode(deps: Deps, value: str) -> Session | None:
-    body, _, signature = value.partition(".")
-    try:
-        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (ValueError, TypeError):
-        return None
-    if not hmac.compare_digest(_sign(deps, payload), signature):
-        return None
-    try:
-        data = json.loads(payload)
-        name = data.get("n")
-        session = Session(
-            str(data["r"]),
-            None if name is None else str(name),
-            str(data["f"]),
-            str(data["c"]),
-            int(data["e"]),
+    def __init__(self, deps: Deps, settings: IntakeSettings) -> None:
+        self.deps = deps
+        self.settings = settings
+        self.idle = timedelta(minutes=settings.session_idle_minutes)
+        self.lifetime = timedelta(hours=settings.session_max_hours)
+        configured = settings.session_secret
+        self._key: bytes | None = (
+            configured.get_secret_value().encode() if configured is not None else None
         )
-    except (ValueError, KeyError, TypeError):
-        return None
-    if session.expires < time.time():
-        return None
-    if (session.role, session.fingerprint) not in known_grants(deps):
-        return None  # the token was removed or changed: its sessions end
-    return session
+        self.tokens = TokenStore.build(
+            deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
+        )
+        self.grants = self.tokens.grants()
+
+    # ------------------------------------------------------------------ the key
+
+    async def key(self) -> bytes:
+        if self._key is None:
+            self._key = await self._stored_key()
+        return self._key
+
+    async def _stored_key(self) -> bytes:
+        async with self.deps.sessionmaker() as session:
+            row = await session.get(WebSessionKeyRow, 1)
+            if row is None:
+                session.add(
+                    WebSessionKeyRow(
+                        id=1, secret=secrets.token_hex(32), created_at=self.deps.clock.now()
+                    )
+                )
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    await session.rollback()  # another instance generated it first
+                row = await session.get(WebSessionKeyRow, 1, populate_existing=True)
+            assert row is not None
+            return row.secret.encode()
+
+    async def _mac(self, session_id: str) -> str:
+        return hmac.new(await self.key(), session_id.encode(), hashlib.sha256).hexdigest()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def sign_in(self, token: str) -> tuple[Session, str] | None:
+        """A new session and its cookie value for a valid token; ``None`` otherwise."""
+        token = token.strip()
+        principal = self.tokens.authenticate(token) if token else None
+        if principal is None:
+            return None
+        now = self.deps.clock.now()
+        session_id = secrets.token_urlsafe(32)
+        row = WebSessionRow(
+            id_sha256=digest(session_id),
+            role=principal.role,
+            name=principal.name,
+            token_sha256=digest(token),
+            csrf=secrets.token_urlsafe(24),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + self.lifetime,
+        )
+        async with self.deps.sessionmaker() as db:
+            # Expired sessions are swept here, not by a loop of their own.
+            await db.execute(
+                delete(WebSessionRow).where(
+                    or_(
+                        WebSessionRow.expires_at < now, WebSessionRow.last_seen_at < now - self.idle
+                    )
+                )
+            )
+            db.add(row)
+            await db.commit()
+        cookie = f"{session_id}.{await self._mac(session_id)}"
+        return Session(row.role, row.name, row.csrf, row.id_sha256), cookie
+
+    async def resolve(self, cookie: str) -> Session | None:
+        """The live session a cookie names; an expired one is deleted on the way."""
+        session_id, _, mac = cookie.partition(".")
+        if not session_id or not hmac.compare_digest(await self._mac(session_id), mac):
+            return None  # not one of ours: no database lookup at all
+        now = self.deps.clock.now()
+        async with self.deps.sessionmaker() as db:
+            row = await db.get(WebSessionRow, digest(session_id))
+            if row is None:
+                return None
+            ended = (
+                row.expires_at <= now
+                or now - row.last_seen_at > self.idle
+                or (row.role, row.token_sha256) not in self.grants
+            )
+            if ended:
+                await db.delete(row)
+                await db.commit()
+                return None
+            if now - row.last_seen_at >= TOUCH_EVERY:
+                await db.execute(
+                    update(WebSessionRow)
+                    .where(WebSessionRow.id_sha256 == row.id_sha256)
+                    .values(last_seen_at=now)
+                )
+                await db.commit()
+            return Session(row.role, row.name, row.csrf, row.id_sha256)
+
+    async def sign_out(self, session: Session) -> None:
+        async with self.deps.sessionmaker() as db:
+            await db.execute(
+                delete(WebSessionRow).where(WebSessionRow.id_sha256 == session.id_sha256)
+            )
+            await db.commit()
+
+    # ------------------------------------------------------------------ the cookie
+
+    def set_cookie(self, response: Response, request: Request, cookie: str) -> None:
+        response.set_cookie(
+            COOKIE,
+            cookie,
+            max_age=int(self.lifetime.total_seconds()),
+            httponly=True,
+            samesite="strict",
+            secure=self.settings.cookie_secure or request.url.scheme == "https",
+            path="/",
+        )
+
+    def clear_cookie(self, response: Response) -> None:
+        response.delete_cookie(
+            COOKIE,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=self.settings.cookie_secure,
+        )
+
+    def cross_site(self, request: Request) -> bool:
+        """A form posted from another site (login CSRF): its ``Origin`` is not ours."""
+        if request.headers.get("sec-fetch-site", "") == "cross-site":
+            return True
+        origin = request.headers.get("origin")
+        if origin is None:
+            return False  # not a browser, or one that says nothing: the CSRF token decides
+        ours = {request.headers.get("host", ""), urlsplit(self.public_url).netloc}
+        return urlsplit(origin).netloc not in ours
+
+    @property
+    def public_url(self) -> str:
+        return self.deps.config.institution.public_url
 
 
-def current(request: Request, deps: Deps) -> Session | None:
-    value = request.cookies.get(COOKIE)
-    return decode(deps, value) if value else None
+class SessionLookup:
+    """ASGI middleware: resolves the console session cookie once per ``/consola`` request."""
+
+    def __init__(self, app: ASGIApp, *, sessions: Sessions) -> None:
+        self.app = app
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope["path"]).startswith(CONSOLE_PREFIX):
+            cookie = Request(scope).cookies.get(COOKIE)
+            session = await self.sessions.resolve(cookie) if cookie else None
+            scope.setdefault("state", {})[_STATE] = session
+        await self.app(scope, receive, send)
 
 
-def set_cookie(response: Response, request: Request, deps: Deps, session: Session) -> None:
-    response.set_cookie(
-        COOKIE,
-        encode(deps, session),
-        max_age=SESSION_SECONDS,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
+def install(app: FastAPI, deps: Deps, settings: IntakeSettings) -> Sessions:
+    sessions = Sessions(deps, settings)
+    app.add_middleware(SessionLookup, sessions=sessions)
+    return sessions
 
 
-def clear_cookie(response: Response) -> None:
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+def current(request: Request) -> Session | None:
+    session = request.scope.get("state", {}).get(_STATE)
+    return session if isinstance(session, Session) else None
 
 
 def csrf_ok(session: Session, submitted: str | None) -> bool:

@@ -1,4 +1,5 @@
-"""Delivery channels of the notifier: e-mail over SMTP and signed JSON webhooks.
+"""Delivery channels of the notifier: e-mail over SMTP (or into the local mailbox folder when
+no SMTP server is configured) and signed JSON webhooks.
 
 Every failure is raised as :class:`ChannelError` with ``transient`` telling the caller whether a
 retry may help (connection refused, timeouts, SMTP 4xx, HTTP 408/429/5xx) or not (SMTP 5xx such as
@@ -29,7 +30,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from email.header import Header
 from email.message import Message
@@ -37,6 +38,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate, parseaddr
 from enum import Enum
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
@@ -45,6 +47,7 @@ import aiosmtplib
 import httpx
 
 from services.notifier.templates import RenderedMessage
+from shared import mailbox
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -52,6 +55,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "ChannelError",
     "EmailChannel",
+    "MailboxChannel",
     "SmtpSettings",
     "WebhookChannel",
     "mask_email",
@@ -320,6 +324,40 @@ class EmailChannel(_Closing):
             raise ChannelError("smtp tls error", transient=False) from None
         except (TimeoutError, OSError):
             raise ChannelError("smtp connection failed", transient=True) from None
+
+
+class MailboxChannel(_Closing):
+    """Writes each e-mail as an ``.eml`` file into a local folder (:mod:`shared.mailbox`).
+
+    The embedded default's stand-in for an SMTP server: the same MIME message
+    :class:`EmailChannel` would send, readable by staff on the console."""
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        folder: Path,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._builder = EmailChannel(settings)
+        self._folder = folder
+        self._now = now
+
+    def __repr__(self) -> str:
+        return f"MailboxChannel(folder={str(self._folder)!r})"
+
+    async def aclose(self) -> None:
+        return None
+
+    async def send(self, *, to: str, message: RenderedMessage, message_id: str) -> None:
+        recipient = parseaddr(to)[1]
+        if not recipient or "@" not in recipient or any(c in to for c in "\r\n"):
+            raise ChannelError("invalid recipient address", transient=False)
+        mail = self._builder.build(to=to, message=message, message_id=message_id)
+        try:
+            await asyncio.to_thread(mailbox.write, self._folder, message_id, mail, self._now())
+        except OSError:
+            raise ChannelError("mailbox folder not writable", transient=True) from None
 
 
 QUIT_SECONDS = 2.0

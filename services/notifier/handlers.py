@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from services.notifier.models import NotificationRow
 from services.notifier.planning import CaseFacts, Plan, Planner
+from services.notifier.settings import NotifierSettings
 from shared.cases import CaseNotFound, get_case, record_note
 from shared.consumer import Handler, Poison, Work
 from shared.contract import CaseEvent, Event, parse_event
@@ -65,8 +66,8 @@ def parse(body: bytes) -> Event:
         raise Poison(f"no cumple el esquema de ningún evento: {fields}") from exc
 
 
-def events(deps: Deps) -> Handler:
-    planner = Planner(deps.config, sms_gateway=bool(deps.settings.sms_webhook_url))
+def events(deps: Deps, settings: NotifierSettings) -> Handler:
+    planner = Planner(deps.config, sms_gateway=bool(settings.sms_webhook_url))
     signal = wakeup(deps)
 
     def decode(body: bytes, msg: RabbitMessage) -> Work | None:

@@ -10,6 +10,7 @@ event                         recipients
                               supervisors (and the department holding the case, if any)
 ``DeadlineMissed``            the supervisors and the department
 ``CaseResolved``              the citizen's notification address (the resolution)
+``DueDateChanged``            legal term: the citizen; department term: the department
 anything else                 nobody (``SubmissionRejected`` is read by 311 from the event)
 ============================  ========================================================
 
@@ -36,6 +37,7 @@ from shared.contract import (
     CaseResolved,
     DeadlineMissed,
     DeadlineNear,
+    DueDateChanged,
     Event,
     Location,
 )
@@ -147,6 +149,8 @@ class Planner:
             self._remitted(plan, event, case)
         elif isinstance(event, DeadlineNear | DeadlineMissed):
             self._deadline(plan, event, case)
+        elif isinstance(event, DueDateChanged):
+            self._due_changed(plan, event, case)
         return plan
 
     # ---------------------------------------------------------------------------- contexts
@@ -259,6 +263,21 @@ class Planner:
             "due_at": _iso(event.due_at),
         }
         self._to_department(plan, "case_remitted", event.department, context, event)
+
+    def _due_changed(self, plan: Plan, event: DueDateChanged, case: CaseFacts) -> None:
+        context = self._base(case) | {
+            "clock": event.clock,
+            "previous_due_at": _iso(event.previous_due_at),
+            "due_at": _iso(event.due_at),
+            "reason": event.reason,
+        }
+        if event.clock == "legal":
+            self._to_citizen(
+                plan, "due_date_changed", case, context | {"citizen": self._citizen(case)}
+            )
+        else:
+            code = event.department or case.department
+            self._to_department(plan, "due_date_changed", code, context, event)
 
     def _deadline(self, plan: Plan, event: DeadlineNear | DeadlineMissed, case: CaseFacts) -> None:
         code = event.department or case.department

@@ -61,6 +61,11 @@ Common to every kind:
     optional: ``resolved_at``, ``department_name``, ``citizen`` (``citizen.name``),
     ``appeal_days`` (default 5: business days to file a reconsideration/appeal).
 
+``due_date_changed`` (to the citizen for the legal term, to the department for its own):
+    ``clock`` (required), ``previous_due_at`` (required), ``due_at`` (required), ``reason``
+    (required, naming the decree); optional: ``department_name`` (addressed to the department),
+    ``citizen`` (``citizen.name``), ``console_url``.
+
 ``render_sms(kind, context)`` takes the same context as ``render(kind, context)``.
 """
 
@@ -84,6 +89,7 @@ from jinja2 import (
     select_autoescape,
 )
 
+from shared.domain.labels import KIND_LABELS
 from shared.spanish import WEEKDAYS, long_date
 
 __all__ = [
@@ -102,11 +108,11 @@ MESSAGE_KINDS = (
     "deadline_near",
     "deadline_missed",
     "case_resolved",
+    "due_date_changed",
 )
 SMS_MAX_CHARS = 300
 DEFAULT_TIMEZONE = "America/Panama"
 
-_KIND_LABELS = {"denuncia": "Denuncia", "queja": "Queja", "sugerencia": "Sugerencia"}
 _CLOCK_LABELS = {
     "legal": "plazo legal de resolución",
     "department": "plazo de respuesta del departamento",
@@ -171,7 +177,7 @@ def _format_sms_datetime(value: datetime | date | str, tz: str) -> str:
 
 
 def _kind_label(kind: str) -> str:
-    return _KIND_LABELS.get(str(kind), str(kind).capitalize())
+    return KIND_LABELS.get(str(kind), str(kind).capitalize())
 
 
 def _clock_label(clock: str) -> str:

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from shared.agenda import agenda, as_json, render_markdown
-from shared.calendar import BusinessCalendar, CalendarKind
 from shared.clock import Clock, SystemClock
 from shared.config import load_config
 from shared.db.engine import make_engine, make_sessionmaker
+from shared.domain.clocks import Terms
 from shared.settings import Settings
 from shared.uow import UnitOfWork
 
@@ -51,9 +51,7 @@ async def agenda_text(settings: Settings, fmt: str, clock: Clock) -> str:
     now = clock.now()
     try:
         async with UnitOfWork(make_sessionmaker(engine)) as uow:
-            items = await agenda(
-                uow, BusinessCalendar(CalendarKind(config.deadlines.calendar)), now
-            )
+            items = await agenda(uow, Terms.from_config(config), now)
     finally:
         await engine.dispose()
     if fmt == "json":

@@ -27,6 +27,7 @@ from shared.contract import (
     SubmissionRejected,
 )
 from shared.db.models import CaseRow
+from shared.domain.actions import RoutedClassification, actions_of
 from shared.lifecycle import DomainError, IllegalTransition
 from shared.runtime import Deps
 from shared.uow import UnitOfWork
@@ -99,22 +100,15 @@ async def route_case(uow: UnitOfWork, deps: Deps, case: CaseRow, result: Classif
     kind: str | None = result.kind
     if case.anonymous and kind in ("denuncia", "queja"):
         kind, route = case.kind, "triage"
-    await perform(
-        uow,
-        deps.cases,
-        case,
-        "classify",
-        {
-            "kind": kind,
-            "category": result.category,
-            "rule": result.rule,
-            "route": result.route,
-            "note": result.note,
-            "by": "router",
-        },
-        actor="router",
-        now=now,
+    classification = RoutedClassification.model_construct(
+        kind=kind,
+        category=result.category,
+        rule=result.rule,
+        route=result.route,
+        note=result.note,
+        by="router",
     )
+    await perform(uow, deps.cases, case, "classify", classification, actor="router", now=now)
     action = ROUTE_ACTIONS.get(route)
     if action is None or case.kind is None:
         return
@@ -183,11 +177,11 @@ async def apply_answer(
         raise Poison("caso desconocido") from exc
     if case.tracking_code != event.tracking_code:
         raise Poison("tracking_code no corresponde al case_id")
-    params: dict[str, Any] = {"department": event.department}
-    if isinstance(event, DepartmentResponded):
-        params["response"] = event.response
-    else:
-        params["reason"] = event.reason
+    params: dict[str, Any] = (
+        {"response": event.response}
+        if isinstance(event, DepartmentResponded)
+        else {"reason": event.reason}
+    )
     refusal: FieldError | None = None
     try:
         await perform(
@@ -198,14 +192,17 @@ async def apply_answer(
             params,
             actor=actor,
             now=now,
-            department_event=False,
+            department=event.department,
+            answer_on_wire=True,
+            answers_heard_by=CONSUMER,  # a flagged return we announce comes back to us
         )
     except NotYourCase as exc:
         refusal = FieldError(
             field="department", rule="not_remitted_to_department", message=str(exc)
         )
     except IllegalTransition as exc:
-        refusal = FieldError(field="state", rule="illegal_transition", message=str(exc))
+        mine = exc.only(actions_of(actor))  # name only what the department itself may do
+        refusal = FieldError(field="state", rule="illegal_transition", message=str(mine))
     except InvalidActionInput as exc:
         refusal = FieldError(field=exc.field, rule=exc.rule, message=exc.message)
     if refusal is not None:

@@ -6,10 +6,10 @@ share :class:`Base` so one Alembic history migrates everything.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.db.types import UTCDateTime
@@ -55,6 +55,8 @@ class CaseRow(Base):
     return_count: Mapped[int] = mapped_column(Integer, default=0)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime]
+    # Why the due dates last moved (a closure by decree), shown with them on the tracking page.
+    due_note: Mapped[str | None] = mapped_column(Text)
 
 
 class CaseHistoryRow(Base):
@@ -73,6 +75,18 @@ class CaseHistoryRow(Base):
     # Write-side only: tells the unit of work to insert a new case before its first audit row
     # (one flush at commit instead of one per case). Never loaded.
     case: Mapped[CaseRow] = relationship(lazy="raise")
+
+
+class ClosureRow(Base):
+    """A day closed by decree added at run time (``defensa311 calendar close``)."""
+
+    __tablename__ = "calendar_closures"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    suspends_terms: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
 
 
 class OutboxRow(Base):

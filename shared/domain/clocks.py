@@ -47,6 +47,7 @@ __all__ = [
     "Terms",
     "clock_statuses",
     "is_overdue",
+    "legal_status",
     "overdue_clause",
 ]
 
@@ -96,7 +97,9 @@ class Terms:
         return cls(
             legal=TermPolicy(days=config.deadlines.days, calendar=kind),
             department=TermPolicy(days=config.deadlines.department_days, calendar=kind),
-            calendar=BusinessCalendar(kind),
+            calendar=BusinessCalendar(
+                kind, [c.date for c in config.calendar.closures if c.suspends_terms]
+            ),
             department_margin_days=config.deadlines.department_margin_days,
         )
 
@@ -116,6 +119,19 @@ class Terms:
 
     def department_due(self, remitted_at: datetime, legal_due: datetime) -> datetime:
         return self.department_term(remitted_at, legal_due).due_at
+
+    def department_due_capped(self, remitted_at: datetime, department_due: datetime) -> bool:
+        """Whether a stored department due date is earlier than the department's own term
+        (it was capped by the legal due date less the margin)."""
+        return department_due < due_at(remitted_at, self.department, self.calendar)
+
+    def cap_note(self) -> str:
+        """How a capped department term is explained to staff and departments (Spanish)."""
+        days = self.department_margin_days
+        return (
+            f"limitado por el plazo legal: vence {days} día{'s' if days != 1 else ''} "
+            f"hábil{'es' if days != 1 else ''} antes, para notificar al ciudadano a tiempo"
+        )
 
 
 def _running(case: HasClocks) -> list[tuple[Clock, datetime]]:
@@ -176,3 +192,11 @@ def clock_statuses(case: HasClocks, now: datetime, terms: Terms) -> list[ClockSt
         ClockStatus(clock, due, days_left(due, now, terms.calendar), now > due)
         for clock, due in _running(case)
     ]
+
+
+def legal_status(case: HasClocks, now: datetime, terms: Terms) -> ClockStatus:
+    """The legal term as a page shows it, running or not (a stopped term is never overdue)."""
+    running = clock_statuses(case, now, terms)
+    if running:
+        return running[0]
+    return ClockStatus(Clock.LEGAL, case.due_at, days_left(case.due_at, now, terms.calendar), False)

@@ -3,7 +3,7 @@
 Staff file a presencial case through the console form (a validation error first), remit it
 from the triage queue, the department answers it, and the citizen sees it resolved on the
 tracking page. Every page is saved as a screenshot in ``artifacts/screenshots/``; two of them
-are copied to ``docs/screenshots/`` for the README.
+are copied to ``docs/screenshots/`` for docs/web.md.
 """
 
 from __future__ import annotations

@@ -419,6 +419,11 @@ async def test_remit_then_the_department_responds_over_http(api: Api) -> None:
     view = await api.act(code, "respond", {"response": "Se rellenó el hueco el 5 de marzo."}, VIAS)
     assert view["state"] == "resolved" and view["resolution_path"] == "department"
     assert view["history"][-1]["actor"] == "department:vias"
+    assert view["history"][-1]["actor_name"] == "Dirección de Mantenimiento Vial"
+    assert view["history"][-1]["text"] == (
+        "Respuesta de la dependencia registrada (respuesta: Se rellenó el hueco el 5 de marzo.; "
+        "dependencia: Dirección de Mantenimiento Vial)"
+    )
     types = await api.event_types(code)
     assert types[-4:] == [
         "CaseRemitted",
@@ -435,7 +440,8 @@ async def test_remit_then_the_department_responds_over_http(api: Api) -> None:
         marks = await uow.session.scalars(select(InboxRow).where(InboxRow.consumer == "router"))
         assert [m.event_id for m in marks] == [responded.event_id]
 
-    await api.act(code, "respond", {"response": "Otra vez."}, VIAS, status=409)
+    twice = await api.act(code, "respond", {"response": "Otra vez."}, VIAS, status=409)
+    assert twice["allowed"] == [] and "close" not in twice["detail"]  # not the department's
     assert (await api.act(code, "close"))["state"] == "closed"
 
 
@@ -449,7 +455,12 @@ async def test_a_department_returns_a_case_it_does_not_own(api: Api) -> None:
     assert (await api.client.get(f"/api/v1/cases/{code}", headers=VIAS)).status_code == 404
     await api.act(code, "return", {"reason": "Tampoco es nuestro."}, VIAS, status=404)
     types = await api.event_types(code)
-    assert types[-3:] == ["CaseRemitted", "CaseRemittedToDepartment", "CaseReturned"]
+    assert types[-4:] == [
+        "CaseRemitted",
+        "CaseRemittedToDepartment",
+        "CaseReturned",
+        "CaseReturnAccepted",
+    ]
     returned = next(r for r in await api.outbox() if r.event_type == "CaseReturned")
     assert returned.routing_key == "case.returned.vias"
     # Re-routed to the right department, which answers.

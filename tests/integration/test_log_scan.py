@@ -30,7 +30,7 @@ from tests.support import (
 
 pytestmark = pytest.mark.connected
 
-STAFF_TOKEN = "l0g-scan-staff"
+STAFF_TOKEN = "l0g-scan-staff-token-0123456789"
 NAME = "Eustaquia Villarreal Cedeño"
 CEDULA = "3-704-1289"
 PHONE = "6789-0123"

@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from services.intake import notifications_api
 from tests.integration.test_notifier_service import citizen, harness
+
+pytestmark = pytest.mark.connected
 
 STAFF = {"Authorization": "Bearer tok-personal"}
 SUPERVISOR = {"Authorization": "Bearer tok-supervision"}

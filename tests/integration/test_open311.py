@@ -28,6 +28,8 @@ from shared.runtime import Runtime
 from shared.tracking import is_valid_tracking_code
 from tests.support import eventually, free_port, running, settings_for
 
+pytestmark = pytest.mark.connected
+
 TOKEN = "open311-test-token-7f3a"
 STAFF_TOKEN = "staff-test-token-1b2c"
 PANAMA = ZoneInfo("America/Panama")
@@ -286,7 +288,7 @@ async def test_file_and_follow_requests(amqp_url: str, pg_url: str) -> None:
                 await perform(uow, deps.cases, row, action, params, actor="staff", now=clock.now())
 
         clock.advance(timedelta(days=1))
-        await act("classify", {"kind": "denuncia", "category": "Calles y huecos", "by": "test"})
+        await act("classify", {"kind": "denuncia", "category": "Calles y huecos"})
         await act("remit", {"department": "vias"})
         remitted = await asyncio.to_thread(as_json.get_service_request, tracking)
         assert remitted["status"] == "open"
@@ -397,8 +399,9 @@ async def test_errors_and_nothing_half_stored(amqp_url: str, pg_url: str) -> Non
             cedula = await bad(**{"attribute[id_number]": "12345"})
             assert cedula == [cedula[0]]
             assert cedula[0].startswith("attribute[id_number]:") and "(regla: cedula)" in cedula[0]
-            notify = await bad(**{"attribute[notify_email]": ""})
-            assert notify[0].startswith("attribute[notify_email]") and "notification" in notify[0]
+            notify = await bad(**{"attribute[notify_email]": "", "email": "", "phone": ""})
+            assert notify[0].startswith("email, phone, attribute[notify_email]")
+            assert "notification" in notify[0]
             outside = await bad(lat="40.7", long="-74.0")
             assert outside[0].startswith("lat, long:") and "in_panama" in outside[0]
             short = await bad(description="corto", media_url="")

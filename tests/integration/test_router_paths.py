@@ -209,10 +209,13 @@ async def test_inspection_with_inspector_and_date_to_closed(
 
     with pytest.raises(InvalidActionInput) as refused:
         await act(runtime, case.id, "start_inspection", {"scheduled_for": "2026-06-03T09:00:00"})
-    assert (refused.value.field, refused.value.rule) == ("scheduled_for", "timezone_required")
+    assert (refused.value.field, refused.value.rule) == ("scheduled_for", "timezone_aware")
     with pytest.raises(InvalidActionInput) as refused:
         await act(runtime, case.id, "start_inspection", {"scheduled_for": "mañana"})
-    assert (refused.value.field, refused.value.rule) == ("scheduled_for", "datetime_format")
+    assert (refused.value.field, refused.value.rule) == (
+        "scheduled_for",
+        "datetime_from_date_parsing",
+    )
     unchanged = await case_by_ref(runtime, "311-I")
     assert unchanged is not None and unchanged.state == "classified"
 
@@ -224,7 +227,7 @@ async def test_inspection_with_inspector_and_date_to_closed(
     ) == ["InspectionStarted"]
     with pytest.raises(InvalidActionInput) as refused:
         await act(runtime, case.id, "record_findings", {"findings": " "})
-    assert (refused.value.field, refused.value.rule) == ("findings", "required")
+    assert (refused.value.field, refused.value.rule) == ("findings", "text_length")
     assert await act(
         runtime, case.id, "record_findings", {"findings": "Se verificó y se corrigió el horario."}
     ) == ["CaseResolved"]
@@ -285,10 +288,14 @@ async def test_meeting_agenda_and_outcome(runtime: Runtime, platform: Platform31
     assert listed[0]["days_left"] == 30
 
     for params, field, rule in [
-        ({"meeting_date": "2026-06-01"}, "decision", "required"),
-        ({"meeting_date": "2026-06-01", "decision": "maybe"}, "decision", "unknown_decision"),
-        ({"decision": "accepted"}, "meeting_date", "required"),
-        ({"meeting_date": "01/06/2026", "decision": "accepted"}, "meeting_date", "date_format"),
+        ({"meeting_date": "2026-06-01"}, "decision", "missing"),
+        ({"meeting_date": "2026-06-01", "decision": "maybe"}, "decision", "literal_error"),
+        ({"decision": "accepted"}, "meeting_date", "missing"),
+        (
+            {"meeting_date": "01/06/2026", "decision": "accepted"},
+            "meeting_date",
+            "date_from_datetime_parsing",
+        ),
         ({"meeting_date": "2026-06-02", "decision": "accepted"}, "meeting_date", "not_in_future"),
         (
             {"meeting_date": "2026-05-29", "decision": "accepted"},
@@ -343,7 +350,7 @@ async def test_staff_route_from_triage_and_the_kind_guards(
         await act(runtime, case.id, "add_to_agenda", {})
     with pytest.raises(InvalidActionInput) as bad_kind:
         await act(runtime, case.id, "classify", {"kind": "reclamo"})
-    assert (bad_kind.value.field, bad_kind.value.rule) == ("kind", "unknown_kind")
+    assert (bad_kind.value.field, bad_kind.value.rule) == ("kind", "literal_error")
 
     assert await act(runtime, case.id, "classify", {"kind": "denuncia", "category": "Obras"}) == [
         "CaseClassified"
@@ -376,7 +383,7 @@ async def test_staff_route_from_triage_and_the_kind_guards(
     duplicate = await settled(runtime, "311-V", "classified")
     with pytest.raises(InvalidActionInput) as no_reason:
         await act(runtime, duplicate.id, "decline", {})
-    assert (no_reason.value.field, no_reason.value.rule) == ("reason", "required")
+    assert (no_reason.value.field, no_reason.value.rule) == ("reason", "missing")
     assert await act(runtime, duplicate.id, "decline", {"reason": "Duplicado de otro caso."}) == [
         "CaseClosed"
     ]

@@ -10,7 +10,14 @@ from sqlalchemy import Column, MetaData, String, Table, create_engine, insert, s
 
 from shared.calendar import TZ, BusinessCalendar, CalendarKind, TermPolicy
 from shared.db.types import UTCDateTime
-from shared.domain.clocks import Clock, Terms, clock_statuses, is_overdue, overdue_clause
+from shared.domain.clocks import (
+    Clock,
+    Terms,
+    clock_statuses,
+    is_overdue,
+    legal_status,
+    overdue_clause,
+)
 from shared.lifecycle import State
 
 TERMS = Terms(
@@ -115,3 +122,16 @@ def test_the_sql_rule_agrees_with_the_python_rule_on_a_random_set() -> None:
             found = {int(i) for i in conn.scalars(select(table.c.id).where(clause))}
             expected = {i for i, c in enumerate(cases) if is_overdue(c, now) == wanted}
             assert found == expected
+
+
+def test_the_legal_status_of_a_decided_case_is_stopped_and_never_overdue() -> None:
+    filed = at(date(2026, 3, 2))
+    due = TERMS.legal_due(filed)
+    late = due + timedelta(days=10)
+    open_case = FakeCase(State.RECEIVED.value, due)
+    closed = FakeCase(State.CLOSED.value, due)
+    assert legal_status(open_case, late, TERMS) == clock_statuses(open_case, late, TERMS)[0]
+    assert legal_status(open_case, late, TERMS).overdue
+    stopped = legal_status(closed, late, TERMS)
+    assert (stopped.clock, stopped.due_at, stopped.overdue) == (Clock.LEGAL, due, False)
+    assert stopped.days_left < 0

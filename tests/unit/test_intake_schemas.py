@@ -8,14 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.intake.schemas import (
-    ACTION_BODIES,
-    ClassifyBody,
-    FilingRequest,
-    MeetingOutcomeBody,
-    filing_errors,
-)
-from shared.validation import PANAMA_BOUNDS, spanish_errors
+from services.intake.schemas import FilingRequest, filing_errors
+from shared.domain.actions import REGISTRY, ClassifyBody, MeetingOutcomeBody
+from shared.validation import PANAMA_BOUNDS, control_character, spanish_errors
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -124,12 +119,14 @@ def test_any_id_number_is_accepted_or_refused_by_name_and_rule(text: str) -> Non
 @given(text=st.text(max_size=4100))
 def test_description_length_is_counted_after_trimming(text: str) -> None:
     body = {"channel": "web", "kind": "sugerencia", "description": text, "anonymous": True}
-    ok = 10 <= len(text.strip()) <= 4000
+    clean = control_character(text.strip()) is None
+    ok = clean and 10 <= len(text.strip()) <= 4000
     try:
         FilingRequest.model_validate(body)
     except ValidationError as exc:
         assert not ok
-        assert fields_and_rules(exc) == {("description", "text_length")}
+        rule = "text_length" if clean else "control_characters"
+        assert fields_and_rules(exc) == {("description", rule)}
         assert_spanish(spanish_errors(exc))
     else:
         assert ok
@@ -207,7 +204,7 @@ json_values = st.recursive(
 
 @FAST
 @given(
-    action=st.sampled_from(sorted(ACTION_BODIES)),
+    action=st.sampled_from(sorted(REGISTRY)),
     data=st.dictionaries(
         st.sampled_from(
             ["kind", "category", "department", "findings", "response", "decision", "notes",
@@ -220,7 +217,7 @@ json_values = st.recursive(
 def test_any_action_body_is_accepted_or_refused_in_spanish(
     action: str, data: dict[str, Any]
 ) -> None:
-    model = ACTION_BODIES[action]
+    model = REGISTRY[action].body
     try:
         body = model.model_validate(data)
     except ValidationError as exc:

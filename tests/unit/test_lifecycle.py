@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
+from shared.domain.actions import ACTIONS, new_lifecycle
 from shared.lifecycle import (
-    ACTIONS,
     IllegalTransition,
     Lifecycle,
     State,
@@ -61,7 +61,7 @@ def legal(state: str, action: str, kind: str | None) -> str | None:
 
 @pytest.fixture(scope="module")
 def lifecycle() -> Lifecycle:
-    return Lifecycle()
+    return new_lifecycle()
 
 
 def test_the_state_names_are_the_public_contract() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,6 +26,7 @@ from shared.contract import (
     CitizenContact,
     DeadlineMissed,
     DeadlineNear,
+    DueDateChanged,
     Event,
     FieldError,
     Location,
@@ -233,3 +234,27 @@ def test_a_body_that_is_no_event_is_poison() -> None:
     with pytest.raises(Poison, match="esquema"):
         parse(b'{"event_type": "CaseReceived"}')
     assert isinstance(parse(received().model_dump_json().encode()), CaseReceived)
+
+
+def test_a_moved_legal_term_tells_the_citizen_and_a_moved_department_term_the_department() -> None:
+    common: dict[str, Any] = {
+        "case_id": CASE_ID,
+        "tracking_code": CODE,
+        "previous_due_at": DUE,
+        "due_at": DUE + timedelta(days=1),
+        "reason": "Cierre de oficinas del 04/11/2026 con suspensión de términos (Decreto X)",
+        "closed_day": date(2026, 11, 4),
+    }
+    planner = Planner(CONFIG, sms_gateway=False)
+    case = facts(notify={"email": "ana@example.com"}, department="vias")
+    (citizen,) = planner.plan(DueDateChanged(clock="legal", **common), case).notifications
+    assert (citizen.template, citizen.recipient) == ("due_date_changed", "ana@example.com")
+    text = TemplateRenderer().render(citizen.template, citizen.context).text
+    assert "Nueva fecha límite" in text and "Decreto X" in text and CODE in text
+    department = planner.plan(
+        DueDateChanged(clock="department", department="vias", **common), case
+    ).notifications
+    assert [p.template for p in department if p.channel == "email"] == ["due_date_changed"]
+    rendered = TemplateRenderer().render(department[0].template, department[0].context)
+    assert "Nueva fecha límite" in rendered.text and "consola" in rendered.text
+    assert TemplateRenderer().render_sms(citizen.template, citizen.context)

@@ -1,0 +1,31 @@
+"""The service layer of the case record, one job per module.
+
+- :mod:`~shared.cases.queries`: reading a case and its history;
+- :mod:`~shared.cases.filing`: filing a new case;
+- :mod:`~shared.cases.actions`: applying a lifecycle action (the rules are the domain's:
+  :mod:`shared.domain.case` and :mod:`shared.domain.actions`);
+- :mod:`~shared.cases.audit`: the audit trail.
+
+Each function runs inside a :class:`~shared.uow.UnitOfWork`: the new state, the audit row and
+the outgoing events are written in the caller's one transaction.
+"""
+
+from shared.cases.actions import perform
+from shared.cases.audit import audit, record_note
+from shared.cases.filing import file_case
+from shared.cases.queries import CaseNotFound, get_case, history
+from shared.cases.services import CaseServices
+from shared.domain.case import InvalidActionInput, NotYourCase
+
+__all__ = [
+    "CaseNotFound",
+    "CaseServices",
+    "InvalidActionInput",
+    "NotYourCase",
+    "audit",
+    "file_case",
+    "get_case",
+    "history",
+    "perform",
+    "record_note",
+]

@@ -1,0 +1,55 @@
+"""The audit trail: who did what to a case, when, from which state to which, and why."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.db.models import CaseHistoryRow, CaseRow
+from shared.uow import UnitOfWork
+
+
+def audit(
+    uow: UnitOfWork,
+    case: CaseRow,
+    *,
+    actor: str,
+    action: str,
+    from_state: str | None,
+    to_state: str | None,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    uow.session.add(
+        CaseHistoryRow(
+            case=case,
+            at=now,
+            actor=actor,
+            action=action,
+            from_state=from_state,
+            to_state=str(to_state) if to_state else None,
+            details=details,
+        )
+    )
+
+
+def record_note(
+    uow: UnitOfWork,
+    case: CaseRow,
+    *,
+    actor: str,
+    action: str,
+    now: datetime,
+    details: dict[str, Any],
+) -> None:
+    """An audit row that changes no state (a refused answer, a notification, an alert)."""
+    audit(
+        uow,
+        case,
+        actor=actor,
+        action=action,
+        from_state=case.state,
+        to_state=case.state,
+        now=now,
+        details=details,
+    )

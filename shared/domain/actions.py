@@ -1,0 +1,334 @@
+"""The action registry: every lifecycle action, once, read by every door and page.
+
+An :class:`ActionSpec` says everything about one action: its name (the HTTP API's), its body
+(a pydantic model whose Spanish errors name the field and the rule), its row of the lifecycle
+table, who may take it, its Spanish label (the timeline) and button, the console form's fields,
+and the :class:`~shared.domain.case.Case` verb it calls. The API and its OpenAPI document, the
+console, the router and the lifecycle machine all read :data:`REGISTRY`; nothing else lists
+the actions.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.contract import Decision, Event, Kind, LongText, ShortText
+from shared.domain.case import Case
+from shared.lifecycle import Lifecycle, State, Transition
+
+# ------------------------------------------------------------------------------ who
+
+STAFF = "staff"
+SUPERVISOR = "supervisor"
+PLATFORM311 = "platform311"
+DEPARTMENT = "department"
+DEPARTMENT_PREFIX = "department:"
+#: Roles that take the office's actions; supervisors may do everything staff may.
+STAFF_ROLES = frozenset({STAFF, SUPERVISOR})
+
+
+def role_group(role: str | None) -> str | None:
+    """The role an action's ``takers`` name: ``department:vias`` is ``department``."""
+    if role is not None and role.startswith(DEPARTMENT_PREFIX):
+        return DEPARTMENT
+    return role
+
+
+# ------------------------------------------------------------------------------ bodies
+
+
+class ActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ClassifyBody(ActionBody):
+    kind: Kind
+    category: ShortText | None = None
+
+
+class RoutedClassification(BaseModel):
+    """The router's classification: a rule's result, which may leave the kind undecided."""
+
+    kind: str | None = None
+    category: str | None = None
+    rule: str | None = None
+    route: str | None = None
+    note: str | None = None
+    by: str = "router"
+
+
+class StartInspectionBody(ActionBody):
+    inspector: ShortText | None = None
+    scheduled_for: AwareDatetime | None = None
+
+
+class RemitBody(ActionBody):
+    department: str = Field(min_length=1, max_length=32, description="código del departamento")
+
+
+class EmptyBody(ActionBody):
+    pass
+
+
+class RecordFindingsBody(ActionBody):
+    findings: LongText
+
+
+class RespondBody(ActionBody):
+    response: LongText
+
+
+class MeetingOutcomeBody(ActionBody):
+    decision: Decision
+    meeting_date: date = Field(description="fecha de la reunión (AAAA-MM-DD), no futura")
+    notes: LongText | None = None
+
+
+class ReturnBody(ActionBody):
+    reason: LongText
+
+
+class CloseBody(ActionBody):
+    reason: LongText | None = None
+
+
+class DeclineBody(ActionBody):
+    reason: LongText
+
+
+# ------------------------------------------------------------------------------ the spec
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One control of the console's form for an action."""
+
+    name: str
+    label: str
+    widget: Literal["text", "textarea", "date", "select"] = "text"
+    required: bool = False
+    #: For a select: which list it offers (``kinds``, ``departments``, ``decisions``).
+    choices: str | None = None
+    #: What fills it before the user types: the case's own value, or today's date.
+    prefill: Literal["case", "today"] | None = None
+
+
+@dataclass(frozen=True)
+class Acting:
+    """The circumstances of one action: when, and which department acts (if one does)."""
+
+    now: datetime
+    department: str | None = None
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    body: type[BaseModel]
+    transition: Transition
+    #: Roles that may take it (``staff``, ``supervisor``, ``department``); a department only
+    #: on a case remitted to it.
+    takers: frozenset[str]
+    #: Past tense, as the timeline shows it.
+    label: str
+    #: The console's button.
+    button: str
+    take: Callable[[Case, Any, Acting], list[Event]]
+    fields: tuple[FormField, ...] = ()
+    #: The button gives the case up (the console styles it apart).
+    secondary: bool = False
+    #: What the console says once a department has done it (it leaves the case's page).
+    done: str | None = None
+
+    def may(self, role: str | None) -> bool:
+        return role_group(role) in self.takers
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+OPEN_BEFORE_ROUTING = (State.RECEIVED, State.CLASSIFIED)
+_OFFICE = STAFF_ROLES
+_DEPARTMENT = frozenset({DEPARTMENT})
+_REASON = FormField("reason", "Motivo", "textarea", required=True)
+
+
+def _classify(case: Case, body: ClassifyBody | RoutedClassification, acting: Acting) -> list[Event]:
+    if isinstance(body, RoutedClassification):
+        return case.classify(
+            body.kind, body.category, acting.now, by=body.by, rule=body.rule, route=body.route
+        )
+    return case.classify(body.kind, body.category, acting.now)
+
+
+def _record_meeting_outcome(case: Case, body: MeetingOutcomeBody, acting: Acting) -> list[Event]:
+    return case.record_meeting_outcome(body.decision, body.meeting_date, body.notes, acting.now)
+
+
+_SPECS = (
+    ActionSpec(
+        name="classify",
+        body=ClassifyBody,
+        transition=Transition("classify", OPEN_BEFORE_ROUTING, State.CLASSIFIED),
+        takers=_OFFICE,
+        label="Caso clasificado",
+        button="Clasificar",
+        take=_classify,
+        fields=(
+            FormField("kind", "Tipo", "select", required=True, choices="kinds", prefill="case"),
+            FormField("category", "Categoría", prefill="case"),
+        ),
+    ),
+    ActionSpec(
+        name="start_inspection",
+        body=StartInspectionBody,
+        transition=Transition(
+            "start_inspection", (State.CLASSIFIED,), State.INSPECTION, "is_inspectable"
+        ),
+        takers=_OFFICE,
+        label="Inspección iniciada",
+        button="Iniciar inspección",
+        take=lambda case, body, acting: case.start_inspection(
+            body.inspector, body.scheduled_for, acting.now
+        ),
+        fields=(FormField("inspector", "Inspector asignado (opcional)"),),
+    ),
+    ActionSpec(
+        name="remit",
+        body=RemitBody,
+        transition=Transition("remit", (State.CLASSIFIED,), State.REMITTED, "is_denuncia"),
+        takers=_OFFICE,
+        label="Remitido a la dependencia responsable",
+        button="Remitir",
+        take=lambda case, body, acting: case.remit(body.department, acting.now),
+        fields=(
+            FormField("department", "Dependencia", "select", required=True, choices="departments"),
+        ),
+    ),
+    ActionSpec(
+        name="add_to_agenda",
+        body=EmptyBody,
+        transition=Transition(
+            "add_to_agenda", (State.CLASSIFIED,), State.ON_AGENDA, "is_sugerencia"
+        ),
+        takers=_OFFICE,
+        label="Incluido en la agenda de reunión",
+        button="Incluir en la agenda",
+        take=lambda case, body, acting: case.add_to_agenda(acting.now),
+    ),
+    ActionSpec(
+        name="record_findings",
+        body=RecordFindingsBody,
+        transition=Transition("record_findings", (State.INSPECTION,), State.RESOLVED),
+        takers=_OFFICE,
+        label="Hallazgos de la inspección registrados",
+        button="Registrar hallazgos y resolver",
+        take=lambda case, body, acting: case.record_findings(body.findings, acting.now),
+        fields=(FormField("findings", "Hallazgos de la inspección", "textarea", required=True),),
+    ),
+    ActionSpec(
+        name="respond",
+        body=RespondBody,
+        transition=Transition("respond", (State.REMITTED,), State.RESOLVED),
+        takers=_DEPARTMENT,
+        label="Respuesta de la dependencia registrada",
+        button="Enviar respuesta",
+        take=lambda case, body, acting: case.respond(
+            body.response, acting.now, department=acting.department
+        ),
+        fields=(FormField("response", "Respuesta de la dependencia", "textarea", required=True),),
+        done="Respuesta enviada: el caso {code} quedó resuelto.",
+    ),
+    ActionSpec(
+        name="record_meeting_outcome",
+        body=MeetingOutcomeBody,
+        transition=Transition("record_meeting_outcome", (State.ON_AGENDA,), State.RESOLVED),
+        takers=_OFFICE,
+        label="Decisión de la reunión registrada",
+        button="Registrar decisión y resolver",
+        take=_record_meeting_outcome,
+        fields=(
+            FormField(
+                "decision", "Decisión de la reunión", "select", required=True, choices="decisions"
+            ),
+            FormField(
+                "meeting_date", "Fecha de la reunión", "date", required=True, prefill="today"
+            ),
+            FormField("notes", "Notas de la reunión", "textarea"),
+        ),
+    ),
+    ActionSpec(
+        name="return",
+        body=ReturnBody,
+        transition=Transition("return", (State.REMITTED,), State.CLASSIFIED),
+        takers=_DEPARTMENT,
+        label="Devuelto por la dependencia para reasignarlo",
+        button="Devolver el caso",
+        take=lambda case, body, acting: case.return_(
+            body.reason, acting.now, department=acting.department
+        ),
+        fields=(_REASON,),
+        secondary=True,
+        done="Caso {code} devuelto al Departamento.",
+    ),
+    ActionSpec(
+        name="close",
+        body=CloseBody,
+        transition=Transition("close", (State.RESOLVED,), State.CLOSED),
+        takers=_OFFICE,
+        label="Caso cerrado",
+        button="Cerrar el caso",
+        take=lambda case, body, acting: case.close(body.reason, acting.now),
+    ),
+    ActionSpec(
+        name="decline",
+        body=DeclineBody,
+        transition=Transition("decline", OPEN_BEFORE_ROUTING, State.CLOSED),
+        takers=_OFFICE,
+        label="Caso declinado",
+        button="Declinar el caso",
+        take=lambda case, body, acting: case.decline(body.reason, acting.now),
+        fields=(_REASON,),
+        secondary=True,
+    ),
+)
+
+REGISTRY: Mapping[str, ActionSpec] = {spec.name: spec for spec in _SPECS}
+ACTIONS: tuple[str, ...] = tuple(REGISTRY)
+TRANSITIONS: tuple[Transition, ...] = tuple(spec.transition for spec in _SPECS)
+
+
+def new_lifecycle() -> Lifecycle:
+    """The lifecycle machine over the registry's transitions."""
+    return Lifecycle(TRANSITIONS)
+
+
+def may_take(role: str | None, action: str) -> bool:
+    """Whether ``role`` (``None``: anonymous) may take ``action`` at all."""
+    spec = REGISTRY.get(action)
+    return spec is not None and spec.may(role)
+
+
+def actions_of(role: str | None) -> list[str]:
+    return [name for name, spec in REGISTRY.items() if spec.may(role)]
+
+
+def refusal(role: str | None, action: str) -> str:
+    """Why ``role`` may not take ``action``, in Spanish."""
+    if role_group(role) == DEPARTMENT:
+        mine = " o ".join(REGISTRY[a].button.lower() for a in actions_of(role))
+        return f"un departamento solo puede {mine}, no «{action}»"
+    return f"su rol ({role or 'anónimo'}) no puede aplicar «{action}»"
+
+
+def allowed_for(lifecycle: Lifecycle, role: str | None, state: str, kind: str | None) -> list[str]:
+    """The actions the state and kind allow that ``role`` may take, in the table's order."""
+    return [a for a in lifecycle.allowed(state, kind) if may_take(role, a)]
