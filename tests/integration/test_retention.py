@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.app import service as intake_service
 from services.router.app import service as router_service
-from shared.clock import FixedClock, SystemClock
+from shared.clock import SystemClock
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.migrate import upgrade
 from shared.db.models import CaseRow, InboxRow, OutboxRow
 from shared.outbox import Retention, prune
 from shared.uow import UnitOfWork
@@ -43,13 +48,24 @@ def outbox_row(created: datetime, published: datetime | None) -> OutboxRow:
     )
 
 
+@asynccontextmanager
+async def database(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The schema alone: retention needs no broker."""
+    engine = make_engine(url)
+    try:
+        await upgrade(engine)
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
 async def test_prune_deletes_only_published_rows_and_marks_past_their_retention(
-    amqp_url: str, database_url: str
+    database_url: str,
 ) -> None:
-    async with running(settings_for(amqp_url, database_url), [], clock=FixedClock(NOW)) as rt:
+    async with database(database_url) as sessionmaker:
         old = NOW - timedelta(days=8)
         recent = NOW - timedelta(days=6)
-        async with rt.deps.uow() as uow:
+        async with UnitOfWork(sessionmaker) as uow:
             uow.session.add_all([outbox_row(old, old) for _ in range(5)])
             kept_recent = outbox_row(recent, recent)
             owed = outbox_row(NOW - timedelta(days=100), None)  # never published: never pruned
@@ -62,34 +78,32 @@ async def test_prune_deletes_only_published_rows_and_marks_past_their_retention(
                         processed_at=NOW - timedelta(days=days),
                     )
                 )
-        pruned = await prune(rt.deps.sessionmaker, NOW, WEEK)
+        pruned = await prune(sessionmaker, NOW, WEEK)
         assert (pruned.outbox, pruned.inbox) == (5, 3)  # in batches of 2
-        async with rt.deps.uow() as uow:
+        async with UnitOfWork(sessionmaker) as uow:
             left = {r.event_id for r in await uow.session.scalars(select(OutboxRow))}
             marks = list(await uow.session.scalars(select(InboxRow)))
         assert left == {kept_recent.event_id, owed.event_id}
         assert [m.processed_at for m in marks] == [NOW - timedelta(days=29)]
-        again = await prune(rt.deps.sessionmaker, NOW, WEEK)
+        again = await prune(sessionmaker, NOW, WEEK)
         assert (again.outbox, again.inbox) == (0, 0)
 
 
-async def test_a_redelivery_inside_the_window_is_still_ignored(
-    amqp_url: str, database_url: str
-) -> None:
-    async with running(settings_for(amqp_url, database_url), [], clock=FixedClock(NOW)) as rt:
+async def test_a_redelivery_inside_the_window_is_still_ignored(database_url: str) -> None:
+    async with database(database_url) as sessionmaker:
         event_id = str(uuid.uuid4())
 
         async def claim(at: datetime) -> bool:
-            async with UnitOfWork(rt.deps.sessionmaker) as uow:
+            async with UnitOfWork(sessionmaker) as uow:
                 return await uow.claim("router", event_id, at)
 
         assert await claim(NOW) is True
         # 29 days later the mark is still there: the event redelivered has no second effect.
-        await prune(rt.deps.sessionmaker, NOW + timedelta(days=29), WEEK)
+        await prune(sessionmaker, NOW + timedelta(days=29), WEEK)
         assert await claim(NOW + timedelta(days=29)) is False
         # Past the window the mark is gone (no broker redelivers a month-old message).
-        await prune(rt.deps.sessionmaker, NOW + timedelta(days=31), WEEK)
-        async with UnitOfWork(rt.deps.sessionmaker) as uow:
+        await prune(sessionmaker, NOW + timedelta(days=31), WEEK)
+        async with UnitOfWork(sessionmaker) as uow:
             assert not await uow.seen("router", event_id)
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.transparency import (
     CaseFacts,
@@ -17,10 +18,12 @@ from services.intake.transparency import (
     load_figures,
 )
 from shared.calendar import BusinessCalendar, CalendarKind
-from shared.clock import FixedClock
+from shared.config import InstitutionConfig, load_config
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.migrate import upgrade
 from shared.db.models import CaseRow
-from shared.runtime import Runtime
-from tests.support import running, settings_for
+from shared.settings import Settings
+from shared.uow import UnitOfWork
 
 pytestmark = pytest.mark.connected
 
@@ -75,19 +78,29 @@ def test_the_median_of_a_histogram_is_the_median_of_its_values() -> None:
 
 @pytest.mark.parametrize("calendar_kind", ["business", "calendar"])
 async def test_figures_from_the_database_equal_a_plain_count_over_every_case(
-    amqp_url: str, pg_url: str, calendar_kind: str
+    pg_url: str, calendar_kind: str
 ) -> None:
-    settings = settings_for(amqp_url, pg_url)
-    async with running(settings, [], clock=FixedClock(NOW)) as rt:
-        await check_figures(rt, CalendarKind(calendar_kind), seed=len(calendar_kind))
+    engine = make_engine(pg_url)
+    try:
+        await upgrade(engine)
+        sessionmaker = make_sessionmaker(engine)
+        config = load_config(Settings().config)
+        await check_figures(sessionmaker, config, CalendarKind(calendar_kind), len(calendar_kind))
+    finally:
+        await engine.dispose()
 
 
-async def check_figures(rt: Runtime, kind: CalendarKind, seed: int) -> None:
+async def check_figures(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    config: InstitutionConfig,
+    kind: CalendarKind,
+    seed: int,
+) -> None:
     calendar = BusinessCalendar(kind)
-    async with rt.deps.uow() as uow:
+    async with UnitOfWork(sessionmaker) as uow:
         uow.session.add_all(random_cases(seed, 1500))
-    async with rt.deps.uow() as uow:
-        from_database = await load_figures(uow, NOW, calendar, rt.deps.config)
+    async with UnitOfWork(sessionmaker) as uow:
+        from_database = await load_figures(uow, NOW, calendar, config)
         rows = await uow.session.scalars(select(CaseRow))
         plain = figures(
             [
@@ -106,7 +119,7 @@ async def check_figures(rt: Runtime, kind: CalendarKind, seed: int) -> None:
             ],
             NOW,
             calendar,
-            rt.deps.config,
+            config,
         )
     assert from_database.total == plain.total == 1500
     assert from_database == plain

@@ -1,7 +1,7 @@
 """read side: indexes for keyset pages, the inbox's age, and staff search (pg_trgm + unaccent)
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
