@@ -254,11 +254,35 @@ def create_vhost() -> str:
     return vhost
 
 
-def start_intake(project: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+# Intake's HTTP app alone, without the broker: for a machine whose RabbitMQ is unavailable.
+# The read side never publishes; /readyz would wait for the broker, so /healthz is polled.
+HTTP_ONLY = """
+import asyncio, os, uvicorn
+from services.intake.app import service
+from services.intake.http import create_app
+from shared.runtime import Runtime
+from shared.settings import load_settings
+
+async def main():
+    runtime = Runtime(load_settings(), [service()])
+    app = create_app(runtime.deps)
+    port = int(os.environ["DEFENSA311_HTTP_PORT"])
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            access_log=False)
+    await uvicorn.Server(config).serve()
+
+asyncio.run(main())
+"""
+
+
+def start_intake(
+    project: Path, env: dict[str, str], log: Path, *, http_only: bool = False
+) -> subprocess.Popen[bytes]:
     python = project / ".venv" / "bin" / "python"
+    command = ["-c", HTTP_ONLY] if http_only else ["-m", "shared.cli", "run", "intake"]
     with log.open("wb") as sink:
         return subprocess.Popen(
-            [str(python), "-m", "shared.cli", "run", "intake"],
+            [str(python), *command],
             cwd=project,
             env=env,
             stdout=sink,
@@ -385,7 +409,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     dsn = url_with_database(SERVER, name)
-    vhost = args.vhost or await asyncio.to_thread(create_vhost)
+    vhost = args.vhost or ("/" if args.http_only else await asyncio.to_thread(create_vhost))
     amqp = AMQP.rstrip("/") + "/" + quote(vhost, safe="")
     port = 18000 + secrets.randbelow(2000)
     env = {
@@ -416,7 +440,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         codes = await real_codes(dsn)
 
         log = Path(f"/tmp/{name}-intake.log")
-        intake = start_intake(project, env, log)
+        intake = start_intake(project, env, log, http_only=args.http_only)
+        ready_path = "/healthz" if args.http_only else "/readyz"
         sampler = RssSampler(intake.pid)
         sampler.start()
         base = f"http://127.0.0.1:{port}"
@@ -426,7 +451,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     tail = await asyncio.to_thread(log.read_text)
                     raise RuntimeError("intake stopped:\n" + tail[-3000:])
                 with suppress(httpx.HTTPError):
-                    if (await probe.get("/readyz")).status_code == 200:
+                    if (await probe.get(ready_path)).status_code == 200:
                         break
                 await asyncio.sleep(0.5)
             else:
@@ -467,7 +492,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         admin = await asyncpg.connect(SERVER)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-        if not args.vhost:
+        if not (args.vhost or args.http_only):
             with suppress(RuntimeError):
                 await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
     return result
@@ -487,6 +512,11 @@ if __name__ == "__main__":
     parser.add_argument("--project", default=str(HERE), help="checkout whose intake is run")
     parser.add_argument(
         "--vhost", default="", help="an existing RabbitMQ vhost to use (default: a new one)"
+    )
+    parser.add_argument(
+        "--http-only",
+        action="store_true",
+        help="run intake's HTTP app without the broker (no vhost is created)",
     )
     arguments = parser.parse_args()
     arguments.project = Path(arguments.project).resolve()
