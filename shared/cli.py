@@ -61,30 +61,21 @@ async def _db_prune(settings: Settings) -> tuple[int, int]:
 
 
 def preflight(settings: Settings, names: Sequence[str]) -> str:
-    """Check the settings a start needs; the banner to print, or :class:`StartupError`."""
+    """Check the settings a start needs, cheapest first; the banner to print, or
+    :class:`StartupError` naming every problem of the first kind found."""
     from shared.startup import StartupError, banner, check_config, check_port, check_services
 
     config = check_config(settings)
+    # Each service's own checks (one line each), before anything is connected to.
+    problems = [
+        problem
+        for name in names
+        for check in service_definition(name).checks
+        for problem in check(settings)
+    ]
+    if problems:
+        raise StartupError("\nno se puede iniciar: ".join(problems))
     if "intake" in names:
-        from services.intake.auth import TokenConfigError, TokenStore
-
-        codes = set(config.department_codes)
-        try:
-            TokenStore.build(settings.api_tokens, [], codes)
-        except TokenConfigError:
-            # Never the value itself: it holds tokens.
-            raise StartupError(
-                "DEFENSA311_API_TOKENS no es válida: use rol=token separados por comas, con los "
-                "roles staff, supervisor, platform311 o department:<código de un departamento "
-                "de la configuración>"
-            ) from None
-        try:
-            TokenStore.build("", config.tokens, codes)
-        except TokenConfigError:
-            raise StartupError(
-                f"DEFENSA311_CONFIG: una entrada [[tokens]] de {settings.config} tiene un rol "
-                "desconocido"
-            ) from None
         check_port(settings)
     asyncio.run(check_services(settings))
     return banner(settings, config, names)
@@ -144,20 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         names = SERVICES if args.service == "all" else (args.service,)
         try:
-            # First: a token list that does not parse is named before anything reads it.
             banner = preflight(settings, names)
         except StartupError as exc:
             print(f"no se puede iniciar: {exc}", file=sys.stderr)
-            return 2
-        problems = [
-            problem
-            for name in names
-            for check in service_definition(name).checks
-            for problem in check(settings)
-        ]
-        if problems:
-            for problem in problems:
-                print(f"no se puede iniciar: {problem}", file=sys.stderr)
             return 2
         print(banner, flush=True)
         asyncio.run(_run(settings, names))

@@ -48,12 +48,14 @@ class Work:
     for every delivery at once (one statement each instead of one per delivery)."""
 
     run: Callable[[UnitOfWork], Awaitable[None]]
-    claim: tuple[str, str] | None = None  # (consumer, event_id) for the inbox
+    # (consumer, event_id): the consumer claims it in the inbox in the same transaction and
+    # skips ``run`` if it was claimed before (a redelivery has no second effect).
+    claim: tuple[str, str] | None = None
     case_id: str | None = None
     lock: bool = False  # the case is read FOR UPDATE
     external_ref: str | None = None
     # A service's own look-ahead for a batch: called once with the batch's works that name
-    # it, before any of them runs; it may leave what it found in ``uow.batch``.
+    # it, before any of them runs.
     prepare: Callable[[UnitOfWork, list[Work]], Awaitable[None]] | None = None
     subject: Any = None  # what ``prepare`` needs to know of this delivery (its event)
 
@@ -116,6 +118,7 @@ class Consumer:
         uow: Callable[[], UnitOfWork],
         *,
         identities: Identities,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         attempts: int = 3,
         batch: int = 32,
         gather_seconds: float = 0.0,
@@ -125,6 +128,7 @@ class Consumer:
         self.spec = spec
         self._handler = handler
         self._identities = identities
+        self._now = now
         # What this queue's bindings admit: a binding left from an older topology brings
         # nothing else to the handler.
         self._consumes = tuple(
@@ -213,12 +217,12 @@ class Consumer:
                         case_ids=[w.case_id for w in works if w.case_id],
                         lock=any(w.lock for w in works),
                         external_refs=[w.external_ref for w in works if w.external_ref],
-                        at=datetime.now(UTC),
+                        at=self._now(),
                     )
                     for prepare in dict.fromkeys(w.prepare for w in works if w.prepare):
                         await prepare(uow, [w for w in works if w.prepare is prepare])
                     for work in works:
-                        await work.run(uow)
+                        await self._run(uow, work)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -238,7 +242,7 @@ class Consumer:
         while True:
             try:
                 async with self._uow() as uow:
-                    await delivery.work.run(uow)
+                    await self._run(uow, delivery.work)
             except Poison as exc:
                 await self._dead_letter(body, msg, exc.reason)
                 return
@@ -261,6 +265,11 @@ class Consumer:
             self._on_batch(self.spec.name, 1)
             await self._ack(msg)
             return
+
+    async def _run(self, uow: UnitOfWork, work: Work) -> None:
+        if work.claim is not None and not await uow.claim(*work.claim, self._now()):
+            return
+        await work.run(uow)
 
     async def _ack(self, msg: RabbitMessage) -> None:
         try:

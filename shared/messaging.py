@@ -60,11 +60,12 @@ DEADLINES = QueueSpec(
         "case.return_accepted",
         "case.resolved",
         "case.closed",
+        "case.forwarded",
         "deadline.changed",
     ),
-    "Events that start and stop the legal and department clocks (the system's verdicts only: "
-    "never a department's own answer, which the router judges); a due date moved by a closure "
-    "(DueDateChanged) moves its clock",
+    "Events that start, stop and move the legal and department clocks (the system's verdicts "
+    "only: never a department's own answer, which the router judges; a due date moved by a "
+    "closure, DueDateChanged, moves its clock)",
     retired=("case.responded.*", "case.returned.*", "case.rejected.*"),
 )
 NOTIFIER = QueueSpec(
@@ -73,6 +74,8 @@ NOTIFIER = QueueSpec(
         "case.received",
         department_remitted_key("*"),
         "case.resolved",
+        "case.closed",
+        "case.forwarded",
         "deadline.near",
         "deadline.missed",
         "deadline.changed",

@@ -23,6 +23,7 @@ from shared.contract import (
     CaseAddedToAgenda,
     CaseClassified,
     CaseClosed,
+    CaseForwarded,
     CaseReceived,
     CaseRemitted,
     CaseRemittedToDepartment,
@@ -109,6 +110,12 @@ ROUTES: tuple[Route, ...] = (
     Route("case.on_agenda", (CaseAddedToAgenda,), "system", "a suggestion on the agenda"),
     Route("case.resolved", (CaseResolved,), "system", "a case resolved (any path)"),
     Route("case.closed", (CaseClosed,), "system", "a case closed or declined"),
+    Route(
+        "case.forwarded",
+        (CaseForwarded,),
+        "system",
+        "a petition forwarded to the competent public body",
+    ),
     Route("case.rejected", (SubmissionRejected,), "system", "a 311 submission refused"),
     Route(
         "case.rejected.*",
@@ -122,7 +129,7 @@ ROUTES: tuple[Route, ...] = (
         "deadline.changed",
         (DueDateChanged,),
         "system",
-        "a term moved by a closure of the offices by decree",
+        "a term moved by a closure (a day closed by decree)",
     ),
     Route(
         "case.notification_failed",

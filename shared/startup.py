@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from shared.config import InstitutionConfig, load_config
-from shared.mailbox import MailSettings, uses_mailbox
+from shared.mailbox import MailSettings, smtp_server, uses_mailbox
 from shared.settings import Settings
 
 CONNECT_SECONDS = 5.0
@@ -169,14 +169,11 @@ def banner(settings: Settings, config: InstitutionConfig, names: Sequence[str]) 
             )
     if "notifier" in names:
         mail = MailSettings()
-        if uses_mailbox(mail, sqlite=settings.is_sqlite):
+        if uses_mailbox(settings, mail):
             lines.append(
                 f"  Correo:                carpeta local {mail.mailbox_dir} "
                 "(consola: Correo enviado (modo local))"
             )
         else:
-            lines.append(
-                "  Correo:                servidor SMTP "
-                f"{mail.smtp_host or '(DEFENSA311_SMTP_HOST)'}:{mail.smtp_port or ''}".rstrip(":")
-            )
+            lines.append(f"  Correo:                servidor SMTP {smtp_server(mail)}")
     return "\n".join(lines)

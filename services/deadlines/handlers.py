@@ -19,7 +19,9 @@ already stopped, and a stop that arrives late does not stop a later re-remittanc
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime
+from weakref import WeakKeyDictionary
 
 from faststream.rabbit.message import RabbitMessage
 from pydantic import ValidationError
@@ -32,6 +34,7 @@ from shared.consumer import Handler, Poison, Work
 from shared.contract import (
     CaseClosed,
     CaseEvent,
+    CaseForwarded,
     CaseReceived,
     CaseRemitted,
     CaseResolved,
@@ -48,12 +51,7 @@ log = logging.getLogger("defensa311.deadlines")
 
 
 def policy_for(deps: Deps) -> AlertPolicy:
-    policy = deps.extras.get("deadline_policy")
-    if policy is None:
-        policy = AlertPolicy.from_config(deps.config, deps.cases.terms)
-        deps.extras["deadline_policy"] = policy
-    assert isinstance(policy, AlertPolicy)
-    return policy
+    return AlertPolicy.from_config(deps.config, deps.cases.terms)
 
 
 def parse(body: bytes) -> Event:
@@ -76,8 +74,6 @@ def case_event(deps: Deps) -> Handler:
             raise Poison(f"event_type inesperado: {event.event_type!r}")
 
         async def work(uow: UnitOfWork) -> None:
-            if not await uow.claim(CONSUMER, str(event.event_id), deps.clock.now()):
-                return
             outcome = await apply(uow, policy, event)
             if outcome:
                 facts = {
@@ -93,8 +89,20 @@ def case_event(deps: Deps) -> Handler:
     return decode
 
 
-LOCKED = "deadlines.locked"
-NO_STOPS = "deadlines.no_stops"
+@dataclass
+class Lookahead:
+    """What a batch's look-ahead found, for the works of that batch's transaction."""
+
+    locked: set[str] = field(default_factory=set)  # cases whose advisory lock is held
+    no_stops: set[str] = field(default_factory=set)  # cases with no stop recorded
+
+
+_lookahead: WeakKeyDictionary[UnitOfWork, Lookahead] = WeakKeyDictionary()
+
+
+def lookahead(uow: UnitOfWork) -> Lookahead:
+    """The batch's findings (empty for a delivery run alone)."""
+    return _lookahead.get(uow) or Lookahead()
 
 
 async def prepare_batch(uow: UnitOfWork, works: list[Work]) -> None:
@@ -102,24 +110,25 @@ async def prepare_batch(uow: UnitOfWork, works: list[Work]) -> None:
     deadlock on them), and learn which cases have no stop recorded (most: their starts then
     need no look-up)."""
     case_ids = sorted({str(work.subject.case_id) for work in works})
+    found = _lookahead.setdefault(uow, Lookahead())
     if uow.is_postgres:
         await uow.session.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(CAST(:keys AS text[])) k"),
             {"keys": [f"deadlines:{case_id}" for case_id in case_ids]},
         )
-        uow.batch[LOCKED] = set(case_ids)
+        found.locked = set(case_ids)
     stopped = set(
         await uow.session.scalars(
             select(StopRow.case_id).where(StopRow.case_id.in_(case_ids)).distinct()
         )
     )
-    uow.batch[NO_STOPS] = set(case_ids) - stopped
+    found.no_stops = set(case_ids) - stopped
 
 
 async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str | None:
     """Apply one case event to the clocks, in the caller's transaction; say what was done."""
     case_id = str(event.case_id)
-    if uow.is_postgres and case_id not in uow.batch.get(LOCKED, ()):
+    if uow.is_postgres and case_id not in lookahead(uow).locked:
         # Two instances handling a start and a stop of one case at once must not miss each other.
         await uow.session.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"deadlines:{case_id}"}
@@ -131,7 +140,7 @@ async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str |
     if isinstance(event, CaseReturnAccepted):
         await stop(uow, event, DEPARTMENT, event.department, event.occurred_at)
         return "department clock stopped"
-    if isinstance(event, CaseResolved | CaseClosed):
+    if isinstance(event, CaseResolved | CaseClosed | CaseForwarded):
         at = event.resolved_at if isinstance(event, CaseResolved) else event.occurred_at
         await stop(uow, event, LEGAL, None, at)
         await stop(uow, event, DEPARTMENT, None, at)
@@ -175,7 +184,7 @@ async def _stopped_at(
     uow: UnitOfWork, case_id: str, clock: str, department: str | None, started_at: datetime
 ) -> datetime | None:
     """The earliest recorded stop that covers a clock started at ``started_at``."""
-    if case_id in uow.batch.get(NO_STOPS, ()):
+    if case_id in lookahead(uow).no_stops:
         return None
     query = select(func.min(StopRow.stopped_at)).where(
         StopRow.case_id == case_id,
@@ -192,7 +201,7 @@ async def stop(
     uow: UnitOfWork, event: CaseEvent, clock: str, department: str | None, at: datetime
 ) -> None:
     case_id = str(event.case_id)
-    uow.batch.get(NO_STOPS, set()).discard(case_id)
+    lookahead(uow).no_stops.discard(case_id)
     uow.session.add(
         StopRow(
             event_id=str(event.event_id),

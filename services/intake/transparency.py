@@ -90,6 +90,8 @@ class Figures:
     on_time: int = 0
     open_count: int = 0
     overdue_count: int = 0
+    #: Answered by sending the petition to the competent public body (counted apart).
+    forwarded: int = 0
     medians: list[Median] = field(default_factory=list)
 
     @property
@@ -142,6 +144,8 @@ def figures(
                     case.received_at.astimezone(TZ).date(), case.resolved_at.astimezone(TZ).date()
                 )
             )
+        elif case.resolution_path == "forwarded":
+            result.forwarded += 1
         elif is_open(case.state):
             result.open_count += 1
             if is_overdue(case, now):
@@ -189,6 +193,7 @@ async def load_figures(
         result.total += row.n
         result.decided += row.resolved + row.open_past_due
         result.on_time += row.on_time
+        result.forwarded += row.forwarded
         result.open_count += row.open
         result.overdue_count += row.overdue
     result.by_kind = _kind_rows(kinds)
@@ -214,7 +219,13 @@ def _totals_statement(now: datetime) -> Select[Any]:
     """One pass over the cases: counts by kind, channel and month with the outcome sums."""
     c = CaseRow
     open_states = sorted(s.value for s in OPEN_STATES)
-    unresolved_open = and_(c.resolved_at.is_(None), c.state.in_(open_states))
+    # As in figures(): a forwarded petition counts apart, never as open.
+    forwarded = and_(c.resolved_at.is_(None), c.resolution_path == "forwarded")
+    unresolved_open = and_(
+        c.resolved_at.is_(None),
+        func.coalesce(c.resolution_path, "") != "forwarded",
+        c.state.in_(open_states),
+    )
 
     def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
         return func.count().filter(condition)
@@ -227,6 +238,7 @@ def _totals_statement(now: datetime) -> Select[Any]:
         func.count().label("n"),
         count_if(c.resolved_at.is_not(None)).label("resolved"),
         count_if(c.resolved_at <= c.due_at).label("on_time"),
+        count_if(forwarded).label("forwarded"),
         count_if(unresolved_open).label("open"),
         count_if(
             and_(unresolved_open, overdue_clause(c.state, c.due_at, c.department_due_at, now))

@@ -22,7 +22,7 @@ SHOWN = 100
 
 def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
     mail = mailbox.MailSettings()
-    local = mailbox.uses_mailbox(mail, sqlite=deps.settings.is_sqlite)
+    local = mailbox.uses_mailbox(deps.settings, mail)
     pages.env.globals["local_mailbox"] = PATH if local else None
 
     @app.get(PATH, include_in_schema=False)

@@ -6,6 +6,8 @@ loop (:mod:`services.notifier.delivery`) sends it.
 
 from __future__ import annotations
 
+import asyncio
+
 from services.notifier.delivery import CONCURRENCY, delivery_loop
 from services.notifier.handlers import events
 from services.notifier.metrics import notification_gauges
@@ -19,12 +21,13 @@ from shared.runtime import Deps, ServiceDefinition, Subscription
 def service(settings: NotifierSettings | None = None) -> ServiceDefinition:
     """The notifier, with its settings from the environment unless given."""
     notifier = settings or NotifierSettings()
+    queued = asyncio.Event()  # the consumer wakes the delivery loop after a commit
 
     def handler(deps: Deps) -> Handler:
-        return events(deps, notifier)
+        return events(deps, notifier, queued)
 
     async def deliver(deps: Deps) -> None:
-        await delivery_loop(deps, notifier)
+        await delivery_loop(deps, notifier, queued)
 
     return ServiceDefinition(
         name="notifier",

@@ -39,7 +39,6 @@ from services.notifier.channels import (
     SmtpSettings,
     WebhookChannel,
 )
-from services.notifier.handlers import wakeup
 from services.notifier.models import NotificationRow
 from services.notifier.planning import EMAIL, FAILED, IN_PERSON, PENDING, SENT, SMS, WEBHOOK
 from services.notifier.settings import NotifierSettings
@@ -50,6 +49,7 @@ from shared.contract import NotificationFailed
 from shared.mailbox import MailSettings, uses_mailbox
 from shared.outbox import OutboxRelay
 from shared.runtime import Deps
+from shared.settings import Settings
 from shared.uow import UnitOfWork
 
 ACTOR = "notifier"
@@ -305,22 +305,22 @@ def smtp_settings(settings: NotifierSettings) -> SmtpSettings:
     )
 
 
-def email_channel(settings: NotifierSettings, *, sqlite: bool) -> EmailChannel | MailboxChannel:
+def email_channel(settings: NotifierSettings, shared: Settings) -> EmailChannel | MailboxChannel:
     """SMTP when a server is configured; else the local mailbox folder (:mod:`shared.mailbox`)."""
     mail = MailSettings()
-    if uses_mailbox(mail, sqlite=sqlite):
+    configured = bool({"smtp_host", "smtp_port"} & settings.model_fields_set)
+    if uses_mailbox(shared, mail, smtp_configured=configured):
         return MailboxChannel(smtp_settings(settings), mail.mailbox_dir)
     return EmailChannel(smtp_settings(settings))
 
 
-async def delivery_loop(deps: Deps, settings: NotifierSettings) -> None:
+async def delivery_loop(deps: Deps, settings: NotifierSettings, signal: asyncio.Event) -> None:
     """Runs for the life of the service: deliver what is due, then wait for new rows or a poll."""
     renderer = TemplateRenderer(settings.templates_dir, tz=deps.config.institution.timezone)
     policy = DeliveryPolicy.from_settings(settings, sqlite=deps.settings.is_sqlite)
     poll = max(0.05, deps.settings.outbox_poll_seconds)
-    signal = wakeup(deps)
     async with (
-        email_channel(settings, sqlite=deps.settings.is_sqlite) as email,
+        email_channel(settings, deps.settings) as email,
         WebhookChannel(secret=settings.webhook_secret) as webhook,
     ):
         deliverer = Deliverer(

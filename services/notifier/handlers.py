@@ -27,18 +27,7 @@ from shared.uow import UnitOfWork
 
 CONSUMER = "notifier"
 ACTOR = "notifier"
-WAKEUP = "notifier.wakeup"
 log = logging.getLogger("defensa311.notifier")
-
-
-def wakeup(deps: Deps) -> asyncio.Event:
-    """The event the handler sets after a commit so the delivery loop goes at once."""
-    signal = deps.extras.get(WAKEUP)
-    if signal is None:
-        signal = asyncio.Event()
-        deps.extras[WAKEUP] = signal
-    assert isinstance(signal, asyncio.Event)
-    return signal
 
 
 def case_facts(case: CaseRow) -> CaseFacts:
@@ -53,6 +42,7 @@ def case_facts(case: CaseRow) -> CaseFacts:
         citizen_name=citizen.get("full_name"),
         notify={k: v for k, v in (case.notify or {}).items() if isinstance(v, str) and v},
         department=case.department,
+        description=case.description,
     )
 
 
@@ -66,9 +56,9 @@ def parse(body: bytes) -> Event:
         raise Poison(f"no cumple el esquema de ningún evento: {fields}") from exc
 
 
-def events(deps: Deps, settings: NotifierSettings) -> Handler:
+def events(deps: Deps, settings: NotifierSettings, signal: asyncio.Event) -> Handler:
+    """``signal`` is set after a commit that queued notifications: the delivery loop goes."""
     planner = Planner(deps.config, sms_gateway=bool(settings.sms_webhook_url))
-    signal = wakeup(deps)
 
     def decode(body: bytes, msg: RabbitMessage) -> Work | None:
         event = parse(body)
@@ -77,8 +67,6 @@ def events(deps: Deps, settings: NotifierSettings) -> Handler:
 
         async def work(uow: UnitOfWork) -> None:
             now = deps.clock.now()
-            if not await uow.claim(CONSUMER, str(event.event_id), now):
-                return
             try:
                 case = await get_case(uow, case_id=str(event.case_id))
             except CaseNotFound as exc:

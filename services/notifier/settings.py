@@ -10,12 +10,14 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.mailbox import SMTP_DEFAULT_HOST, SMTP_DEFAULT_PORT
+
 
 class NotifierSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEFENSA311_", extra="ignore")
 
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 1025
+    smtp_host: str = SMTP_DEFAULT_HOST
+    smtp_port: int = SMTP_DEFAULT_PORT
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "Defensa del Usuario 311 <no-responder@alcaldia.example>"

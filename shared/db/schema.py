@@ -11,12 +11,11 @@ from sqlalchemy import MetaData
 
 
 def metadata() -> MetaData:
-    import shared.evidence  # the attachments table: shared by intake and the notifier
+    import shared.evidence  # the attachments' table (shared: every door stores them)
     from shared.cli import SERVICES, service_definition
     from shared.db.models import Base
 
     del shared
-
     for name in SERVICES:
         for model in service_definition(name).models:
             assert model.metadata is Base.metadata, model

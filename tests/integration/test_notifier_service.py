@@ -466,7 +466,7 @@ async def test_each_row_of_the_table(amqp_url: str, pg_url: str, tmp_path: Path)
         assert "Dirección de Aseo" in body
 
         # SubmissionRejected: nobody is notified
-        handler = notifier_handler(h.deps, h.notifier)
+        handler = notifier_handler(h.deps, h.notifier, asyncio.Event())
         rejected = SubmissionRejected(
             external_ref="311-999", reasons=[FieldError(field="x", rule="y", message="z")]
         )

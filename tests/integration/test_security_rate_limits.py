@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import shared.startup
 from services.intake.observability import HttpLimits
 from services.intake.settings import IntakeSettings, startup_problems
 from services.intake.throttle import FailureThrottle
@@ -146,6 +147,12 @@ async def test_a_batch_lookup_names_at_most_fifty_codes(tmp_path: Path) -> None:
 def test_tokens_shorter_than_24_characters_stop_start_up_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    async def reachable(_settings: Settings) -> None:
+        return None
+
+    # The broker, the database and the port are other checks' business.
+    monkeypatch.setattr(shared.startup, "check_services", reachable)
+    monkeypatch.setattr(shared.startup, "check_port", lambda _settings: None)
     secret = "corto-secreto-1"
     monkeypatch.setenv("DEFENSA311_API_TOKENS", f"staff={secret},supervisor={'s' * 24}")
     assert main(["run", "intake"]) == 2

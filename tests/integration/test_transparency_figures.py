@@ -46,6 +46,8 @@ def random_cases(seed: int, n: int) -> list[CaseRow]:
         if state in ("resolved", "closed") and rng.random() < 0.9:
             resolved = received + timedelta(minutes=rng.randrange(0, 80 * 24 * 60))
             path = rng.choice(["inspection", "department", "meeting", None])
+        elif state == "closed" and rng.random() < 0.5:
+            path = "forwarded"  # sent to the competent body: closed here, never resolved
         department_due = due - timedelta(days=3) if state == "remitted" else None
         rows.append(
             CaseRow(
@@ -124,3 +126,4 @@ async def check_figures(
     assert from_database.total == plain.total == 1500
     assert from_database == plain
     assert from_database.overdue_count > 0 and len(from_database.medians) >= 4
+    assert from_database.forwarded > 0

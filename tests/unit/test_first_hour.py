@@ -32,24 +32,27 @@ MESSAGE = RenderedMessage(
 
 
 def test_without_an_smtp_server_the_embedded_default_writes_mail_to_the_local_mailbox() -> None:
-    assert uses_mailbox(MailSettings(), sqlite=True)
+    assert uses_mailbox(Settings(database_url=SQLITE), MailSettings())
 
 
 def test_a_configured_smtp_server_is_used_as_soon_as_it_is_set() -> None:
-    assert not uses_mailbox(MailSettings(smtp_host="mail"), sqlite=True)
-    assert not uses_mailbox(MailSettings(smtp_port=2525), sqlite=True)
-    assert not uses_mailbox(MailSettings(), sqlite=False)
-    forced = MailSettings(mail_mode="mailbox", smtp_host="mail")
-    assert uses_mailbox(forced, sqlite=False)
+    assert not uses_mailbox(Settings(database_url=SQLITE), MailSettings(smtp_host="mail"))
+    assert not uses_mailbox(Settings(database_url=SQLITE), MailSettings(smtp_port=2525))
+    assert not uses_mailbox(Settings(database_url=SQLITE), MailSettings(), smtp_configured=True)
+    assert not uses_mailbox(Settings(database_url=PG), MailSettings())
+    forced = MailSettings(mail_mode="mailbox")
+    assert uses_mailbox(Settings(database_url=PG), forced, smtp_configured=True)
 
 
 def test_the_delivery_loop_picks_the_mailbox_channel_on_the_embedded_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DEFENSA311_MAILBOX_DIR", str(tmp_path))
-    assert isinstance(email_channel(NotifierSettings(), sqlite=True), MailboxChannel)
-    monkeypatch.setenv("DEFENSA311_SMTP_HOST", "mail")
-    assert not isinstance(email_channel(NotifierSettings(), sqlite=True), MailboxChannel)
+    embedded = Settings(database_url=SQLITE)
+    assert isinstance(email_channel(NotifierSettings(), embedded), MailboxChannel)
+    assert not isinstance(
+        email_channel(NotifierSettings(smtp_host="mail"), embedded), MailboxChannel
+    )
 
 
 async def test_an_e_mail_is_written_as_one_eml_file_and_a_resend_replaces_it(
@@ -94,7 +97,6 @@ def test_the_banner_says_how_to_get_a_token_when_there_is_none(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DEFENSA311_SMTP_HOST", "correo.example")
-    monkeypatch.setenv("DEFENSA311_SMTP_PORT", "1025")
     settings = Settings(database_url=PG)
     text = banner(settings, load_config(settings.config), ("intake", "notifier"))
     assert "DEFENSA311_API_TOKENS=staff=<token>" in text
