@@ -89,6 +89,7 @@ async def null_service(role: str, amqp_url: str, prefetch: int) -> None:
                 department = department_of(data["description"])
                 await emit("CaseClassified", "case.classified", data)
                 await emit("CaseRemitted", f"case.remitted.{department}", data)
+                await emit("CaseRemittedToDepartment", f"department.{department}.remitted", data)
             await message.ack()
 
         queue = await consume.get_queue(f"defensa311.{role}")

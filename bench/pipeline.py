@@ -311,7 +311,7 @@ async def pipeline(
         async def on_remitted(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             now = time.monotonic()
             data = json.loads(message.body)
-            if data.get("event_type") == "CaseRemitted":
+            if data.get("event_type") == "CaseRemittedToDepartment":
                 ref = data["description"].rsplit("Referencia ", 1)[-1]
                 arrived.setdefault(ref, now)
                 if len(arrived) >= n:

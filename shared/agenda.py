@@ -1,21 +1,25 @@
 """The meeting's agenda: the sugerencias waiting in ``on_agenda``, oldest first.
 
-The query is shared by the HTTP API (intake) and the ``defensa311 agenda`` command; the
-renderings carry no personal data (a suggestion is presented by its tracking code).
+The query is shared by the HTTP API (intake, one keyset page at a time) and the
+``defensa311 agenda`` command (every page); the renderings carry no personal data (a
+suggestion is presented by its tracking code).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 
 from shared.calendar import TZ
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.domain.clocks import Terms, legal_status
 from shared.lifecycle import State
+from shared.paging import MAX_PAGE_SIZE, Cursor, next_cursor
+from shared.paging import after as after_cursor
 from shared.uow import UnitOfWork
 
 
@@ -32,14 +36,57 @@ class AgendaItem(BaseModel):
     days_left: int
 
 
-async def agenda(uow: UnitOfWork, terms: Terms, now: datetime) -> list[AgendaItem]:
-    """Every sugerencia on the agenda, the one filed first on top."""
-    rows = await uow.session.scalars(
-        select(CaseRow)
-        .where(CaseRow.state == State.ON_AGENDA.value, CaseRow.kind == "sugerencia")
-        .order_by(CaseRow.received_at, CaseRow.tracking_code)
+@dataclass(frozen=True)
+class AgendaPage:
+    items: list[AgendaItem]
+    total: int
+    next_cursor: str | None
+
+
+def _on_agenda() -> list[ColumnElement[bool]]:
+    return [CaseRow.state == State.ON_AGENDA.value, CaseRow.kind == "sugerencia"]
+
+
+async def agenda_page(
+    uow: UnitOfWork,
+    terms: Terms,
+    now: datetime,
+    *,
+    limit: int,
+    after: Cursor | None = None,
+) -> AgendaPage:
+    """One page of the agenda (the one filed first on top), after ``after`` if given."""
+    statement = select(CaseRow).where(*_on_agenda())
+    if after is not None:
+        statement = statement.where(
+            after_cursor(after, CaseRow.received_at, CaseRow.id, newest_first=False)
+        )
+    rows = list(
+        await uow.session.scalars(
+            statement.order_by(CaseRow.received_at, CaseRow.id).limit(limit + 1)
+        )
     )
-    cases = list(rows)
+    total = await uow.session.scalar(select(func.count()).select_from(CaseRow).where(*_on_agenda()))
+    return AgendaPage(
+        await _items(uow, rows[:limit], terms, now), total or 0, next_cursor(rows, limit)
+    )
+
+
+async def agenda(uow: UnitOfWork, terms: Terms, now: datetime) -> list[AgendaItem]:
+    """Every sugerencia on the agenda, the one filed first on top (the printed agenda)."""
+    items: list[AgendaItem] = []
+    cursor: Cursor | None = None
+    while True:
+        page = await agenda_page(uow, terms, now, limit=MAX_PAGE_SIZE, after=cursor)
+        items += page.items
+        if page.next_cursor is None:
+            return items
+        cursor = Cursor.decode(page.next_cursor)
+
+
+async def _items(
+    uow: UnitOfWork, cases: list[CaseRow], terms: Terms, now: datetime
+) -> list[AgendaItem]:
     added = await _added_at(uow, [c.id for c in cases])
     return [
         AgendaItem(

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from shared.contract import EXCHANGE
+from shared.contract import EXCHANGE, department_remitted_key
 from shared.messaging import (
     PLATFORM311,
     declare_topology,
@@ -147,7 +147,7 @@ def department_account(code: str, prefix: str = "") -> Account:
             write=_exact(EXCHANGE),
             read=_exact(queue.name, queue.dlq),
             topic_write=_exact(f"case.responded.{code}", f"case.returned.{code}"),
-            topic_read=_exact(f"case.remitted.{code}", f"case.rejected.{code}"),
+            topic_read=_exact(department_remitted_key(code), f"case.rejected.{code}"),
         ),
         description=f"departamento {code}",
     )
@@ -161,7 +161,7 @@ def platform_account(prefix: str = "") -> Account:
             write=_exact(EXCHANGE),
             read=_exact(PLATFORM311.name, PLATFORM311.dlq),
             topic_write=_exact("case.submitted"),
-            topic_read=r"^case\..+$",
+            topic_read=_exact(*PLATFORM311.bindings),
         ),
         description="plataforma 311",
     )

@@ -45,6 +45,21 @@ async def _db_upgrade(settings: Settings) -> None:
         await engine.dispose()
 
 
+async def _db_prune(settings: Settings) -> tuple[int, int]:
+    from shared.clock import SystemClock
+    from shared.db.engine import make_engine, make_sessionmaker
+    from shared.outbox import Retention, prune
+
+    engine = make_engine(settings.database_url)
+    try:
+        pruned = await prune(
+            make_sessionmaker(engine), SystemClock().now(), Retention.from_settings(settings)
+        )
+    finally:
+        await engine.dispose()
+    return pruned.outbox, pruned.inbox
+
+
 def preflight(settings: Settings, names: Sequence[str]) -> str:
     """Check the settings a start needs, cheapest first; the banner to print, or
     :class:`StartupError` naming every problem of the first kind found."""
@@ -76,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database operations")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply the migrations")
+    db_commands.add_parser(
+        "prune",
+        help="delete published outbox rows and inbox marks past their retention "
+        "(DEFENSA311_OUTBOX_RETENTION_DAYS, DEFENSA311_INBOX_RETENTION_DAYS)",
+    )
 
     asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document")
     asyncapi.add_argument("--output", "-o", help="write to this file instead of stdout")
@@ -121,6 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(banner, flush=True)
         asyncio.run(_run(settings, names))
+        return 0
+    if args.command == "db" and args.db_command == "prune":
+        outbox, inbox = asyncio.run(_db_prune(settings))
+        print(
+            f"depuración: {outbox} eventos publicados del outbox y {inbox} marcas del inbox "
+            f"eliminados (retención {settings.outbox_retention_days:g} y "
+            f"{settings.inbox_retention_days:g} días)"
+        )
         return 0
     if args.command == "db":
         asyncio.run(_db_upgrade(settings))

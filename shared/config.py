@@ -118,6 +118,28 @@ class TokenEntry(BaseModel):
     name: str | None = None
 
 
+PublicLocation = Literal["exact", "rounded", "none"]
+
+
+class Open311Output(BaseModel):
+    """What Open311 ``GET requests`` shows of a case's place (never the free-text address).
+
+    ``rounded`` gives the coordinates to three decimals (about 110 m); ``none`` omits them
+    (e.g. complaints about public servants, where the place may identify the citizen).
+    ``public_location`` maps a service code (``<kind>-<category slug>``) to its own mode.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_public_location: PublicLocation = "rounded"
+    public_location: dict[str, PublicLocation] = Field(default_factory=dict)
+
+    def location_mode(self, service_code: str | None) -> PublicLocation:
+        if service_code is None:
+            return self.default_public_location
+        return self.public_location.get(service_code, self.default_public_location)
+
+
 class InstitutionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -132,6 +154,7 @@ class InstitutionConfig(BaseModel):
     rules: list[dict[str, Any]] = Field(default_factory=list)
     tokens: list[TokenEntry] = Field(default_factory=list)
     platform311_webhook_url: str | None = None
+    open311: Open311Output = Field(default_factory=Open311Output)
 
     @model_validator(mode="after")
     def _unique_codes(self) -> InstitutionConfig:

@@ -3,7 +3,13 @@
 Every event carries the envelope (``event_id``, ``event_type``, ``occurred_at``,
 ``schema_version``) plus its own fields, and knows its routing key. Events carry the
 least personal data that does the job: only ``CaseSubmitted`` (311 → intake) and
-``CaseRemitted`` (→ the department) hold a citizen's contact details.
+``CaseRemittedToDepartment`` (→ the department) hold a citizen's contact details.
+
+Every event the system publishes under ``case.`` is a public projection (state, dates, tracking
+code, the 311 ticket); the department's copy of a remitted case, with the description and the
+contact, travels on ``department.<code>.remitted``, a key only that department's queue and the
+notifier bind. The 311 platform's queue binds the public keys one by one
+(:data:`shared.messaging.PLATFORM311`), so it can never match the department's copy.
 """
 
 from __future__ import annotations
@@ -370,7 +376,27 @@ class AttachmentLink(BaseModel):
 
 
 class CaseRemitted(CaseEvent):
+    """The public fact that a case was remitted: who must answer, and by when (no personal data)."""
+
     event_type: Literal["CaseRemitted"] = "CaseRemitted"
+    department: str
+    kind: Kind
+    category: str | None
+    remitted_at: AwareDatetime
+    #: The department's due date: its own term, capped by the legal due date less the margin.
+    due_at: AwareDatetime
+    #: True when the legal due date capped the department's own term.
+    due_capped: bool = False
+
+    def routing_key(self) -> str:
+        return f"case.remitted.{self.department}"
+
+
+class CaseRemittedToDepartment(CaseEvent):
+    """The department's copy of a remitted case: what it needs to act, the citizen's contact
+    included. Published on a key only the department's queue (and the notifier) binds."""
+
+    event_type: Literal["CaseRemittedToDepartment"] = "CaseRemittedToDepartment"
     department: str
     kind: Kind
     category: str | None
@@ -386,7 +412,11 @@ class CaseRemitted(CaseEvent):
     attachments: list[AttachmentLink] = Field(default_factory=list)
 
     def routing_key(self) -> str:
-        return f"case.remitted.{self.department}"
+        return department_remitted_key(self.department)
+
+
+def department_remitted_key(department: str) -> str:
+    return f"department.{department}.remitted"
 
 
 class DepartmentResponded(CaseEvent):
@@ -524,6 +554,7 @@ AnyEvent = Annotated[
     | CaseClassified
     | InspectionStarted
     | CaseRemitted
+    | CaseRemittedToDepartment
     | DepartmentResponded
     | CaseReturned
     | CaseReturnAccepted
@@ -547,6 +578,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CaseClassified,
         InspectionStarted,
         CaseRemitted,
+        CaseRemittedToDepartment,
         DepartmentResponded,
         CaseReturned,
         CaseReturnAccepted,

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Boolean, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.contract import AttachmentLink, CaseRemitted, Event, FieldError
+from shared.contract import AttachmentLink, CaseRemittedToDepartment, Event, FieldError
 from shared.db.models import Base
 from shared.storage import BlobStore
 from shared.uow import UnitOfWork
@@ -248,14 +248,15 @@ async def of_case(
 
 
 class RemitLinks:
-    """Puts the case's attachments, as links that expire, on a ``CaseRemitted``."""
+    """Puts the case's attachments, as links that expire, on the department's copy of a
+    remitted case (``CaseRemittedToDepartment``; the public ``CaseRemitted`` carries none)."""
 
     def __init__(self, store: BlobStore, valid_for: timedelta) -> None:
         self.store = store
         self.valid_for = valid_for
 
     async def __call__(self, uow: UnitOfWork, event: Event, now: datetime) -> Event:
-        if not isinstance(event, CaseRemitted):
+        if not isinstance(event, CaseRemittedToDepartment):
             return event
         links = [
             AttachmentLink(

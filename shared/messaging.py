@@ -20,7 +20,7 @@ from faststream.rabbit import (
     RabbitQueue,
 )
 
-from shared.contract import EXCHANGE
+from shared.contract import EXCHANGE, department_remitted_key
 
 if TYPE_CHECKING:
     from faststream.rabbit.schemas.queue import QuorumQueueArgs
@@ -72,7 +72,7 @@ NOTIFIER = QueueSpec(
     f"{PREFIX}.notifier",
     (
         "case.received",
-        "case.remitted.*",
+        department_remitted_key("*"),
         "case.resolved",
         "case.closed",
         "case.forwarded",
@@ -82,18 +82,37 @@ NOTIFIER = QueueSpec(
     ),
     "Events that become e-mails, SMS and webhooks",
 )
+# Privacy (DESIGN §4): the 311 platform binds the case keys one by one, never ``case.#``, which
+# would match its own submissions (``case.submitted``, the citizen's data it sent) and a
+# delivery error that may quote an address (``case.notification_failed``). A department's
+# copy of a remitted case travels on ``department.<code>.remitted``, outside ``case.``.
+PUBLIC_CASE_KEYS: tuple[str, ...] = (
+    "case.received",
+    "case.classified",
+    "case.inspection",
+    "case.remitted.*",
+    "case.responded.*",
+    "case.returned.*",
+    "case.return_accepted",
+    "case.on_agenda",
+    "case.resolved",
+    "case.closed",
+    "case.rejected",
+    "case.rejected.*",
+)
 PLATFORM311 = QueueSpec(
     f"{PREFIX}.platform311",
-    ("case.#",),
-    "The 311 platform follows its cases: every case.# event",
+    PUBLIC_CASE_KEYS,
+    "The 311 platform follows every case through its public projection (no personal data)",
 )
 
 
 def department_queue(code: str) -> QueueSpec:
     return QueueSpec(
         f"{PREFIX}.department.{code}",
-        (f"case.remitted.{code}", f"case.rejected.{code}"),
-        f"Cases remitted to department {code} (CaseRemitted) and its refused answers",
+        (department_remitted_key(code), f"case.rejected.{code}"),
+        f"Cases remitted to department {code} (CaseRemittedToDepartment, with the citizen's "
+        "contact) and its refused answers",
     )
 
 

@@ -65,6 +65,12 @@ class Metrics:
             ["alert"],
             registry=self.registry,
         )
+        self.pruned = Counter(
+            "defensa311_pruned_rows_total",
+            "Rows deleted by retention, by table (published outbox rows, inbox marks)",
+            ["table"],
+            registry=self.registry,
+        )
 
         self.batches = Histogram(
             "defensa311_batch_deliveries",
@@ -101,6 +107,10 @@ class Metrics:
 
     def batch(self, queue: str, deliveries: int) -> None:
         self.batches.labels(queue=queue).observe(deliveries)
+
+    def rows_pruned(self, outbox: int, inbox: int) -> None:
+        self.pruned.labels(table="outbox").inc(outbox)
+        self.pruned.labels(table="inbox").inc(inbox)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -25,18 +25,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aio_pika
 from aio_pika.abc import AbstractExchange
 from faststream.rabbit import RabbitBroker
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.clock import Clock
-from shared.db.models import OutboxRow
+from shared.db.models import InboxRow, OutboxRow
 from shared.messaging import exchange
+from shared.settings import Settings
 
 log = logging.getLogger("defensa311.outbox")
 
@@ -239,3 +241,99 @@ class OutboxRelay:
             mandatory=True,
             timeout=10,
         )
+
+
+# ---------------------------------------------------------------------------- retention
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the outbox keeps published rows and the inbox its marks.
+
+    An inbox mark must outlive any redelivery of its event (the broker's, or a relay's
+    republish after a crash): 30 days by default, far beyond both.
+    """
+
+    outbox: timedelta
+    inbox: timedelta
+    batch: int = 500
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Retention:
+        return cls(
+            outbox=timedelta(days=settings.outbox_retention_days),
+            inbox=timedelta(days=settings.inbox_retention_days),
+        )
+
+
+@dataclass
+class Pruned:
+    outbox: int = 0
+    inbox: int = 0
+
+
+async def prune(
+    sessionmaker: async_sessionmaker[AsyncSession], now: datetime, retention: Retention
+) -> Pruned:
+    """Delete published outbox rows and inbox marks older than the retention, a small batch
+    per transaction (no long lock, no large WAL burst). An unpublished outbox row is never
+    deleted, however old: it is an event still owed to the broker."""
+    pruned = Pruned()
+    outbox_cutoff, inbox_cutoff = now - retention.outbox, now - retention.inbox
+    while True:
+        async with sessionmaker() as session, session.begin():
+            ids = select(OutboxRow.id).where(
+                OutboxRow.published_at.is_not(None), OutboxRow.published_at < outbox_cutoff
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                ids = ids.with_for_update(skip_locked=True)
+            chosen = list(await session.scalars(ids.order_by(OutboxRow.id).limit(retention.batch)))
+            if chosen:
+                await session.execute(
+                    delete(OutboxRow).where(
+                        OutboxRow.id.in_(chosen), OutboxRow.published_at.is_not(None)
+                    )
+                )
+        pruned.outbox += len(chosen)
+        if len(chosen) < retention.batch:
+            break
+    while True:
+        async with sessionmaker() as session, session.begin():
+            keys = list(
+                await session.execute(
+                    select(InboxRow.consumer, InboxRow.event_id)
+                    .where(InboxRow.processed_at < inbox_cutoff)
+                    .limit(retention.batch)
+                )
+            )
+            if keys:
+                await session.execute(
+                    delete(InboxRow).where(
+                        tuple_(InboxRow.consumer, InboxRow.event_id).in_([tuple(k) for k in keys])
+                    )
+                )
+        pruned.inbox += len(keys)
+        if len(keys) < retention.batch:
+            break
+    return pruned
+
+
+async def prune_forever(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    retention: Retention,
+    interval: timedelta,
+    on_pruned: Callable[[Pruned], None],
+) -> None:
+    """The runtime's retention task: prune now and then every ``interval``."""
+    while True:
+        try:
+            pruned = await prune(sessionmaker, clock.now(), retention)
+            on_pruned(pruned)
+            if pruned.outbox or pruned.inbox:
+                log.info("pruned", extra={"count": pruned.outbox + pruned.inbox})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next round tries again
+            log.warning("prune failed", extra={"error": type(exc).__name__})
+        await asyncio.sleep(interval.total_seconds())

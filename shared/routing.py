@@ -26,6 +26,7 @@ from shared.contract import (
     CaseForwarded,
     CaseReceived,
     CaseRemitted,
+    CaseRemittedToDepartment,
     CaseResolved,
     CaseReturnAccepted,
     CaseReturned,
@@ -79,7 +80,14 @@ ROUTES: tuple[Route, ...] = (
         "case.remitted.*",
         (CaseRemitted,),
         "system",
-        "a case remitted to the department <code> (its queue)",
+        "a case remitted to the department <code>: the public fact (no personal data)",
+    ),
+    Route(
+        "department.*.remitted",
+        (CaseRemittedToDepartment,),
+        "system",
+        "the department <code>'s copy of a case remitted to it, with the citizen's contact "
+        "(its queue and the notifier only)",
     ),
     Route(
         "case.responded.*",

@@ -40,7 +40,7 @@ from shared.messaging import (
     system_topology,
 )
 from shared.metrics import Gauges, Metrics
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, Retention, prune_forever
 from shared.routing import Identities, account_of
 from shared.settings import Settings
 from shared.storage import StorageSettings, make_store
@@ -251,6 +251,18 @@ class Runtime:
         await deps.broker.start()
         deps.ready.set()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        self._tasks.append(
+            asyncio.create_task(
+                prune_forever(
+                    deps.sessionmaker,
+                    deps.clock,
+                    Retention.from_settings(self.settings),
+                    timedelta(seconds=self.settings.prune_interval_seconds),
+                    lambda pruned: deps.metrics.rows_pruned(pruned.outbox, pruned.inbox),
+                ),
+                name="retention",
+            )
+        )
         self._tasks.append(
             asyncio.create_task(
                 keep_calendar_current(deps.sessionmaker, deps.config, deps.cases.terms),

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     # Signs console sessions until they have a secret of their own; the notifier reads the
     # same variable for its webhooks (services/notifier/settings.py holds its settings).
     webhook_secret: str = "cambie-este-secreto"  # noqa: S105 - a placeholder to override
+    # The public transparency figures are recomputed at most this often (0: every request).
+    transparency_cache_seconds: float = Field(default=30.0, ge=0)
+    # Published outbox rows and inbox marks older than this are pruned (shared/outbox.py).
+    outbox_retention_days: float = Field(default=7.0, gt=0)
+    inbox_retention_days: float = Field(default=30.0, gt=0)
+    prune_interval_seconds: float = Field(default=3600.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -31,6 +31,7 @@ from services.intake.schemas import (
 )
 from services.intake.throttle import client_of, throttle_of
 from services.intake.views import platform311_view, public_view, staff_view, summary
+from shared.agenda import agenda_page
 from shared.calendar import TZ
 from shared.cases import (
     CaseNotFound,
@@ -47,7 +48,9 @@ from shared.domain.actions import REGISTRY, actions_of, allowed_for, may_take, r
 from shared.domain.clocks import overdue_clause
 from shared.lifecycle import IllegalTransition
 from shared.messaging import ANSWERS_INBOX
+from shared.paging import MAX_PAGE_SIZE, Cursor, InvalidCursor, after, next_cursor
 from shared.runtime import Deps
+from shared.search import InvalidSearch, search_clause, search_words
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
 
@@ -57,6 +60,8 @@ log = logging.getLogger("defensa311.intake.api")
 # a blind enumeration at a few thousand guesses a day per address.
 PUBLIC_MISSES_PER_WINDOW = 30
 PUBLIC_MISS_WINDOW = timedelta(minutes=1)
+# A search's total is counted up to this many matches ("total_capped": true beyond).
+SEARCH_TOTAL_CAP = 1000
 
 
 class ApiError(Exception):
@@ -272,7 +277,7 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
             raise not_found()  # a department does not learn that other cases exist
         return case
 
-    @router.get("/cases", tags=["casos"], summary="Listar casos (personal)")
+    @router.get("/cases", tags=["casos"], summary="Listar y buscar casos (personal)")
     async def list_cases(who: RequiredPrincipal, filters: Annotated[ListFilters, Query()]) -> Any:
         if not (who.is_staff or who.department):
             raise forbidden("solo el personal y los departamentos pueden listar casos")
@@ -297,38 +302,75 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
                     overdue=filters.overdue,
                 )
             )
+        try:
+            if filters.q is not None:
+                where.append(search_clause(search_words(filters.q), deps.engine.dialect.name))
+            cursor = Cursor.decode(filters.cursor) if filters.cursor else None
+        except (InvalidSearch, InvalidCursor) as exc:
+            raise invalid([exc.error]) from None
+        if cursor is not None and filters.offset:
+            raise invalid(
+                [
+                    FieldError(
+                        field="offset",
+                        rule="cursor_or_offset",
+                        message="use cursor u offset, no ambos",
+                    )
+                ]
+            )
+        page = select(CaseRow).where(*where)
+        if cursor is not None:
+            page = page.where(after(cursor, CaseRow.received_at, CaseRow.id, newest_first=True))
+        # The total is counted for the first page only (a cursor walks on without it), and
+        # for a search up to SEARCH_TOTAL_CAP: a common word must not count half the table.
+        counted = select(CaseRow.id).where(*where)
+        if filters.q is not None:
+            counted = counted.limit(SEARCH_TOTAL_CAP + 1)
         async with deps.uow() as uow:
-            total = await uow.session.scalar(
-                select(func.count()).select_from(CaseRow).where(*where)
+            total = (
+                None
+                if cursor is not None
+                else await uow.session.scalar(select(func.count()).select_from(counted.subquery()))
             )
-            rows = await uow.session.scalars(
-                select(CaseRow)
-                .where(*where)
-                .order_by(CaseRow.received_at.desc(), CaseRow.id)
-                .limit(filters.limit)
-                .offset(filters.offset)
+            rows = list(
+                await uow.session.scalars(
+                    page.order_by(CaseRow.received_at.desc(), CaseRow.id)
+                    .limit(filters.limit + 1)
+                    .offset(filters.offset)
+                )
             )
-            items = [summary(case, now) for case in rows]
+            items = [summary(case, now) for case in rows[: filters.limit]]
+        capped = total is not None and filters.q is not None and total > SEARCH_TOTAL_CAP
         return {
             "items": items,
-            "total": total or 0,
+            "total": SEARCH_TOTAL_CAP if capped else total,
+            "total_capped": capped,
             "limit": filters.limit,
             "offset": filters.offset,
+            "next_cursor": next_cursor(rows, filters.limit),
         }
 
     @router.get("/agenda", tags=["casos"], summary="Sugerencias en agenda (personal)")
-    async def agenda(who: RequiredPrincipal) -> Any:
+    async def agenda(
+        who: RequiredPrincipal,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> Any:
         if not who.is_staff:
             raise forbidden("solo el personal puede ver la agenda")
+        try:
+            after_item = Cursor.decode(cursor) if cursor else None
+        except InvalidCursor as exc:
+            raise invalid([exc.error]) from None
         now = deps.clock.now()
         async with deps.uow() as uow:
-            rows = await uow.session.scalars(
-                select(CaseRow)
-                .where(CaseRow.state == "on_agenda")
-                .order_by(CaseRow.received_at, CaseRow.id)
-            )
-            items = [{**summary(case, now), "description": case.description} for case in rows]
-        return {"items": items, "total": len(items)}
+            page = await agenda_page(uow, deps.cases.terms, now, limit=limit, after=after_item)
+        return {
+            "items": [item.model_dump(mode="json") for item in page.items],
+            "total": page.total,
+            "limit": limit,
+            "next_cursor": page.next_cursor,
+        }
 
     @router.get("/departments", tags=["catálogo"], summary="Departamentos configurados")
     async def departments() -> Any:

@@ -133,12 +133,14 @@ class LimitRule:
 
 def requested_ids(scope: Scope) -> int:
     """Open311 ``requests.{fmt}?service_request_id=a,b,c`` looks up each code it names: every
-    one counts against the lookup budget, as a request for it alone would."""
+    one counts against the lookup budget, as a request for it alone would. A listing without
+    ids shows tracking codes too: it costs one lookup."""
     query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
-    return sum(
+    named = sum(
         len([code for code in value.split(",") if code.strip()])
         for value in query.get("service_request_id", [])
     )
+    return max(1, named)
 
 
 UPLOAD_PATH = "/presentar"
@@ -205,6 +207,10 @@ def _authenticated(scope: Scope, tokens: TokenStore) -> bool:
         if name == b"authorization":
             authorization = value.decode("latin-1")
     token = bearer_token(authorization)
+    if not token:
+        # Open311 clients present their key as a parameter (GeoReport v2).
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        token = next(iter(query.get("api_key", [])), None)
     return bool(token) and tokens.authenticate(token or "") is not None
 
 

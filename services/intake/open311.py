@@ -77,7 +77,7 @@ def install(app: FastAPI, deps: Deps) -> None:
 
     @app.get(PREFIX + "/requests.{fmt}", tags=["open311"])
     async def get_requests(fmt: str, request: Request) -> Response:
-        return await api.answer(fmt, lambda: api.requests(dict(request.query_params)))
+        return await api.answer(fmt, lambda: api.requests(request))
 
     @app.get(PREFIX + "/requests/{service_request_id}.{fmt}", tags=["open311"])
     async def get_request(service_request_id: str, fmt: str) -> Response:
@@ -307,8 +307,20 @@ class Open311:
 
     # ------------------------------------------------------------------- following
 
-    async def requests(self, params: dict[str, str]) -> Answer:
-        query = parse_query(params, self.deps.clock.now(), self.tz)
+    def _anonymous_listing(self, request: Request, params: dict[str, str]) -> bool:
+        """Without an ``api_key`` a listing is small; the lookup budget of
+        :func:`services.intake.observability.public_rules` limits how often (a listing shows
+        tracking codes, so it must not become a way to walk them all)."""
+        key = params.get("api_key")
+        if key:
+            self._check_key(request, key)
+            return False
+        return True
+
+    async def requests(self, request: Request) -> Answer:
+        params = dict(request.query_params)
+        anonymous = self._anonymous_listing(request, params)
+        query = parse_query(params, self.deps.clock.now(), self.tz, anonymous=anonymous)
         statement = select(CaseRow)
         if query.ids is not None:
             statement = statement.where(CaseRow.tracking_code.in_(query.ids))

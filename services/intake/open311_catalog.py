@@ -89,6 +89,12 @@ def build_catalog(config: InstitutionConfig) -> dict[str, Service]:
         for word in rule.get("categories") or []:
             if isinstance(word, str) and word not in service.keywords:
                 service.keywords.append(word)
+    unknown = sorted(set(config.open311.public_location) - set(catalog))
+    if unknown:
+        raise ValueError(
+            f"[open311.public_location]: servicio desconocido {', '.join(unknown)}; "
+            f"use uno de {', '.join(catalog)}"
+        )
     return catalog
 
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from services.intake.open311_catalog import Service, find_service
 from services.intake.open311_format import Open311Error, w3c
-from shared.config import InstitutionConfig
+from shared.config import InstitutionConfig, PublicLocation
 from shared.contract import FieldError
 from shared.db.models import CaseRow
 from shared.lifecycle import is_open
@@ -27,6 +27,9 @@ from shared.tracking import normalize_tracking_code
 MAX_RANGE = timedelta(days=90)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+# Without an api_key: one small page at a time, and only the first pages.
+ANONYMOUS_MAX_PAGE_SIZE = 20
+ANONYMOUS_MAX_PAGE = 5
 # Beyond these a page number or a date is a probe, not a question: refused before any
 # arithmetic or query could overflow on it.
 MAX_PAGE = 100_000
@@ -281,9 +284,15 @@ def _positive(name: str, raw: str | None, default: int, maximum: int) -> int:
     return value
 
 
-def parse_query(params: Mapping[str, str], now: datetime, tz: ZoneInfo) -> RequestQuery:
-    page = _positive("page", params.get("page"), 1, MAX_PAGE)
-    page_size = _positive("page_size", params.get("page_size"), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+def parse_query(
+    params: Mapping[str, str], now: datetime, tz: ZoneInfo, *, anonymous: bool = False
+) -> RequestQuery:
+    max_page = ANONYMOUS_MAX_PAGE if anonymous else MAX_PAGE
+    max_size = ANONYMOUS_MAX_PAGE_SIZE if anonymous else MAX_PAGE_SIZE
+    page = _positive("page", params.get("page"), 1, max_page)
+    page_size = _positive(
+        "page_size", params.get("page_size"), min(DEFAULT_PAGE_SIZE, max_size), max_size
+    )
     raw_ids = _split(params.get("service_request_id"))
     if len(raw_ids) > MAX_IDS:
         raise Open311Error(
@@ -340,10 +349,16 @@ def request_element(
     media_url: str | None = None,
 ) -> dict[str, Any]:
     """The GeoReport ``request`` element of a case; no personal data of the citizen.
-    ``media_url``: an attachment staff made public, if any."""
+
+    The free-text address is never shown (citizens type their own home into it); the
+    coordinates follow the service's ``public_location`` (:class:`shared.config.Open311Output`).
+    ``media_url``: an attachment staff made public, if any.
+    """
     service = find_service(catalog, case.kind, case.category)
     department = config.department(case.department) if case.department else None
-    location = case.location or {}
+    lat, lon = public_coordinates(
+        case.location or {}, config.open311.location_mode(service.code if service else None)
+    )
     return {
         "service_request_id": case.tracking_code,
         "status": open311_status(case.state),
@@ -355,13 +370,29 @@ def request_element(
         "requested_datetime": w3c(case.received_at, tz),
         "updated_datetime": w3c(case.updated_at, tz),
         "expected_datetime": w3c(case.due_at, tz),
-        "address": location.get("address"),
+        "address": None,
         "address_id": None,
         "zipcode": None,
-        "lat": location.get("lat"),
-        "long": location.get("lon"),
+        "lat": lat,
+        "long": lon,
         "media_url": media_url,
     }
+
+
+#: Three decimals of a degree: about 110 m of latitude, enough to place a pothole on a block
+#: without pointing at a door.
+ROUNDED_DECIMALS = 3
+
+
+def public_coordinates(
+    location: Mapping[str, Any], mode: PublicLocation
+) -> tuple[float | None, float | None]:
+    lat, lon = location.get("lat"), location.get("lon")
+    if mode == "none" or not isinstance(lat, int | float) or not isinstance(lon, int | float):
+        return None, None
+    if mode == "rounded":
+        return round(float(lat), ROUNDED_DECIMALS), round(float(lon), ROUNDED_DECIMALS)
+    return float(lat), float(lon)
 
 
 def status_notes(case: CaseRow, department: str | None, tz: ZoneInfo) -> str:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contract import Channel, FieldError, Kind, ShortText, Submission, law_errors
 from shared.domain.actions import REGISTRY
+from shared.paging import MAX_PAGE_SIZE
 
 
 class _Body(BaseModel):
@@ -106,6 +107,11 @@ class ListFilters(_Body):
     channel: Channel | None = None
     department: str | None = Field(default=None, max_length=32)
     overdue: bool | None = None
-    limit: int = Field(default=50, ge=1, le=200)
+    # Staff search (shared/search.py): words of a name, identity number, e-mail, phone,
+    # tracking code, 311 ticket, description or address.
+    q: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
     # Bounded so that no offset overflows the database's integer (a deeper page is a probe).
     offset: int = Field(default=0, ge=0, le=1_000_000)
+    # Keyset paging: the next_cursor of the previous page (then offset must be 0).
+    cursor: str | None = Field(default=None, max_length=200)

@@ -11,22 +11,40 @@ so that a tiny sample is not read as a ranking.
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import hashlib
 import io
 import statistics
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Date,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    cast,
+    func,
+    select,
+)
+from sqlalchemy import (
+    case as sql_case,
+)
 
 from shared.calendar import TZ, BusinessCalendar
 from shared.config import InstitutionConfig
 from shared.db.models import CaseRow
-from shared.domain.clocks import is_overdue
+from shared.domain.clocks import is_overdue, overdue_clause
 from shared.domain.labels import CHANNEL_LABELS, KIND_LABELS
-from shared.lifecycle import is_open
+from shared.lifecycle import OPEN_STATES, is_open
 from shared.uow import UnitOfWork
 
 SMALL_SAMPLE = 5
@@ -109,10 +127,7 @@ def figures(
     config: InstitutionConfig,
 ) -> Figures:
     result = Figures(total=len(cases))
-    kinds = Counter(c.kind or "" for c in cases)
-    result.by_kind = [(k, KIND_LABELS[k], kinds[k]) for k in KIND_LABELS if kinds[k]] + (
-        [("", UNCLASSIFIED, kinds[""])] if kinds[""] else []
-    )
+    result.by_kind = _kind_rows(Counter(c.kind or "" for c in cases))
     channels = Counter(c.channel for c in cases)
     result.by_channel = [(k, CHANNEL_LABELS.get(k, k), n) for k, n in sorted(channels.items())]
     months = Counter(c.received_at.astimezone(TZ).strftime("%Y-%m") for c in cases)
@@ -163,7 +178,161 @@ def _group_label(key: str, config: InstitutionConfig) -> str:
 async def load_figures(
     uow: UnitOfWork, now: datetime, calendar: BusinessCalendar, config: InstitutionConfig
 ) -> Figures:
+    """The figures, computed by the database on PostgreSQL (aggregates; no row is loaded);
+    on SQLite, the embedded single-process store, by :func:`figures` over streamed rows."""
+    if uow.session.get_bind().dialect.name != "postgresql":
+        return await _figures_streamed(uow, now, calendar, config)
+    result = Figures()
+    kinds: Counter[str] = Counter()
+    channels: Counter[str] = Counter()
+    months: Counter[str] = Counter()
+    for row in await uow.session.execute(_totals_statement(now)):
+        kinds[row.kind or ""] += row.n
+        channels[row.channel] += row.n
+        months[row.month] += row.n
+        result.total += row.n
+        result.decided += row.resolved + row.open_past_due
+        result.on_time += row.on_time
+        result.forwarded += row.forwarded
+        result.open_count += row.open
+        result.overdue_count += row.overdue
+    result.by_kind = _kind_rows(kinds)
+    result.by_channel = [(k, CHANNEL_LABELS.get(k, k), n) for k, n in sorted(channels.items())]
+    result.by_month = [(k, month_label(k), months[k]) for k in sorted(months)]
+    histograms = await _days_histograms(uow, calendar)
+    result.medians = _medians(histograms, config)
+    return result
+
+
+def _kind_rows(kinds: Counter[str]) -> list[tuple[str, str, int]]:
+    return [(k, KIND_LABELS[k], kinds[k]) for k in KIND_LABELS if kinds[k]] + (
+        [("", UNCLASSIFIED, kinds[""])] if kinds[""] else []
+    )
+
+
+def _local(column: Any) -> Any:
+    """A timestamp column as the institution's wall clock (PostgreSQL)."""
+    return func.timezone(TZ.key, column)
+
+
+def _totals_statement(now: datetime) -> Select[Any]:
+    """One pass over the cases: counts by kind, channel and month with the outcome sums."""
+    c = CaseRow
+    open_states = sorted(s.value for s in OPEN_STATES)
+    # As in figures(): a forwarded petition counts apart, never as open.
+    forwarded = and_(c.resolved_at.is_(None), c.resolution_path == "forwarded")
+    unresolved_open = and_(
+        c.resolved_at.is_(None),
+        func.coalesce(c.resolution_path, "") != "forwarded",
+        c.state.in_(open_states),
+    )
+
+    def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+        return func.count().filter(condition)
+
+    month = func.to_char(_local(c.received_at), "YYYY-MM").label("month")
+    return select(
+        c.kind,
+        c.channel,
+        month,
+        func.count().label("n"),
+        count_if(c.resolved_at.is_not(None)).label("resolved"),
+        count_if(c.resolved_at <= c.due_at).label("on_time"),
+        count_if(forwarded).label("forwarded"),
+        count_if(unresolved_open).label("open"),
+        count_if(
+            and_(unresolved_open, overdue_clause(c.state, c.due_at, c.department_due_at, now))
+        ).label("overdue"),
+        count_if(and_(unresolved_open, c.due_at < now)).label("open_past_due"),
+    ).group_by(c.kind, c.channel, month)
+
+
+async def _days_histograms(uow: UnitOfWork, calendar: BusinessCalendar) -> dict[str, Counter[int]]:
+    """Per resolution group, how many cases took each number of working days.
+
+    Working days between two dates are the difference of their working-day ordinals
+    (:meth:`BusinessCalendar.days_between` is additive); the ordinals of the few hundred
+    dates in range are sent with the query, so the database counts cases per (group, days)
+    and only that small histogram comes back.
+    """
+    c = CaseRow
+    filed_day = cast(_local(c.received_at), Date)
+    resolved_day = cast(_local(c.resolved_at), Date)
+    bounds = (
+        await uow.session.execute(
+            select(
+                func.min(func.least(filed_day, resolved_day)),
+                func.max(func.greatest(filed_day, resolved_day)),
+            ).where(c.resolved_at.is_not(None))
+        )
+    ).one()
+    first, last = bounds
+    if first is None or last is None:
+        return {}
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    ordinals = [calendar.days_between(first, day) for day in days]
+    group = sql_case(
+        (
+            and_(c.resolution_path == "department", func.coalesce(c.department, "") != ""),
+            c.department,
+        ),
+        else_=func.coalesce(func.nullif(c.resolution_path, ""), "otro"),
+    ).label("grp")
+    resolved = (
+        select(group, filed_day.label("filed"), resolved_day.label("resolved"))
+        .where(c.resolved_at.is_not(None))
+        .subquery()
+    )
+    ordinal_of = (
+        select(
+            func.unnest(bindparam("days", days, type_=ARRAY(Date))).label("day"),
+            func.unnest(bindparam("ordinals", ordinals, type_=ARRAY(Integer))).label("ordinal"),
+        )
+    ).subquery()
+    filed_ordinal = ordinal_of.alias("filed_ordinal")
+    resolved_ordinal = ordinal_of.alias("resolved_ordinal")
+    span = (resolved_ordinal.c.ordinal - filed_ordinal.c.ordinal).label("days")
     rows = await uow.session.execute(
+        select(resolved.c.grp, span, func.count())
+        .select_from(resolved)
+        .join(filed_ordinal, filed_ordinal.c.day == resolved.c.filed)
+        .join(resolved_ordinal, resolved_ordinal.c.day == resolved.c.resolved)
+        .group_by(resolved.c.grp, span)
+    )
+    histograms: dict[str, Counter[int]] = {}
+    for key, span_days, n in rows:
+        histograms.setdefault(key, Counter())[span_days] += n
+    return histograms
+
+
+def histogram_median(histogram: Counter[int]) -> float:
+    """:func:`statistics.median` of the values the histogram counts, without expanding it."""
+    total = sum(histogram.values())
+    middle = [(total - 1) // 2, total // 2]  # the one or two middle positions (0-based)
+    found: list[int] = []
+    seen = 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        while len(found) < 2 and middle[len(found)] < seen:
+            found.append(value)
+    return (found[0] + found[1]) / 2
+
+
+def _medians(histograms: dict[str, Counter[int]], config: InstitutionConfig) -> list[Median]:
+    return sorted(
+        (
+            Median(key, _group_label(key, config), histogram_median(h), sum(h.values()))
+            for key, h in histograms.items()
+        ),
+        key=lambda m: (-m.count, m.label),
+    )
+
+
+async def _figures_streamed(
+    uow: UnitOfWork, now: datetime, calendar: BusinessCalendar, config: InstitutionConfig
+) -> Figures:
+    """The embedded store's path: the rows, streamed into :func:`figures`."""
+    rows = await uow.session.stream(
         select(
             CaseRow.kind,
             CaseRow.channel,
@@ -174,10 +343,59 @@ async def load_figures(
             CaseRow.due_at,
             CaseRow.resolved_at,
             CaseRow.department_due_at,
-        )
+        ).execution_options(yield_per=1000)
     )
-    cases = [CaseFacts(*row) for row in rows]
+    cases = [CaseFacts(*row) async for row in rows]
     return figures(cases, now, calendar, config)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Figures as computed at one moment, with the validators HTTP caches use."""
+
+    figures: Figures
+    computed_at: datetime
+    etag: str
+
+
+class FiguresCache:
+    """The figures, recomputed at most once per ``ttl`` however many requests ask.
+
+    Concurrent requests for expired figures wait for the one recomputation in progress,
+    so a burst of anonymous requests costs the database one aggregate query.
+    """
+
+    def __init__(
+        self,
+        ttl: timedelta,
+        load: Callable[[datetime], Awaitable[Figures]],
+        now: Callable[[], datetime],
+    ) -> None:
+        self._ttl = ttl
+        self._load = load
+        self._now = now
+        self._lock = asyncio.Lock()
+        self._snapshot: Snapshot | None = None
+
+    def _fresh(self, at: datetime) -> Snapshot | None:
+        snapshot = self._snapshot
+        if snapshot is not None and at - snapshot.computed_at < self._ttl:
+            return snapshot
+        return None
+
+    async def get(self) -> Snapshot:
+        snapshot = self._fresh(self._now())
+        if snapshot is not None:
+            return snapshot
+        async with self._lock:
+            at = self._now()
+            snapshot = self._fresh(at)
+            if snapshot is None:
+                data = await self._load(at)
+                digest = hashlib.sha256(to_csv(data).encode()).hexdigest()[:20]
+                snapshot = Snapshot(data, at, f'"{digest}"')
+                self._snapshot = snapshot
+            return snapshot
 
 
 # ------------------------------------------------------------------------------ SVG

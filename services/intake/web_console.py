@@ -7,6 +7,7 @@ case row. POST forms carry the session's CSRF token; the session cookie is ``Sam
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,7 @@ from shared.domain.labels import (
 from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State
 from shared.messaging import ANSWERS_INBOX
 from shared.runtime import Deps
+from shared.search import InvalidSearch, search_clause, search_words
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
 
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
 
 NEAR_DAYS = 3
 LIST_LIMIT = 300
+# A search shows the newest matches; more words narrow it.
+SEARCH_LIMIT = 100
 
 FIELD_LABELS = {
     "kind": "Tipo",
@@ -433,15 +437,58 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
         return response
 
     @app.get("/consola/buscar", include_in_schema=False)
-    async def search(request: Request, codigo: str = "") -> Response:
+    async def search(request: Request, codigo: str = "", q: str = "") -> Response:
         session = session_of(request)
         if session is None:
             return to_login()
+        if codigo and not q:
+            try:
+                code = normalize_tracking_code(codigo)
+            except ValueError:
+                return case_not_found(request, session)
+            return RedirectResponse(f"/consola/casos/{code}", status_code=303)
+        if not (session.is_staff or session.department):
+            return forbidden(request, session)
+        with contextlib.suppress(ValueError):  # a whole tracking code: straight to the case
+            code = normalize_tracking_code(q)
+            return RedirectResponse(f"/consola/casos/{code}", status_code=303)
+        now = deps.clock.now()
+        error = None
+        rows: list[Row] = []
+        more = False
         try:
-            code = normalize_tracking_code(codigo)
-        except ValueError:
-            return case_not_found(request, session)
-        return RedirectResponse(f"/consola/casos/{code}", status_code=303)
+            words = search_words(q)
+        except InvalidSearch as exc:
+            error = exc.error.message
+        else:
+            where = [search_clause(words, deps.engine.dialect.name)]
+            if session.department is not None:  # a department sees only its cases
+                where.append(CaseRow.department == session.department)
+            async with deps.uow() as uow:
+                found = list(
+                    await uow.session.scalars(
+                        select(CaseRow)
+                        .where(*where)
+                        .order_by(CaseRow.received_at.desc(), CaseRow.id)
+                        .limit(SEARCH_LIMIT + 1)
+                    )
+                )
+            more = len(found) > SEARCH_LIMIT
+            rows = [row_for(c, now, deps) for c in found[:SEARCH_LIMIT]]
+        return pages.render(
+            request,
+            "consola_buscar.html",
+            status_code=422 if error else 200,
+            session=session,
+            private=True,
+            title="Buscar casos",
+            section="consola",
+            search=q,
+            error=error,
+            rows=rows,
+            more=more,
+            limit=SEARCH_LIMIT,
+        )
 
     def new_case_page(
         request: Request,

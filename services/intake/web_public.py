@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
-from services.intake.transparency import SMALL_SAMPLE, bar_chart_svg, load_figures, to_csv
+from services.intake.transparency import (
+    SMALL_SAMPLE,
+    Figures,
+    FiguresCache,
+    Snapshot,
+    bar_chart_svg,
+    load_figures,
+    to_csv,
+)
 from shared.cases import CaseNotFound, get_case, history
 from shared.db.models import CaseHistoryRow
 from shared.domain.clocks import legal_status
@@ -99,10 +108,24 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             attachments=shown,
         )
 
+    async def compute(now: datetime) -> Figures:
+        async with deps.uow() as uow:
+            return await load_figures(uow, now, deps.cases.terms.calendar, deps.config)
+
+    ttl = timedelta(seconds=deps.settings.transparency_cache_seconds)
+    cache = FiguresCache(ttl, compute, deps.clock.now)
+
+    def validators(snapshot: Snapshot) -> dict[str, str]:
+        return {
+            "ETag": snapshot.etag,
+            "Last-Modified": format_datetime(snapshot.computed_at.astimezone(UTC), usegmt=True),
+            "Cache-Control": f"public, max-age={int(ttl.total_seconds())}",
+        }
+
     @app.get("/transparencia", include_in_schema=False)
     async def transparency(request: Request) -> Response:
-        async with deps.uow() as uow:
-            data = await load_figures(uow, deps.clock.now(), deps.cases.terms.calendar, deps.config)
+        snapshot = await cache.get()
+        data = snapshot.figures
         charts = []
         for chart_id, title, header, rows in (
             ("tipo", "Casos por tipo", "Tipo", data.by_kind),
@@ -126,7 +149,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             notes=[f"(n={m.count})" for m in data.medians],
             chart_id="medianas",
         )
-        return pages.render(
+        page = pages.render(
             request,
             "transparencia.html",
             title="Transparencia",
@@ -136,13 +159,17 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             medians_svg=medians_svg,
             small_sample=SMALL_SAMPLE,
         )
+        # The page also shows who is signed in: no ETag, only the figures' age.
+        page.headers["Last-Modified"] = validators(snapshot)["Last-Modified"]
+        return page
 
     @app.get("/transparencia.csv", include_in_schema=False)
-    async def transparency_csv() -> Response:
-        async with deps.uow() as uow:
-            data = await load_figures(uow, deps.clock.now(), deps.cases.terms.calendar, deps.config)
+    async def transparency_csv(request: Request) -> Response:
+        snapshot = await cache.get()
+        headers = validators(snapshot)
+        if snapshot.etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        headers["Content-Disposition"] = 'attachment; filename="transparencia.csv"'
         return Response(
-            to_csv(data),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="transparencia.csv"'},
+            to_csv(snapshot.figures), media_type="text/csv; charset=utf-8", headers=headers
         )

@@ -1,19 +1,20 @@
 """Who gets what for an event: the notifier's routing table, pure (no I/O).
 
-=====================  ===============================================================
-event                  recipients
-=====================  ===============================================================
-``CaseReceived``       the citizen's notification address (receipt)
-``CaseRemitted``       the department's contact e-mail (+ its webhook, if configured)
-``DeadlineNear``       department clock: the department; legal clock: the supervisors
-                       (and the department holding the case, if any)
-``DeadlineMissed``     the supervisors and the department
-``CaseResolved``       the citizen's notification address (the resolution)
-``CaseClosed``         declined: the citizen (the reason and the recourse)
-``CaseForwarded``      the citizen (where it went) and the entity (the petition)
-``DueDateChanged``     legal term: the citizen; department term: the department
-anything else          nobody (``SubmissionRejected`` is read by 311 from the event)
-=====================  ===============================================================
+============================  ========================================================
+event                         recipients
+============================  ========================================================
+``CaseReceived``              the citizen's notification address (receipt)
+``CaseRemittedToDepartment``  the department's contact e-mail (+ its webhook, if
+                              configured)
+``DeadlineNear``              department clock: the department; legal clock: the
+                              supervisors (and the department holding the case, if any)
+``DeadlineMissed``            the supervisors and the department
+``CaseResolved``              the citizen's notification address (the resolution)
+``CaseClosed``                declined: the citizen (the reason and the recourse)
+``CaseForwarded``             the citizen (where it went) and the entity (the petition)
+``DueDateChanged``            legal term: the citizen; department term: the department
+anything else                 nobody (``SubmissionRejected`` is read by 311 from the event)
+============================  ========================================================
 
 The citizen's address is chosen in the order e-mail → phone (SMS through the gateway
 webhook) → postal address (a task for staff to notify in person). The law requires the
@@ -36,7 +37,7 @@ from shared.contract import (
     CaseClosed,
     CaseForwarded,
     CaseReceived,
-    CaseRemitted,
+    CaseRemittedToDepartment,
     CaseResolved,
     DeadlineMissed,
     DeadlineNear,
@@ -150,7 +151,7 @@ class Planner:
                 "citizen": self._citizen(case),
             }
             self._to_citizen(plan, "case_resolved", case, context)
-        elif isinstance(event, CaseRemitted):
+        elif isinstance(event, CaseRemittedToDepartment):
             self._remitted(plan, event, case)
         elif isinstance(event, DeadlineNear | DeadlineMissed):
             self._deadline(plan, event, case)
@@ -259,7 +260,7 @@ class Planner:
                 found.append(str(email))
         return found
 
-    def _remitted(self, plan: Plan, event: CaseRemitted, case: CaseFacts) -> None:
+    def _remitted(self, plan: Plan, event: CaseRemittedToDepartment, case: CaseFacts) -> None:
         citizen = event.citizen
         context = self._base(case) | {
             "kind": event.kind,

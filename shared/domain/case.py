@@ -22,6 +22,7 @@ from shared.contract import (
     CaseClosed,
     CaseForwarded,
     CaseRemitted,
+    CaseRemittedToDepartment,
     CaseResolved,
     CaseReturnAccepted,
     CaseReturned,
@@ -201,7 +202,7 @@ class Case:
             # must see it at once.
             case.flagged = True
         self._enter(to, now)
-        return [self._remitted(now, capped=term.capped)]
+        return self._remitted(now, capped=term.capped)
 
     def add_to_agenda(self, now: datetime) -> list[Event]:
         to = self._next("add_to_agenda")
@@ -348,13 +349,25 @@ class Case:
             )
         ]
 
-    def _remitted(self, now: datetime, *, capped: bool = False) -> CaseRemitted:
+    def _remitted(self, now: datetime, *, capped: bool = False) -> list[Event]:
+        """The public fact (``case.remitted.<code>``) and the department's copy with the
+        contact (``department.<code>.remitted``, a key the 311 platform does not bind)."""
         case = self.record
         citizen = case.citizen or {}
         notify = case.notify or {}
         assert case.kind is not None and case.department is not None
         assert case.department_due_at is not None
-        return CaseRemitted(
+        public = CaseRemitted(
+            **self._ids(),
+            department=case.department,
+            kind=case.kind,
+            category=case.category,
+            remitted_at=now,
+            due_at=case.department_due_at,
+            due_capped=capped,
+            occurred_at=now,
+        )
+        copy = CaseRemittedToDepartment(
             **self._ids(),
             department=case.department,
             kind=case.kind,
@@ -378,3 +391,4 @@ class Case:
             due_capped=capped,
             occurred_at=now,
         )
+        return [public, copy]

@@ -35,7 +35,6 @@ from shared.contract import (
     CaseRemitted,
     CaseResolved,
     CaseReturnAccepted,
-    CitizenContact,
     Event,
 )
 from shared.db.engine import make_engine, make_sessionmaker
@@ -85,8 +84,6 @@ def remitted(
         department=department,
         kind="denuncia",
         category="Basura en vía pública",
-        description="Botan basura en el lote de la esquina todas las noches",
-        citizen=CitizenContact(),
         remitted_at=at,
         due_at=due,
         occurred_at=at,

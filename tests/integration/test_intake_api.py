@@ -425,7 +425,12 @@ async def test_remit_then_the_department_responds_over_http(api: Api) -> None:
         "dependencia: Dirección de Mantenimiento Vial)"
     )
     types = await api.event_types(code)
-    assert types[-3:] == ["CaseRemitted", "DepartmentResponded", "CaseResolved"]
+    assert types[-4:] == [
+        "CaseRemitted",
+        "CaseRemittedToDepartment",
+        "DepartmentResponded",
+        "CaseResolved",
+    ]
 
     # The router, which takes departments' answers from case.responded.*, must not apply it again.
     outbox = {row.event_type: row for row in await api.outbox()}
@@ -450,7 +455,12 @@ async def test_a_department_returns_a_case_it_does_not_own(api: Api) -> None:
     assert (await api.client.get(f"/api/v1/cases/{code}", headers=VIAS)).status_code == 404
     await api.act(code, "return", {"reason": "Tampoco es nuestro."}, VIAS, status=404)
     types = await api.event_types(code)
-    assert types[-3:] == ["CaseRemitted", "CaseReturned", "CaseReturnAccepted"]
+    assert types[-4:] == [
+        "CaseRemitted",
+        "CaseRemittedToDepartment",
+        "CaseReturned",
+        "CaseReturnAccepted",
+    ]
     returned = next(r for r in await api.outbox() if r.event_type == "CaseReturned")
     assert returned.routing_key == "case.returned.vias"
     # Re-routed to the right department, which answers.

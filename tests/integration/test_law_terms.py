@@ -65,7 +65,10 @@ async def test_a_remittance_carries_the_department_due_date_capped_by_the_legal_
     assert case.due_at == LEGAL_DUE
 
     clock.advance(timedelta(days=3))  # Thursday 5 March 2026
-    assert await act(runtime, case.id, "remit", {"department": "rrhh"}) == ["CaseRemitted"]
+    assert await act(runtime, case.id, "remit", {"department": "rrhh"}) == [
+        "CaseRemitted",
+        "CaseRemittedToDepartment",
+    ]
 
     async def remitted() -> list[aio_pika.abc.AbstractIncomingMessage]:
         return await drain(amqp_url, "defensa311.department.rrhh")
@@ -73,7 +76,7 @@ async def test_a_remittance_carries_the_department_due_date_capped_by_the_legal_
     messages: list[aio_pika.abc.AbstractIncomingMessage] = await eventually(remitted)
     assert len(messages) == 1
     body = json.loads(messages[0].body)
-    assert body["event_type"] == "CaseRemitted"
+    assert body["event_type"] == "CaseRemittedToDepartment"
     assert datetime.fromisoformat(body["due_at"]) == CAPPED_DUE
     assert body["due_capped"] is True
     stored = await settled(runtime, "311-CAP", "remitted")
@@ -105,7 +108,10 @@ async def test_a_closure_moves_open_terms_their_clocks_and_tells_citizen_and_dep
     _clock, runtime = everything
     await platform.submit(submission("denuncia", UNROUTED, "311-CLOSE"))
     case = await settled(runtime, "311-CLOSE", "classified")
-    assert await act(runtime, case.id, "remit", {"department": "vias"}) == ["CaseRemitted"]
+    assert await act(runtime, case.id, "remit", {"department": "vias"}) == [
+        "CaseRemitted",
+        "CaseRemittedToDepartment",
+    ]
     before = await settled(runtime, "311-CLOSE", "remitted")
     legal_before, department_before = before.due_at, before.department_due_at
     assert legal_before.astimezone(TZ).date() == date(2026, 12, 14)

@@ -137,6 +137,19 @@ async def test_no_personal_data_in_any_log_line(
             full = await client.get(f"/api/v1/cases/{web_code}", headers=staff)
             assert full.status_code == 200
             assert CEDULA in full.text  # staff see it: the point is that logs do not
+            # Staff search by every personal detail, on the API and in the console, a refused
+            # one too: the words typed are personal data and reach no log line.
+            for words in (NAME, CEDULA, PHONE, EMAIL, "Sabanitas", "Villarreal Cedeño"):
+                found = await client.get("/api/v1/cases", params={"q": words}, headers=staff)
+                assert found.status_code == 200 and web_code in found.text, words
+            refused_search = await client.get(
+                "/api/v1/cases", params={"q": "eustaquia " * 30}, headers=staff
+            )
+            assert refused_search.status_code == 422
+            signed = await client.post("/consola/entrar", data={"token": STAFF_TOKEN})
+            assert signed.status_code == 303
+            page = await client.get("/consola/buscar", params={"q": "Villarreal"})
+            assert page.status_code == 200 and web_code in page.text
 
         # The flow runs: both cases classified by the router, both receipts e-mailed.
         async def flowed() -> list[asyncpg.Record] | None:

@@ -377,7 +377,7 @@ async def test_each_row_of_the_table(amqp_url: str, pg_url: str, tmp_path: Path)
         }
         assert await h.rows(anonymous) == []
 
-        # CaseRemitted: the department's e-mail and its webhook
+        # CaseRemittedToDepartment: the department's e-mail and its webhook
         remitted = await h.file(
             kind="denuncia", citizen=citizen(), notify={"email": "ana@example.com"}
         )
@@ -396,7 +396,7 @@ async def test_each_row_of_the_table(amqp_url: str, pg_url: str, tmp_path: Path)
         assert "Dirección de Aseo" in remit_text and "case.responded.aseo" in remit_text
         (dept_hook,) = hook.ok("/dept/aseo")
         assert dept_hook.verified
-        assert dept_hook.body["event"]["event_type"] == "CaseRemitted"
+        assert dept_hook.body["event"]["event_type"] == "CaseRemittedToDepartment"
         assert dept_hook.body["event"]["tracking_code"] == remitted.tracking_code
 
         # DeadlineNear, department clock: the department only

@@ -266,8 +266,9 @@ async def test_file_and_follow_requests(amqp_url: str, pg_url: str) -> None:
         assert one["requested_datetime"] == "2025-03-10T09:00:00-05:00"
         assert one["expected_datetime"] == due.replace(microsecond=0).isoformat()
         assert one["expected_datetime"].endswith("-05:00")
-        assert one["address"] == "Calle 50 frente al banco, Bella Vista"
-        assert one["lat"] == pytest.approx(8.9824) and one["long"] == pytest.approx(-79.5199)
+        # No free-text address; coordinates rounded to about 100 m (the default).
+        assert one["address"] is None
+        assert (one["lat"], one["long"]) == (8.982, -79.52)
 
         # The public outputs carry no personal data.
         async with httpx.AsyncClient(base_url=base) as http:
@@ -334,7 +335,39 @@ async def test_file_and_follow_requests(amqp_url: str, pg_url: str) -> None:
             assert listed.tag == "service_requests"
             assert [r.findtext("service_request_id") for r in listed] == [suggestion_id, tracking]
             assert listed.findtext("request/lat") == ""
-            assert listed.findtext("request/address") == "Parque Urracá"
+            assert listed.findtext("request/address") == ""
+
+
+async def test_listing_without_api_key_is_small_and_counted_like_a_code_lookup(
+    amqp_url: str, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEFENSA311_RATE_LIMIT_LOOKUP_BURST", "10")
+    async with (
+        open311_server(amqp_url, pg_url, FixedClock(FILED_AT)) as (base, _runtime),
+        httpx.AsyncClient(base_url=base) as http,
+    ):
+        assert (await http.post("/requests.json", data=denuncia_form())).status_code == 201
+        too_big = await http.get("/requests.json", params={"page_size": 50})
+        assert too_big.status_code == 400
+        assert "page_size" in errors_of(too_big)[0]["description"]
+        deep = await http.get("/requests.json", params={"page": 6})
+        assert deep.status_code == 400
+        # With the platform's key: the full page size, and no budget spent.
+        keyed = await http.get("/requests.json", params={"page_size": 200, "api_key": TOKEN})
+        assert keyed.status_code == 200 and len(keyed.json()) == 1
+        wrong = await http.get("/requests.json", params={"api_key": "otra"})
+        assert wrong.status_code == 403
+        statuses = [(await http.get("/requests.json")).status_code for _ in range(12)]
+        assert 429 in statuses
+        first_refusal = statuses.index(429)
+        assert set(statuses[:first_refusal]) == {200}
+        assert set(statuses[first_refusal:]) == {429}
+        # The same budget as the tracking lookups: spent here, refused there too.
+        site = base.removesuffix("/open311/v2")
+        assert (await http.get(f"{site}/api/v1/cases/2025-AAA-BBB-CCC")).status_code == 429
+        # The platform is not slowed by anonymous clients.
+        keyed = await http.get("/requests.json", params={"api_key": TOKEN})
+        assert keyed.status_code == 200
 
 
 # ---------------------------------------------------------------------------- errors

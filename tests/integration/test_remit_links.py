@@ -59,7 +59,7 @@ async def test_a_remitted_case_carries_expiring_links_to_its_attachments(
         await perform(uow, deps.cases, case, "remit", {"department": "obras"}, actor="p", now=NOW)
     async with deps.uow() as uow:
         body = await uow.session.scalar(
-            select(OutboxRow.body).where(OutboxRow.event_type == "CaseRemitted")
+            select(OutboxRow.body).where(OutboxRow.event_type == "CaseRemittedToDepartment")
         )
     assert body is not None
     event = json.loads(body)

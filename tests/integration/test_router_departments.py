@@ -143,7 +143,7 @@ async def remitted_case(
     await platform.submit(submission("denuncia", CORRUPTION, ref))
     await settled(runtime, ref, "remitted")
     message = await rrhh.next_message()
-    assert message.routing_key == "case.remitted.rrhh"
+    assert message.routing_key == "department.rrhh.remitted"
     body: dict[str, Any] = json.loads(message.body)
     return body
 
@@ -173,7 +173,7 @@ async def test_department_reads_its_queue_and_answers_once(
     remitted = await remitted_case(runtime, platform, rrhh, "311-R1")
 
     # Everything the department needs to act without calling back.
-    assert remitted["event_type"] == "CaseRemitted"
+    assert remitted["event_type"] == "CaseRemittedToDepartment"
     assert remitted["department"] == "rrhh"
     assert remitted["kind"] == "denuncia"
     assert remitted["category"] == "Corrupción de funcionarios"

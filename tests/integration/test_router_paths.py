@@ -1,7 +1,7 @@
 """The manual's three paths on the real broker and database.
 
 intake + router run in-process on a fresh PostgreSQL database and RabbitMQ vhost. 311 is
-played by plain aio-pika: it publishes ``CaseSubmitted`` and follows every ``case.#`` event
+played by plain aio-pika: it publishes ``CaseSubmitted`` and follows every case's public events
 on its own queue. Staff actions go through ``perform`` exactly as the HTTP API does.
 """
 
@@ -195,11 +195,10 @@ async def test_each_path_by_rule(runtime: Runtime, platform: Platform311) -> Non
         "triage",
         "router",
     )
-    # Beyond 311's own submission, only the remittance to the department carries the contact.
+    # No event on 311's queue carries the contact (the department's copy is on its own key).
     for _, body in platform.seen:
-        if body["event_type"] not in ("CaseSubmitted", "CaseRemitted"):
-            assert "8-123-4567" not in json.dumps(body)
-            assert "maria.perez@example.com" not in json.dumps(body)
+        assert "8-123-4567" not in json.dumps(body)
+        assert "maria.perez@example.com" not in json.dumps(body)
 
 
 async def test_inspection_with_inspector_and_date_to_closed(
@@ -359,14 +358,17 @@ async def test_staff_route_from_triage_and_the_kind_guards(
     with pytest.raises(InvalidActionInput) as unknown:
         await act(runtime, case.id, "remit", {"department": "bomberos"})
     assert (unknown.value.field, unknown.value.rule) == ("department", "unknown_department")
-    assert await act(runtime, case.id, "remit", {"department": "obras"}) == ["CaseRemitted"]
+    assert await act(runtime, case.id, "remit", {"department": "obras"}) == [
+        "CaseRemitted",
+        "CaseRemittedToDepartment",
+    ]
 
     connection = await aio_pika.connect_robust(amqp_url)
     try:
         channel = await connection.channel()
         queue = await channel.get_queue("defensa311.department.obras", ensure=True)
         message = await eventually(lambda: queue.get(no_ack=True, fail=False))
-        assert message.routing_key == "case.remitted.obras"
+        assert message.routing_key == "department.obras.remitted"
         assert json.loads(message.body)["case_id"] == case.id
     finally:
         await connection.close()

@@ -301,7 +301,7 @@ class Departments:
         async def on_message(message: AbstractIncomingMessage) -> None:
             try:
                 data = json.loads(message.body)
-                if data.get("event_type") == "CaseRemitted":
+                if data.get("event_type") == "CaseRemittedToDepartment":
                     self.remitted[queue][data["event_id"]] += 1
                     self.cases[data["case_id"]] = data
                     self.case_queue[data["case_id"]].add(queue)

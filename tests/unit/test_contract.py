@@ -12,6 +12,7 @@ from shared.contract import (
     EVENT_TYPES,
     CaseReceived,
     CaseRemitted,
+    CaseRemittedToDepartment,
     CaseSubmitted,
     CitizenContact,
     DeadlineNear,
@@ -64,12 +65,21 @@ def test_routing_keys() -> None:
         department="obras",
         kind="denuncia",
         category=None,
+        remitted_at=NOW,
+        due_at=NOW,
+    )
+    assert remitted.routing_key() == "case.remitted.obras"
+    copy = CaseRemittedToDepartment(
+        **ids,
+        department="obras",
+        kind="denuncia",
+        category=None,
         description="x" * 20,
         citizen=CitizenContact(),
         remitted_at=NOW,
         due_at=NOW,
     )
-    assert remitted.routing_key() == "case.remitted.obras"
+    assert copy.routing_key() == "department.obras.remitted"
     assert CaseReceived(**ids, channel="web", received_at=NOW, due_at=NOW).routing_key() == (
         "case.received"
     )

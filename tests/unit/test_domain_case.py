@@ -23,7 +23,7 @@ STATES = [s.value for s in State]
 EMITS = {
     "classify": (["CaseClassified"], "classified"),
     "start_inspection": (["InspectionStarted"], "inspection"),
-    "remit": (["CaseRemitted"], "remitted"),
+    "remit": (["CaseRemitted", "CaseRemittedToDepartment"], "remitted"),
     "add_to_agenda": (["CaseAddedToAgenda"], "on_agenda"),
     "record_findings": (["CaseResolved"], "resolved"),
     "respond": (["DepartmentResponded", "CaseResolved"], "resolved"),
@@ -119,11 +119,14 @@ def test_remit_to_an_unknown_department_is_refused() -> None:
 
 def test_remit_starts_the_department_term_and_carries_the_citizen_to_the_department() -> None:
     row = case_in("classified")
-    (event,) = REGISTRY["remit"].take(aggregate(row), body("remit"), Acting(NOW))
+    public, copy = REGISTRY["remit"].take(aggregate(row), body("remit"), Acting(NOW))
     assert (row.department, row.remitted_at) == ("vias", NOW)
     assert row.department_due_at is not None and NOW < row.department_due_at <= row.due_at
-    assert event.routing_key() == "case.remitted.vias"
-    assert event.model_dump()["citizen"]["full_name"] == "Ana Pérez"
+    # The public fact on case.remitted.<code>; the contact only on the department's own key.
+    assert public.routing_key() == "case.remitted.vias"
+    assert "citizen" not in public.model_dump() and "description" not in public.model_dump()
+    assert copy.routing_key() == "department.vias.remitted"
+    assert copy.model_dump()["citizen"]["full_name"] == "Ana Pérez"
     assert not row.flagged
 
 

@@ -90,7 +90,10 @@ async def test_an_action_stores_the_state_the_audit_row_and_its_events_together(
 ) -> None:
     case = await filed(sessionmaker)
     assert await act(sessionmaker, case, "classify", {"kind": "denuncia"}) == ["CaseClassified"]
-    assert await act(sessionmaker, case, "remit", body("remit")) == ["CaseRemitted"]
+    assert await act(sessionmaker, case, "remit", body("remit")) == [
+        "CaseRemitted",
+        "CaseRemittedToDepartment",
+    ]
     async with UnitOfWork(sessionmaker) as uow:
         row = await get_case(uow, case_id=case.id)
         rows = await history(uow, case.id)
@@ -98,11 +101,12 @@ async def test_an_action_stores_the_state_the_audit_row_and_its_events_together(
     remit = rows[-1]
     assert (remit.action, remit.from_state, remit.to_state) == ("remit", "classified", "remitted")
     assert remit.details is not None and remit.details["department"] == "vias"
-    assert len(remit.details["events"]) == 1
+    assert len(remit.details["events"]) == 2
     assert (await stored(sessionmaker))["outbox"] == [
         "CaseReceived",
         "CaseClassified",
         "CaseRemitted",
+        "CaseRemittedToDepartment",
     ]
 
 

@@ -23,7 +23,7 @@ from shared.contract import (
     CaseClosed,
     CaseForwarded,
     CaseReceived,
-    CaseRemitted,
+    CaseRemittedToDepartment,
     CaseResolved,
     CitizenContact,
     DeadlineMissed,
@@ -114,8 +114,8 @@ def test_masked_recipients_carry_no_personal_data() -> None:
     assert "Calle" not in task.recipient
 
 
-def remitted(department: str = "aseo") -> CaseRemitted:
-    return CaseRemitted(
+def remitted(department: str = "aseo") -> CaseRemittedToDepartment:
+    return CaseRemittedToDepartment(
         case_id=CASE_ID,
         tracking_code=CODE,
         department=department,
@@ -139,7 +139,7 @@ def test_remitted_goes_to_the_department_email_and_webhook() -> None:
     mail = next(p for p in plan.notifications if p.channel == "email")
     hook = next(p for p in plan.notifications if p.channel == "webhook")
     assert hook.recipient_masked == "https://aseo.example/…"
-    assert hook.context["event"]["event_type"] == "CaseRemitted"
+    assert hook.context["event"]["event_type"] == "CaseRemittedToDepartment"
     assert mail.context["location"] == "Calle 50, Panamá"
     assert mail.context["category"] == "Basura"  # the case's, when the event has none
     # the context renders with the real templates

@@ -1,0 +1,69 @@
+"""Keyset (cursor) pages: every list of cases is ordered by an instant and the case id.
+
+A cursor is the (instant, id) of the last item of a page, opaque to the client
+(base64url of JSON). The next page is the rows strictly after it in the list's order, so a
+page deep in years of cases costs what the first one does, and rows added meanwhile
+neither repeat nor shift items between pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_
+
+from shared.contract import FieldError
+
+#: Every list answers at most this many items a page, whatever it is asked.
+MAX_PAGE_SIZE = 200
+
+
+class InvalidCursor(ValueError):
+    def __init__(self) -> None:
+        super().__init__("cursor inválido")
+        self.error = FieldError(
+            field="cursor",
+            rule="cursor_format",
+            message="cursor inválido; use el valor next_cursor de la página anterior",
+        )
+
+
+@dataclass(frozen=True)
+class Cursor:
+    at: datetime
+    id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.at.isoformat(), self.id], separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            at, case_id = json.loads(raw)
+            instant = datetime.fromisoformat(at)
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+            raise InvalidCursor() from None
+        if instant.tzinfo is None or not isinstance(case_id, str) or len(case_id) > 64:
+            raise InvalidCursor()
+        return cls(instant, case_id)
+
+
+def after(cursor: Cursor, at: Any, row_id: Any, *, newest_first: bool) -> ColumnElement[bool]:
+    """Rows after ``cursor`` in the order (``at`` desc or asc, then ``id`` asc)."""
+    beyond = at < cursor.at if newest_first else at > cursor.at
+    return or_(beyond, and_(at == cursor.at, row_id > cursor.id))
+
+
+def next_cursor(rows: list[Any], limit: int, at: str = "received_at") -> str | None:
+    """The cursor of the page after ``rows`` (fetched with ``limit + 1``), or None at the end."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return Cursor(getattr(last, at), last.id).encode()
