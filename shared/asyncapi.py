@@ -24,6 +24,8 @@ _KEYS: dict[str, str] = {
     "CaseAddedToAgenda": "case.on_agenda",
     "CaseResolved": "case.resolved",
     "CaseClosed": "case.closed",
+    "CitizenAddedInformation": "case.information.{department} | case.information.office",
+    "CaseReopened": "case.reopened",
     "SubmissionRejected": "case.rejected | case.rejected.{department}",
     "DeadlineNear": "deadline.near",
     "DeadlineMissed": "deadline.missed",

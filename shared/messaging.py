@@ -61,10 +61,12 @@ DEADLINES = QueueSpec(
         "case.closed",
         "case.rejected.*",
         "deadline.changed",
+        "case.reopened",
     ),
     "Events that start and stop the legal and department clocks; a department's answer the "
     "router refused (SubmissionRejected) restarts the clock the answer stopped; a due date "
-    "moved by a closure (DueDateChanged) moves its clock",
+    "moved by a closure (DueDateChanged) moves its clock; a case the citizen reopened "
+    "(CaseReopened) starts a new legal clock",
 )
 NOTIFIER = QueueSpec(
     f"{PREFIX}.notifier",
@@ -88,8 +90,9 @@ PLATFORM311 = QueueSpec(
 def department_queue(code: str) -> QueueSpec:
     return QueueSpec(
         f"{PREFIX}.department.{code}",
-        (f"case.remitted.{code}", f"case.rejected.{code}"),
-        f"Cases remitted to department {code} (CaseRemitted) and its refused answers",
+        (f"case.remitted.{code}", f"case.rejected.{code}", f"case.information.{code}"),
+        f"Cases remitted to department {code} (CaseRemitted), its refused answers and "
+        "information the citizen added to its cases (CitizenAddedInformation)",
     )
 
 

@@ -4,6 +4,7 @@
 - ``CaseRemitted`` starts a department clock (due = the event's ``due_at``); a re-remittance
   starts a new one;
 - ``DepartmentResponded`` / ``CaseReturned`` stop that department's clocks;
+- ``CaseReopened`` (the citizen said "no está resuelto") starts a new legal clock;
 - ``CaseResolved`` / ``CaseClosed`` stop the legal clock and every department clock of the case;
 - ``SubmissionRejected`` for a department's answer (the router refused it: the case is not that
   department's, the state does not allow it, a field breaks a rule) undoes that answer's stop:
@@ -36,6 +37,7 @@ from shared.contract import (
     CaseEvent,
     CaseReceived,
     CaseRemitted,
+    CaseReopened,
     CaseResolved,
     CaseReturned,
     DepartmentResponded,
@@ -139,6 +141,8 @@ async def apply(
         )
     if isinstance(event, CaseReceived):
         return await start(uow, policy, event, LEGAL, None, event.received_at)
+    if isinstance(event, CaseReopened):
+        return await start(uow, policy, event, LEGAL, None, event.reopened_at)
     if isinstance(event, CaseRemitted):
         return await start(uow, policy, event, DEPARTMENT, event.department, event.remitted_at)
     if isinstance(event, DepartmentResponded | CaseReturned):
@@ -200,7 +204,7 @@ async def undo_stop(uow: UnitOfWork, policy: AlertPolicy, event: SubmissionRejec
 async def start(
     uow: UnitOfWork,
     policy: AlertPolicy,
-    event: CaseReceived | CaseRemitted,
+    event: CaseReceived | CaseRemitted | CaseReopened,
     clock: str,
     department: str | None,
     started_at: datetime,

@@ -21,7 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.contract import Decision, Event, Kind, LongText, ShortText
 from shared.domain.case import Case
-from shared.lifecycle import Lifecycle, State, Transition
+from shared.lifecycle import OPEN_STATES, Lifecycle, State, Transition
 
 # ------------------------------------------------------------------------------ who
 
@@ -30,6 +30,8 @@ SUPERVISOR = "supervisor"
 PLATFORM311 = "platform311"
 DEPARTMENT = "department"
 DEPARTMENT_PREFIX = "department:"
+#: The person who filed, proving it with the case's clave (the tracking page).
+CITIZEN = "citizen"
 #: Roles that take the office's actions; supervisors may do everything staff may.
 STAFF_ROLES = frozenset({STAFF, SUPERVISOR})
 
@@ -103,6 +105,19 @@ class DeclineBody(ActionBody):
     reason: LongText
 
 
+class AddInformationBody(ActionBody):
+    text: LongText = Field(description="lo que el ciudadano añade (3 a 4000 caracteres)")
+
+
+class ReopenBody(ActionBody):
+    reason: LongText | None = Field(default=None, description="por qué no está resuelto")
+
+
+class SurveyBody(ActionBody):
+    score: int = Field(ge=1, le=5, description="calificación de 1 (muy mala) a 5 (muy buena)")
+    comment: LongText | None = None
+
+
 # ------------------------------------------------------------------------------ the spec
 
 
@@ -158,6 +173,9 @@ class ActionSpec:
 OPEN_BEFORE_ROUTING = (State.RECEIVED, State.CLASSIFIED)
 _OFFICE = STAFF_ROLES
 _DEPARTMENT = frozenset({DEPARTMENT})
+_CITIZEN = frozenset({CITIZEN})
+#: Open states in the lifecycle table's order (a stable order for the machine).
+_OPEN = tuple(s for s in State if s in OPEN_STATES)
 _REASON = FormField("reason", "Motivo", "textarea", required=True)
 
 
@@ -298,6 +316,40 @@ _SPECS = (
         take=lambda case, body, acting: case.decline(body.reason, acting.now),
         fields=(_REASON,),
         secondary=True,
+    ),
+    # ---- the citizen's, on the tracking page with the clave (never in the console)
+    ActionSpec(
+        name="add_information",
+        body=AddInformationBody,
+        transition=Transition("add_information", _OPEN, None),
+        takers=_CITIZEN,
+        label="Información añadida por el ciudadano",
+        button="Añadir información",
+        take=lambda case, body, acting: case.add_information(body.text, 0, acting.now),
+        fields=(FormField("text", "Información adicional", "textarea", required=True),),
+    ),
+    ActionSpec(
+        name="reopen",
+        body=ReopenBody,
+        transition=Transition("reopen", (State.RESOLVED, State.CLOSED), State.CLASSIFIED),
+        takers=_CITIZEN,
+        label="Reabierto: el ciudadano indicó que no está resuelto",
+        button="No está resuelto",
+        take=lambda case, body, acting: case.reopen(acting.now),
+        fields=(FormField("reason", "¿Qué falta por resolver? (opcional)", "textarea"),),
+    ),
+    ActionSpec(
+        name="answer_survey",
+        body=SurveyBody,
+        transition=Transition("answer_survey", (State.CLOSED,), None),
+        takers=_CITIZEN,
+        label="Encuesta de satisfacción respondida",
+        button="Enviar encuesta",
+        take=lambda case, body, acting: case.answer_survey(body.score, body.comment, acting.now),
+        fields=(
+            FormField("score", "Calificación (1 a 5)", "select", required=True, choices="scores"),
+            FormField("comment", "Comentario (opcional)", "textarea"),
+        ),
     ),
 )
 

@@ -21,8 +21,10 @@ from shared.contract import (
     CaseClassified,
     CaseClosed,
     CaseRemitted,
+    CaseReopened,
     CaseResolved,
     CaseReturned,
+    CitizenAddedInformation,
     CitizenContact,
     DepartmentResponded,
     Event,
@@ -32,6 +34,7 @@ from shared.contract import (
 from shared.db.models import CaseRow
 from shared.domain.clocks import Terms
 from shared.lifecycle import DomainError, Lifecycle, State
+from shared.spanish import long_date
 
 DECISION_TEXT = {
     "accepted": "sugerencia aceptada",
@@ -59,6 +62,22 @@ class NotYourCase(DomainError):
         super().__init__(f"el caso no está remitido al departamento «{department}»")
         self.department = department
         self.actual = actual
+
+
+class TermEnded(DomainError):
+    """A citizen's step whose term has passed; ``ended_at`` is when it ended."""
+
+    def __init__(self, message: str, ended_at: datetime) -> None:
+        super().__init__(message)
+        self.message = message
+        self.ended_at = ended_at
+
+
+class AlreadyAnswered(DomainError):
+    """The satisfaction survey of a case is answered once."""
+
+    def __init__(self) -> None:
+        super().__init__("la encuesta de este caso ya fue respondida; gracias")
 
 
 class Case:
@@ -235,6 +254,80 @@ class Case:
         self.record.resolution = reason
         self._enter(to, now)
         return [CaseClosed(**self._ids(), declined=True, reason=reason, occurred_at=now)]
+
+    # -------------------------------------------------------------------- the citizen's
+
+    def add_information(self, text: str, attachments: int, now: datetime) -> list[Event]:
+        """The person who filed adds to an open case; the department holding it is told."""
+        self._next("add_information")
+        self.record.updated_at = now
+        return [
+            CitizenAddedInformation(
+                **self._ids(),
+                department=self.record.department if self.record.state == State.REMITTED else None,
+                attachments=attachments,
+                occurred_at=now,
+            )
+        ]
+
+    def reopen_ends(self) -> datetime | None:
+        """Until when the citizen may say "no está resuelto" (None: not resolved yet)."""
+        resolved_at = self.record.resolved_at
+        return self._terms.reopen_ends(resolved_at) if resolved_at is not None else None
+
+    def reopen(self, now: datetime) -> list[Event]:
+        """ "No está resuelto": within the term after the resolution, the case is handled again
+        from ``classified`` (to be routed anew) with a new legal term; it is flagged so the
+        office sees it at once."""
+        to = self._next("reopen")
+        ends = self.reopen_ends()
+        if ends is None:
+            raise InvalidActionInput(
+                "case", "not_resolved", "el caso no tiene una resolución que objetar"
+            )
+        if now > ends:
+            raise TermEnded(
+                "el plazo para indicar que el caso no está resuelto terminó el "
+                f"{long_date(ends.astimezone(TZ).date())}",
+                ends,
+            )
+        case = self.record
+        disputed = case.department
+        case.reopen_count = (case.reopen_count or 0) + 1
+        case.due_at = self._terms.legal_due(now)
+        case.due_note = None
+        case.resolved_at = None
+        case.closed_at = None
+        case.resolution_path = None
+        case.decision = None
+        case.department = None
+        case.department_due_at = None
+        case.remitted_at = None
+        case.flagged = True
+        self._enter(to, now)
+        return [
+            CaseReopened(
+                **self._ids(),
+                reopened_at=now,
+                due_at=case.due_at,
+                department=disputed,
+                reopen_count=case.reopen_count,
+                occurred_at=now,
+            )
+        ]
+
+    def answer_survey(self, score: int, comment: str | None, now: datetime) -> list[Event]:
+        """The satisfaction survey of a closed case: once, 1 to 5 and an optional comment."""
+        self._next("answer_survey")
+        if self.record.survey_score is not None:
+            raise AlreadyAnswered()
+        if not 1 <= score <= 5:
+            raise InvalidActionInput("score", "range_1_5", "la calificación va de 1 a 5")
+        self.record.survey_score = score
+        self.record.survey_comment = comment
+        self.record.survey_at = now
+        self.record.updated_at = now
+        return []
 
     # -------------------------------------------------------------------------- events
 

@@ -26,6 +26,7 @@ NOTE_LABELS = {
     "notification_sent": "Notificación enviada",
     "notification_failed": "Notificación fallida",
     "notification_delivered": "Notificación entregada",
+    "citizen_key_issued": "Nueva clave entregada al ciudadano",
 }
 ACTOR_LABELS = {
     "staff": "Personal",
@@ -72,6 +73,10 @@ _TASK_LABELS = {
 # The audit rows' detail keys, as staff read them on the timeline. A key not here (ids, event
 # names, template codes) is for the machine and is not shown.
 DETAIL_LABELS = {
+    "text": "información",
+    "score": "calificación",
+    "comment": "comentario",
+    "attachments": "adjuntos",
     "channel": "canal",
     "kind": "tipo",
     "category": "categoría",
