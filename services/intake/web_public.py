@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from services.intake.satisfaction import load_survey, survey_csv_rows
 from services.intake.throttle import client_of, throttle_of
 from services.intake.transparency import SMALL_SAMPLE, bar_chart_svg, load_figures, to_csv
 from shared.cases import CaseNotFound, InvalidActionInput, get_case, history, perform
@@ -228,6 +231,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
     async def transparency(request: Request) -> Response:
         async with deps.uow() as uow:
             data = await load_figures(uow, deps.clock.now(), deps.cases.terms.calendar, deps.config)
+            survey = await load_survey(uow, pages.department_name)
         charts = []
         for chart_id, title, header, rows in (
             ("tipo", "Casos por tipo", "Tipo", data.by_kind),
@@ -260,14 +264,18 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             charts=charts,
             medians_svg=medians_svg,
             small_sample=SMALL_SAMPLE,
+            survey=survey,
         )
 
     @app.get("/transparencia.csv", include_in_schema=False)
     async def transparency_csv() -> Response:
         async with deps.uow() as uow:
             data = await load_figures(uow, deps.clock.now(), deps.cases.terms.calendar, deps.config)
+            survey = await load_survey(uow, pages.department_name)
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(survey_csv_rows(survey))
         return Response(
-            to_csv(data),
+            to_csv(data) + out.getvalue(),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="transparencia.csv"'},
         )
