@@ -37,7 +37,8 @@ Common to every kind:
 
 ``case_received`` (to the citizen; receipt):
     ``received_at`` (required, filing date), ``due_at`` (required, legal due date);
-    optional: ``category`` (str), ``citizen`` (mapping; ``citizen.name`` is used in the greeting).
+    optional: ``category`` (str), ``citizen`` (mapping; ``citizen.name`` is used in the greeting),
+    ``clave`` (str, the citizen's key; without it the message says where to get one).
 
 ``case_remitted`` (to the department's contact; the case to act on):
     ``department_name`` (required), ``department_code`` (required; answers go to the routing key
