@@ -114,6 +114,8 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "return": {"reason": "Corresponde a Aseo, no a Vías."},
     "close": {"reason": "Ciudadano notificado."},
     "decline": {"reason": "Duplicado de otro caso."},
+    "join": {"main": "2026-4SB-N2C-ZTS"},
+    "separate": {},
     "add_information": {"text": "El hueco creció y ya hay un carro dañado."},
     "reopen": {"reason": "El hueco sigue igual."},
     "answer_survey": {"score": 4, "comment": "Buena atención."},

@@ -33,6 +33,7 @@ from shared.cases import (
     issue_key,
     perform,
 )
+from shared.cases.duplicates import joined_to, possible_duplicates
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
 from shared.domain.actions import REGISTRY, STAFF_ROLES, allowed_for
@@ -44,7 +45,7 @@ from shared.domain.labels import (
     delivery_status_label,
     timeline_text,
 )
-from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State
+from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State, is_open
 from shared.messaging import ANSWERS_INBOX
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
@@ -505,11 +506,22 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 case = await get_case(uow, tracking_code=code)
             except CaseNotFound:
                 return case_not_found(request, session)
-        if session.department is not None and not (
-            case.state == State.REMITTED and case.department == session.department
-        ):
-            return case_not_found(request, session)
-        actions = allowed_for(deps.cases.lifecycle, session.role, case.state, case.kind)
+            if session.department is not None and not (
+                case.state == State.REMITTED and case.department == session.department
+            ):
+                return case_not_found(request, session)
+            duplicates, joined, main = [], [], None
+            if session.department is None:
+                joined = await joined_to(uow, case)
+                if case.duplicate_of is not None:
+                    main = await uow.session.get(CaseRow, case.duplicate_of)
+                elif is_open(case.state):
+                    duplicates = await possible_duplicates(uow, case, deps.config.duplicates)
+        actions = [
+            a
+            for a in allowed_for(deps.cases.lifecycle, session.role, case.state, case.kind)
+            if REGISTRY[a].offered_on(case)
+        ]
         now = deps.clock.now()
         return pages.render(
             request,
@@ -524,6 +536,9 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
             person=person_data(case),
             timeline=await timeline_for(deps, case, pages.department_name),
             actions=[REGISTRY[a] for a in actions],
+            duplicates=duplicates,
+            joined=joined,
+            main=main,
             choices={
                 "kinds": list(KIND_LABELS.items()),
                 "decisions": list(DECISION_LABELS.items()),

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.contract import Decision, Event, Kind, LongText, ShortText
+from shared.db.models import CaseRow
 from shared.domain.case import Case
 from shared.lifecycle import OPEN_STATES, Lifecycle, State, Transition
+from shared.tracking import normalize_tracking_code
 
 # ------------------------------------------------------------------------------ who
 
@@ -113,6 +115,17 @@ class ReopenBody(ActionBody):
     reason: LongText | None = Field(default=None, description="por qué no está resuelto")
 
 
+class JoinBody(ActionBody):
+    main: str = Field(
+        min_length=9, max_length=40, description="código de seguimiento del caso principal"
+    )
+
+    @field_validator("main")
+    @classmethod
+    def _tracking_code(cls, value: str) -> str:
+        return normalize_tracking_code(value)
+
+
 class SurveyBody(ActionBody):
     score: int = Field(ge=1, le=5, description="calificación de 1 (muy mala) a 5 (muy buena)")
     comment: LongText | None = None
@@ -141,6 +154,8 @@ class Acting:
 
     now: datetime
     department: str | None = None
+    #: The other case the body names (a join's main case), looked up by the service layer.
+    related: CaseRow | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +176,13 @@ class ActionSpec:
     secondary: bool = False
     #: What the console says once a department has done it (it leaves the case's page).
     done: str | None = None
+    #: Offered only on cases it fits (the console hides it elsewhere; the domain still checks).
+    applies: Callable[[CaseRow], bool] | None = None
+    #: The body's field that names another case by its tracking code.
+    related_field: str | None = None
+
+    def offered_on(self, case: CaseRow) -> bool:
+        return self.applies is None or self.applies(case)
 
     def may(self, role: str | None) -> bool:
         return role_group(role) in self.takers
@@ -316,6 +338,31 @@ _SPECS = (
         take=lambda case, body, acting: case.decline(body.reason, acting.now),
         fields=(_REASON,),
         secondary=True,
+    ),
+    # ---- duplicates: a case joined to a main one follows it until separated
+    ActionSpec(
+        name="join",
+        body=JoinBody,
+        transition=Transition("join", OPEN_BEFORE_ROUTING, None),
+        takers=_OFFICE,
+        label="Unido a otro caso como duplicado",
+        button="Unir a otro caso",
+        take=lambda case, body, acting: case.join(acting.related, acting.now),
+        fields=(FormField("main", "Código del caso principal", required=True),),
+        secondary=True,
+        applies=lambda case: case.duplicate_of is None,
+        related_field="main",
+    ),
+    ActionSpec(
+        name="separate",
+        body=EmptyBody,
+        transition=Transition("separate", _OPEN, None),
+        takers=_OFFICE,
+        label="Separado del caso principal",
+        button="Separar del caso principal",
+        take=lambda case, body, acting: case.separate(acting.now),
+        secondary=True,
+        applies=lambda case: case.duplicate_of is not None,
     ),
     # ---- the citizen's, on the tracking page with the clave (never in the console)
     ActionSpec(

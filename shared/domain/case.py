@@ -33,7 +33,7 @@ from shared.contract import (
 )
 from shared.db.models import CaseRow
 from shared.domain.clocks import Terms
-from shared.lifecycle import DomainError, Lifecycle, State
+from shared.lifecycle import OPEN_STATES, DomainError, Lifecycle, State
 from shared.spanish import long_date
 
 DECISION_TEXT = {
@@ -326,6 +326,39 @@ class Case:
         self.record.survey_score = score
         self.record.survey_comment = comment
         self.record.survey_at = now
+        self.record.updated_at = now
+        return []
+
+    # -------------------------------------------------------------------- duplicates
+
+    def join(self, main: CaseRow | None, now: datetime) -> list[Event]:
+        """Join this case to ``main`` (an open case, not itself joined): it follows the main."""
+        self._next("join")
+        case = self.record
+        if main is None:
+            raise InvalidActionInput("main", "unknown_case", "no hay ningún caso con ese código")
+        if main.id == case.id:
+            raise InvalidActionInput("main", "not_itself", "un caso no se une consigo mismo")
+        if main.duplicate_of is not None:
+            raise InvalidActionInput(
+                "main", "main_is_joined", "ese caso ya está unido a otro; únalo al principal"
+            )
+        if main.state not in OPEN_STATES:
+            raise InvalidActionInput(
+                "main", "main_not_open", "el caso principal ya no está abierto"
+            )
+        if case.duplicate_of is not None:
+            raise InvalidActionInput("main", "already_joined", "el caso ya está unido a otro")
+        case.duplicate_of = main.id
+        case.updated_at = now
+        return []
+
+    def separate(self, now: datetime) -> list[Event]:
+        """Undo a join: the case is handled on its own again."""
+        self._next("separate")
+        if self.record.duplicate_of is None:
+            raise InvalidActionInput("case", "not_joined", "el caso no está unido a otro")
+        self.record.duplicate_of = None
         self.record.updated_at = now
         return []
 

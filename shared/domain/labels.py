@@ -74,6 +74,7 @@ _TASK_LABELS = {
 # names, template codes) is for the machine and is not shown.
 DETAIL_LABELS = {
     "text": "información",
+    "main": "caso principal",
     "score": "calificación",
     "comment": "comentario",
     "attachments": "adjuntos",

@@ -12,6 +12,7 @@ from shared.contract import CaseReopened, CitizenAddedInformation
 from shared.domain.actions import CITIZEN, REGISTRY, actions_of, may_take
 from shared.domain.case import AlreadyAnswered, InvalidActionInput, TermEnded
 from shared.domain.citizen_key import MalformedKey, hash_key, key_matches, new_key, normalize_key
+from shared.domain.duplicates import bounding_box, haversine_m, similarity, trigrams
 from shared.lifecycle import IllegalTransition, State
 from tests.factories import NOW, aggregate, case_in, services
 
@@ -128,3 +129,55 @@ def test_a_survey_score_outside_one_to_five_is_refused_naming_the_field(score: i
     with pytest.raises(InvalidActionInput) as refused:
         aggregate(case_in(State.CLOSED.value)).answer_survey(score, None, NOW)
     assert refused.value.field == "score"
+
+
+# ------------------------------------------------------------------------------ duplicates
+
+
+def test_the_haversine_distance_is_exact_enough_for_fifty_metres() -> None:
+    # 0.00045° of latitude is about 50 m anywhere.
+    assert haversine_m(8.98, -79.52, 8.98045, -79.52) == pytest.approx(50.0, abs=0.2)
+    assert haversine_m(8.98, -79.52, 8.98, -79.52) == 0
+
+
+def test_the_bounding_box_holds_every_point_within_the_distance() -> None:
+    min_lat, max_lat, min_lon, max_lon = bounding_box(8.98, -79.52, 50)
+    assert haversine_m(8.98, -79.52, max_lat, -79.52) == pytest.approx(50, abs=0.01)
+    assert haversine_m(8.98, -79.52, 8.98, max_lon) == pytest.approx(50, abs=0.01)
+    assert min_lat < 8.98 < max_lat and min_lon < -79.52 < max_lon
+
+
+def test_text_similarity_is_trigram_overlap_and_ignores_case_and_accents() -> None:
+    a = "Hay un hueco enorme en la Calle 50 frente a la escuela"
+    assert similarity(a, a.upper().replace("e", "é")) == 1.0
+    assert similarity(a, "Hay un hueco enorme en la calle 50, frente a la escuela.") == 1.0
+    assert similarity(a, "La basura no se recoge desde hace semanas en mi barrio") < 0.2
+    assert similarity("", a) == 0.0
+    assert trigrams("Sí") == frozenset({"  s", " si", "si "})
+
+
+def test_a_case_is_joined_to_an_open_main_case_and_separated_again() -> None:
+    main, joined = case_in(State.CLASSIFIED.value), case_in(State.RECEIVED.value)
+    assert aggregate(joined).join(main, NOW) == []
+    assert joined.duplicate_of == main.id
+    with pytest.raises(InvalidActionInput, match="ya está unido"):
+        aggregate(case_in(State.RECEIVED.value)).join(joined, NOW)  # join to the main instead
+    aggregate(joined).separate(NOW)
+    assert joined.duplicate_of is None
+    with pytest.raises(InvalidActionInput) as refused:
+        aggregate(joined).separate(NOW)
+    assert refused.value.rule == "not_joined"
+
+
+def test_a_case_is_not_joined_to_itself_a_closed_case_or_a_missing_one() -> None:
+    row = case_in(State.RECEIVED.value)
+    for main, rule in (
+        (row, "not_itself"),
+        (case_in(State.CLOSED.value), "main_not_open"),
+        (None, "unknown_case"),
+    ):
+        with pytest.raises(InvalidActionInput) as refused:
+            aggregate(row).join(main, NOW)
+        assert refused.value.rule == rule and refused.value.field == "main"
+    with pytest.raises(IllegalTransition):  # once routed, it is not joined any more
+        aggregate(case_in(State.REMITTED.value)).join(case_in(State.CLASSIFIED.value), NOW)

@@ -28,6 +28,8 @@ OFFICE = [
     "record_meeting_outcome",
     "close",
     "decline",
+    "join",
+    "separate",
 ]
 # Role → the actions it may take; the API and the console both ask the registry.
 ROLES: dict[str | None, list[str]] = {
@@ -75,7 +77,7 @@ def test_a_refusal_says_in_spanish_what_the_role_may_do() -> None:
 
 def test_allowed_actions_are_the_states_and_the_callers() -> None:
     lifecycle = new_lifecycle()
-    assert allowed_for(lifecycle, "staff", "remitted", "denuncia") == []
+    assert allowed_for(lifecycle, "staff", "remitted", "denuncia") == ["separate"]
     assert allowed_for(lifecycle, "department:vias", "remitted", "denuncia") == [
         "respond",
         "return",
@@ -84,6 +86,8 @@ def test_allowed_actions_are_the_states_and_the_callers() -> None:
         "classify",
         "start_inspection",
         "decline",
+        "join",
+        "separate",
     ]
 
 

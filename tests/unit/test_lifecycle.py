@@ -40,6 +40,13 @@ LEGAL: dict[tuple[str, str], tuple[str, frozenset[str | None]]] = {
         for s in ("received", "classified", "inspection", "remitted", "on_agenda")
     },
     ("resolved", "reopen"): ("classified", ALL_KINDS),
+    # Duplicates: joined before routing, separated while open; the state stays.
+    ("received", "join"): ("received", ALL_KINDS),
+    ("classified", "join"): ("classified", ALL_KINDS),
+    **{
+        (s, "separate"): (s, ALL_KINDS)
+        for s in ("received", "classified", "inspection", "remitted", "on_agenda")
+    },
     ("closed", "reopen"): ("classified", ALL_KINDS),
     ("closed", "answer_survey"): ("closed", ALL_KINDS),
 }
@@ -55,6 +62,8 @@ EXPECTED_ACTIONS = {
     "return",
     "close",
     "decline",
+    "join",
+    "separate",
     "add_information",
     "reopen",
     "answer_survey",
@@ -125,9 +134,10 @@ def test_every_illegal_transition_is_refused_naming_the_allowed_ones(
 def test_the_table_has_as_many_legal_moves_as_the_design() -> None:
     legal_moves = [c for c in CASES if legal(*c) is not None]
     # 9 kind-free transitions x 4 kinds + inspection (2 kinds) + remit (1) + agenda (1),
-    # and the citizen's 8 kind-free steps (information in 5 open states, 2 reopenings, survey).
-    assert len(legal_moves) == 9 * 4 + 2 + 1 + 1 + 8 * 4
-    assert len(CASES) == 7 * 13 * 4
+    # the citizen's 8 kind-free steps (information in 5 open states, 2 reopenings, survey)
+    # and the 7 of duplicates (join in 2 states, separate in 5).
+    assert len(legal_moves) == 9 * 4 + 2 + 1 + 1 + 8 * 4 + 7 * 4
+    assert len(CASES) == 7 * 15 * 4
 
 
 @pytest.mark.parametrize(
@@ -153,7 +163,14 @@ def test_kind_guards(lifecycle: Lifecycle, action: str, only: set[str]) -> None:
 def test_a_queja_cannot_be_remitted_but_may_be_inspected(lifecycle: Lifecycle) -> None:
     with pytest.raises(IllegalTransition) as refused:
         lifecycle.apply("classified", "remit", "queja")
-    assert refused.value.allowed == ["classify", "start_inspection", "decline", "add_information"]
+    assert refused.value.allowed == [
+        "classify",
+        "start_inspection",
+        "decline",
+        "join",
+        "separate",
+        "add_information",
+    ]
 
 
 def test_a_closed_case_allows_only_the_citizens_reopening_and_survey(
