@@ -1,4 +1,5 @@
-"""The satisfaction survey's public figures: by department and by kind, computed in SQL.
+"""The satisfaction survey's public figures (by department and by kind) and the count of
+joined duplicates, computed in SQL.
 
 For each group of closed cases: how many were closed, how many answered the survey (the
 share answered) and the mean score (1–5) of those answered. Nothing personal: counts and a
@@ -39,6 +40,8 @@ class SurveyGroup:
 class SurveyFigures:
     by_department: list[SurveyGroup]
     by_kind: list[SurveyGroup]
+    #: Cases joined to another as duplicates: counted once, with their main case.
+    joined: int = 0
 
     @property
     def answered(self) -> int:
@@ -75,7 +78,11 @@ async def _grouped(
 
 
 async def load_survey(uow: UnitOfWork, department_name: Callable[[str], str]) -> SurveyFigures:
+    joined = await uow.session.scalar(
+        select(func.count()).select_from(CaseRow).where(CaseRow.duplicate_of.is_not(None))
+    )
     return SurveyFigures(
+        joined=int(joined or 0),
         by_department=await _grouped(
             uow, CaseRow.department, lambda code: department_name(code) if code else OFFICE_GROUP
         ),
@@ -87,7 +94,7 @@ async def load_survey(uow: UnitOfWork, department_name: Callable[[str], str]) ->
 
 def survey_csv_rows(figures: SurveyFigures) -> list[list[object]]:
     """The CSV's rows for the survey, in its ``figure,group,value,count`` shape."""
-    rows: list[list[object]] = []
+    rows: list[list[object]] = [["cases_joined_as_duplicates", "", figures.joined, ""]]
     for figure, groups, office in (
         ("department", figures.by_department, "office"),
         ("kind", figures.by_kind, "unclassified"),

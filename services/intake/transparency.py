@@ -171,7 +171,7 @@ async def load_figures(
             CaseRow.due_at,
             CaseRow.resolved_at,
             CaseRow.department_due_at,
-        )
+        ).where(CaseRow.duplicate_of.is_(None))  # a joined duplicate counts once, as its main
     )
     cases = [CaseFacts(*row) for row in rows]
     return figures(cases, now, calendar, config)

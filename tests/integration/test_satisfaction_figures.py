@@ -62,7 +62,9 @@ async def check(deps: Deps) -> None:
     )
     by_kind = {g.key: (g.closed, g.answered, g.mean_score) for g in figures.by_kind}
     assert by_kind == {"denuncia": (3, 2, 3.5), "queja": (1, 1, 4.0)}
+    assert figures.joined == 1
     csv_rows = survey_csv_rows(figures)
+    assert ["cases_joined_as_duplicates", "", 1, ""] in csv_rows
     assert ["survey_mean_score_by_department", "vias", "3.50", 2] in csv_rows
     assert ["survey_answered_share_by_kind", "queja", "1.0000", 1] in csv_rows
     assert "Ana" not in repr(csv_rows)
