@@ -1,4 +1,5 @@
-"""The AsyncAPI 3.0 document, generated from the contract and the topology.
+"""The AsyncAPI 3.0 document, generated from the contract, the routing-key table
+(:mod:`shared.routing`) and the topology.
 
 ``docs/asyncapi.json`` is this output, committed; a test fails when it is stale.
 """
@@ -11,29 +12,14 @@ from typing import Any
 from shared.config import load_config
 from shared.contract import EVENT_TYPES, EXCHANGE, Event
 from shared.messaging import system_topology
+from shared.routing import routes_of
 from shared.settings import Settings
 
-_KEYS: dict[str, str] = {
-    "CaseSubmitted": "case.submitted",
-    "CaseReceived": "case.received",
-    "CaseClassified": "case.classified",
-    "InspectionStarted": "case.inspection",
-    "CaseRemitted": "case.remitted.{department}",
-    "DepartmentResponded": "case.responded.{department}",
-    "CaseReturned": "case.returned.{department}",
-    "CaseAddedToAgenda": "case.on_agenda",
-    "CaseResolved": "case.resolved",
-    "CaseClosed": "case.closed",
-    "CitizenAddedInformation": "case.information.{department} | case.information.office",
-    "CaseReopened": "case.reopened",
-    "SubmissionRejected": "case.rejected | case.rejected.{department}",
-    "DeadlineNear": "deadline.near",
-    "DeadlineMissed": "deadline.missed",
-    "DueDateChanged": "deadline.changed",
-    "NotificationFailed": "case.notification_failed",
+PUBLISHERS = {
+    "system": "the Defensa311 services",
+    "department": "the department <code>, with its own account (AMQP user_id)",
+    "platform311": "the 311 platform",
 }
-
-_INBOUND = {"CaseSubmitted", "DepartmentResponded", "CaseReturned"}
 
 
 def document(department_codes: list[str]) -> dict[str, Any]:
@@ -49,10 +35,17 @@ def document(department_codes: list[str]) -> dict[str, Any]:
             "payload": schema,
             "description": (model.__doc__ or "").strip() or name,
         }
-        key = _KEYS[name]
+        routes = routes_of(model)
+        key = " | ".join(route.pattern.replace("*", "{department}") for route in routes)
+        publishers = sorted({route.publisher for route in routes})
+        inbound = publishers != ["system"]
         channel = f"{name}Channel"
         channels[channel] = {
             "address": key,
+            "description": "; ".join(f"`{route.pattern}`: {route.description}" for route in routes)
+            + ". Published by "
+            + " or ".join(PUBLISHERS[p] for p in publishers)
+            + "; a consumer dead-letters any other event type on these keys.",
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
             "bindings": {
                 "amqp": {
@@ -61,8 +54,8 @@ def document(department_codes: list[str]) -> dict[str, Any]:
                 }
             },
         }
-        operations[f"{'receive' if name in _INBOUND else 'send'}{name}"] = {
-            "action": "receive" if name in _INBOUND else "send",
+        operations[f"{'receive' if inbound else 'send'}{name}"] = {
+            "action": "receive" if inbound else "send",
             "channel": {"$ref": f"#/channels/{channel}"},
             "bindings": {"amqp": {"deliveryMode": 2, "mandatory": True}},
         }

@@ -39,6 +39,7 @@ from shared.messaging import (
     make_broker,
     system_topology,
 )
+from shared.routing import department_account as department_account_name
 
 log = logging.getLogger("defensa311.broker")
 
@@ -140,7 +141,7 @@ def _exact(*names: str) -> str:
 def department_account(code: str, prefix: str = "") -> Account:
     queue = department_queue(code)
     return Account(
-        name=f"{prefix}dept-{code}",
+        name=department_account_name(code, prefix),
         grant=Grant(
             configure=NOTHING,
             write=_exact(EXCHANGE),

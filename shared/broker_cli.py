@@ -31,8 +31,11 @@ def register(commands: Any) -> None:
     )
     run.add_argument(
         "--account-prefix",
-        default="",
-        help="prefijo de los nombres de cuenta (los usuarios de RabbitMQ son globales al nodo)",
+        default=None,
+        help=(
+            "prefijo de los nombres de cuenta (los usuarios de RabbitMQ son globales al nodo); "
+            "por omisión, DEFENSA311_BROKER_ACCOUNT_PREFIX"
+        ),
     )
     run.add_argument("--node", default=None, help="nodo de RabbitMQ para rabbitmqctl")
     run.add_argument("--rabbitmqctl", default="rabbitmqctl", help="ruta de rabbitmqctl")
@@ -44,7 +47,12 @@ def broker_setup(args: argparse.Namespace, settings: Settings) -> int:
     admin = RabbitmqctlAdmin(node=args.node, executable=args.rabbitmqctl)
     try:
         result = setup(
-            settings.amqp_url, config.department_codes, admin, prefix=args.account_prefix
+            settings.amqp_url,
+            config.department_codes,
+            admin,
+            prefix=settings.broker_account_prefix
+            if args.account_prefix is None
+            else args.account_prefix,
         )
     except BrokerAdminError as exc:
         print(f"error: {exc}", file=sys.stderr)

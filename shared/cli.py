@@ -46,30 +46,21 @@ async def _db_upgrade(settings: Settings) -> None:
 
 
 def preflight(settings: Settings, names: Sequence[str]) -> str:
-    """Check the settings a start needs; the banner to print, or :class:`StartupError`."""
+    """Check the settings a start needs, cheapest first; the banner to print, or
+    :class:`StartupError` with the problems found."""
     from shared.startup import StartupError, banner, check_config, check_port, check_services
 
     config = check_config(settings)
+    # Each service's own checks (one line each), before anything is connected to.
+    problems = [
+        problem
+        for name in names
+        for check in service_definition(name).checks
+        for problem in check(settings)
+    ]
+    if problems:
+        raise StartupError("\nno se puede iniciar: ".join(problems))
     if "intake" in names:
-        from services.intake.auth import TokenConfigError, TokenStore
-
-        codes = set(config.department_codes)
-        try:
-            TokenStore.build(settings.api_tokens, [], codes)
-        except TokenConfigError:
-            # Never the value itself: it holds tokens.
-            raise StartupError(
-                "DEFENSA311_API_TOKENS no es válida: use rol=token separados por comas, con los "
-                "roles staff, supervisor, platform311 o department:<código de un departamento "
-                "de la configuración>"
-            ) from None
-        try:
-            TokenStore.build("", config.tokens, codes)
-        except TokenConfigError:
-            raise StartupError(
-                f"DEFENSA311_CONFIG: una entrada [[tokens]] de {settings.config} tiene un rol "
-                "desconocido"
-            ) from None
         check_port(settings)
     asyncio.run(check_services(settings))
     return banner(settings, config, names)
@@ -114,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wrong = ", ".join(
             "DEFENSA311_" + str(error["loc"][0]).upper() for error in exc.errors() if error["loc"]
         )
-        print(f"error: {wrong}: valor no válido", file=sys.stderr)
+        print(f"no se puede iniciar: {wrong}: valor no válido", file=sys.stderr)
         return 2
     from shared.logs import configure_logging
 
@@ -123,21 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from shared.startup import StartupError
 
         names = SERVICES if args.service == "all" else (args.service,)
-        problems = [
-            problem
-            for name in names
-            for check in service_definition(name).checks
-            for problem in check(settings)
-        ]
-        if problems:
-            for problem in problems:
-                print(f"no se puede iniciar: {problem}", file=sys.stderr)
-            return 2
         try:
-            print(preflight(settings, names), flush=True)
+            banner = preflight(settings, names)
         except StartupError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"no se puede iniciar: {exc}", file=sys.stderr)
             return 2
+        print(banner, flush=True)
         asyncio.run(_run(settings, names))
         return 0
     if args.command == "db":

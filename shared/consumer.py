@@ -1,5 +1,8 @@
-"""How every consumer handles a delivery (DESIGN §5).
+"""How every consumer handles a delivery (DESIGN §4–5).
 
+- before anything else, the delivery is checked against the routing-key table
+  (:mod:`shared.routing`): its key must admit the body's ``event_type`` and, on a department
+  key, its ``user_id``; anything else goes to ``<queue>.dlq`` with the reason;
 - a handler first *decodes* the body (pure; a :class:`Poison` body is refused there) and
   returns the *work* to do in a transaction; the consumer runs the work of the deliveries
   waiting at that moment in **one** transaction (a batch: one commit instead of many). If the
@@ -31,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.messaging import QueueSpec
+from shared.routing import Identities, Refused, check, route_of
 from shared.uow import UnitOfWork
 
 log = logging.getLogger("defensa311.consumer")
@@ -44,12 +48,14 @@ class Work:
     for every delivery at once (one statement each instead of one per delivery)."""
 
     run: Callable[[UnitOfWork], Awaitable[None]]
-    claim: tuple[str, str] | None = None  # (consumer, event_id) for the inbox
+    # (consumer, event_id): the consumer claims it in the inbox in the same transaction and
+    # skips ``run`` if it was claimed before (a redelivery has no second effect).
+    claim: tuple[str, str] | None = None
     case_id: str | None = None
     lock: bool = False  # the case is read FOR UPDATE
     external_ref: str | None = None
     # A service's own look-ahead for a batch: called once with the batch's works that name
-    # it, before any of them runs; it may leave what it found in ``uow.batch``.
+    # it, before any of them runs.
     prepare: Callable[[UnitOfWork, list[Work]], Awaitable[None]] | None = None
     subject: Any = None  # what ``prepare`` needs to know of this delivery (its event)
 
@@ -111,6 +117,8 @@ class Consumer:
         broker: RabbitBroker,
         uow: Callable[[], UnitOfWork],
         *,
+        identities: Identities,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         attempts: int = 3,
         batch: int = 32,
         gather_seconds: float = 0.0,
@@ -119,6 +127,16 @@ class Consumer:
     ) -> None:
         self.spec = spec
         self._handler = handler
+        self._identities = identities
+        self._now = now
+        # What this queue's bindings admit: a binding left from an older topology brings
+        # nothing else to the handler.
+        self._consumes = tuple(
+            name
+            for key in spec.bindings
+            if (route := route_of(key)) is not None
+            for name in route.event_types
+        )
         self._broker = broker
         self._uow = uow
         self._attempts = attempts
@@ -130,6 +148,12 @@ class Consumer:
         self._worker: asyncio.Task[None] | None = None
 
     async def __call__(self, body: bytes, msg: RabbitMessage) -> None:
+        raw = msg.raw_message
+        try:
+            check(raw.routing_key or "", body, raw.user_id, self._identities, self._consumes)
+        except Refused as exc:
+            await self._dead_letter(body, msg, exc.reason)
+            return
         try:
             work = self._handler(body, msg)
         except Poison as exc:
@@ -193,12 +217,12 @@ class Consumer:
                         case_ids=[w.case_id for w in works if w.case_id],
                         lock=any(w.lock for w in works),
                         external_refs=[w.external_ref for w in works if w.external_ref],
-                        at=datetime.now(UTC),
+                        at=self._now(),
                     )
                     for prepare in dict.fromkeys(w.prepare for w in works if w.prepare):
                         await prepare(uow, [w for w in works if w.prepare is prepare])
                     for work in works:
-                        await work.run(uow)
+                        await self._run(uow, work)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -218,7 +242,7 @@ class Consumer:
         while True:
             try:
                 async with self._uow() as uow:
-                    await delivery.work.run(uow)
+                    await self._run(uow, delivery.work)
             except Poison as exc:
                 await self._dead_letter(body, msg, exc.reason)
                 return
@@ -241,6 +265,11 @@ class Consumer:
             self._on_batch(self.spec.name, 1)
             await self._ack(msg)
             return
+
+    async def _run(self, uow: UnitOfWork, work: Work) -> None:
+        if work.claim is not None and not await uow.claim(*work.claim, self._now()):
+            return
+        await work.run(uow)
 
     async def _ack(self, msg: RabbitMessage) -> None:
         try:

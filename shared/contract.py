@@ -324,6 +324,17 @@ class CaseReturned(CaseEvent):
         return f"case.returned.{self.department}"
 
 
+class CaseReturnAccepted(CaseEvent):
+    """The system accepted a department's return (``CaseReturned``): the case is no longer
+    that department's and waits to be routed again; ``flagged`` once returned twice."""
+
+    event_type: Literal["CaseReturnAccepted"] = "CaseReturnAccepted"
+    department: str
+    reason: str
+    flagged: bool = False
+    routing_prefix: ClassVar[str] = "case.return_accepted"
+
+
 class CaseAddedToAgenda(CaseEvent):
     event_type: Literal["CaseAddedToAgenda"] = "CaseAddedToAgenda"
     routing_prefix: ClassVar[str] = "case.on_agenda"
@@ -446,6 +457,7 @@ AnyEvent = Annotated[
     | CaseRemitted
     | DepartmentResponded
     | CaseReturned
+    | CaseReturnAccepted
     | CaseAddedToAgenda
     | CaseResolved
     | CaseClosed
@@ -469,6 +481,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CaseRemitted,
         DepartmentResponded,
         CaseReturned,
+        CaseReturnAccepted,
         CaseAddedToAgenda,
         CaseResolved,
         CaseClosed,

@@ -25,6 +25,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.settings import Settings
 
 SUFFIX = ".eml"
+# Where the notifier looks for an SMTP server unless configured (services/notifier/settings.py).
+SMTP_DEFAULT_HOST = "127.0.0.1"
+SMTP_DEFAULT_PORT = 1025
 
 
 class MailSettings(BaseSettings):
@@ -32,14 +35,22 @@ class MailSettings(BaseSettings):
 
     mail_mode: Literal["auto", "smtp", "mailbox"] = "auto"
     mailbox_dir: Path = Path("var/correo")
+    # Read only to know whether a server is configured; how to reach it is the notifier's.
+    smtp_host: str | None = None
+    smtp_port: int | None = None
 
 
-def uses_mailbox(settings: Settings, mail: MailSettings) -> bool:
+def uses_mailbox(settings: Settings, mail: MailSettings, *, smtp_configured: bool = False) -> bool:
     """True when e-mail goes to the local folder rather than to an SMTP server."""
     if mail.mail_mode != "auto":
         return mail.mail_mode == "mailbox"
-    configured = {"smtp_host", "smtp_port"} & settings.model_fields_set
+    configured = smtp_configured or mail.smtp_host is not None or mail.smtp_port is not None
     return settings.is_sqlite and not configured
+
+
+def smtp_server(mail: MailSettings) -> str:
+    """The SMTP server e-mail goes to, as ``host:port``."""
+    return f"{mail.smtp_host or SMTP_DEFAULT_HOST}:{mail.smtp_port or SMTP_DEFAULT_PORT}"
 
 
 def write(folder: Path, name: str, message: Message, now: datetime) -> Path:

@@ -33,6 +33,8 @@ class QueueSpec:
     name: str
     bindings: tuple[str, ...]
     description: str
+    # Bindings an older topology had: removed at start so nothing outside the contract flows in.
+    retired: tuple[str, ...] = ()
 
     @property
     def dlq(self) -> str:
@@ -55,18 +57,17 @@ DEADLINES = QueueSpec(
     (
         "case.received",
         "case.remitted.*",
-        "case.responded.*",
-        "case.returned.*",
+        "case.return_accepted",
         "case.resolved",
         "case.closed",
-        "case.rejected.*",
         "deadline.changed",
         "case.reopened",
     ),
-    "Events that start and stop the legal and department clocks; a department's answer the "
-    "router refused (SubmissionRejected) restarts the clock the answer stopped; a due date "
-    "moved by a closure (DueDateChanged) moves its clock; a case the citizen reopened "
-    "(CaseReopened) starts a new legal clock",
+    "Events that start, stop and move the legal and department clocks (the system's verdicts "
+    "only: never a department's own answer, which the router judges; a due date moved by a "
+    "closure, DueDateChanged, moves its clock; a case the citizen reopened, CaseReopened, "
+    "starts a new legal clock)",
+    retired=("case.responded.*", "case.returned.*", "case.rejected.*"),
 )
 NOTIFIER = QueueSpec(
     f"{PREFIX}.notifier",
@@ -149,3 +150,5 @@ async def declare_topology(broker: RabbitBroker, specs: Iterable[QueueSpec]) -> 
         queue = await broker.declare_queue(rabbit_queue(spec))
         for key in spec.bindings:
             await queue.bind(robust_exchange, routing_key=key)
+        for key in spec.retired:
+            await queue.unbind(robust_exchange, routing_key=key)

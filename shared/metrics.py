@@ -1,6 +1,15 @@
-"""Prometheus metrics, one registry per process (no module-level collectors)."""
+"""Prometheus metrics, one registry per process (no module-level collectors).
+
+Besides the counters, each service contributes *gauges* read from its own tables
+(``ServiceDefinition.gauges``): a process reports those of the services it runs, so no
+service reads another's tables to describe it.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import datetime
 
 from prometheus_client import (
     CollectorRegistry,
@@ -9,6 +18,24 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = logging.getLogger("defensa311.metrics")
+
+Gauges = Callable[[AsyncConnection, datetime], Awaitable[list[GaugeMetricFamily]]]
+"""Gauges a service reads from its own tables, as of an instant."""
+
+
+class _Snapshot(Collector):
+    """The gauges as last read (a scrape of the registry is synchronous)."""
+
+    def __init__(self) -> None:
+        self.families: list[GaugeMetricFamily] = []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self.families
 
 
 class Metrics:
@@ -46,6 +73,28 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
             registry=self.registry,
         )
+
+        self._snapshot = _Snapshot()
+        self.registry.register(self._snapshot)
+        self.gauges: Sequence[Gauges] = ()
+
+    async def refresh(self, engine: AsyncEngine, now: datetime) -> None:
+        """Read every gauge of this process's services; a failed read says so in
+        ``defensa311_metrics_database_up`` rather than failing the scrape."""
+        families: list[GaugeMetricFamily] = []
+        up = GaugeMetricFamily(
+            "defensa311_metrics_database_up", "1 if the database answered the scrape's queries"
+        )
+        ok = True
+        try:
+            async with engine.connect() as conn:
+                for gauges in self.gauges:
+                    families += await gauges(conn, now)
+        except Exception as exc:
+            ok = False
+            log.warning("metrics query failed", extra={"error": type(exc).__name__})
+        up.add_metric([], 1 if ok else 0)
+        self._snapshot.families = [*families, up]
 
     def message_outcome(self, queue: str, outcome: str) -> None:
         self.messages.labels(queue=queue, outcome=outcome).inc()

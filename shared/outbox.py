@@ -52,9 +52,13 @@ class OutboxRelay:
         lease_seconds: float = 5.0,
         mark_seconds: float = 0.1,
         batch: int = 200,
+        user_id: str | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._broker = broker
+        # The account the broker connection logs in with: RabbitMQ verifies it, so a consumer
+        # can tell the system's own messages from a department's (shared.routing).
+        self._user_id = user_id
         self._clock = clock
         self._poll = poll_seconds
         self._lease = timedelta(seconds=lease_seconds)
@@ -229,6 +233,7 @@ class OutboxRelay:
                 type=row.event_type,
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                user_id=self._user_id,
             ),
             routing_key=row.routing_key,
             mandatory=True,

@@ -37,8 +37,9 @@ from shared.messaging import (
     rabbit_queue,
     system_topology,
 )
-from shared.metrics import Metrics
+from shared.metrics import Gauges, Metrics
 from shared.outbox import OutboxRelay
+from shared.routing import Identities, account_of
 from shared.settings import Settings
 from shared.uow import UnitOfWork
 
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 log = logging.getLogger("defensa311.runtime")
+
+# How often a service without HTTP re-reads its gauges for its metrics port.
+GAUGES_SECONDS = 15.0
 
 
 @dataclass
@@ -105,6 +109,11 @@ class ServiceDefinition:
     # What stops the service from starting, one line each for the operator (``run`` prints
     # them and exits before connecting to anything).
     checks: tuple[Callable[[Settings], list[str]], ...] = ()
+    # The service's own tables (ORM classes on the shared declarative base): the one
+    # Alembic history and the schema tests see them through the service definitions.
+    models: tuple[type[Any], ...] = ()
+    # Gauges read from the service's own tables (its /metrics figures).
+    gauges: tuple[Gauges, ...] = ()
     # Connections the service's own loops hold at once, if more than DEFENSA311_DB_POOL_SIZE:
     # a pool smaller than that opens and closes overflow connections all the time (each one a
     # PostgreSQL backend forked and its statements prepared anew).
@@ -165,6 +174,7 @@ class Runtime:
             clock,
             poll_seconds=settings.outbox_poll_seconds,
             lease_seconds=settings.outbox_lease_seconds,
+            user_id=account_of(settings.amqp_url),
         )
         self.deps = Deps(
             settings=settings,
@@ -180,6 +190,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[Any] = []
         self._consumers: list[Consumer] = []
+        self.deps.metrics.gauges = [g for service in services for g in service.gauges]
         for service in services:
             for sub in service.subscriptions:
                 self._subscribe(sub)
@@ -194,6 +205,11 @@ class Runtime:
             sub.handler(self.deps),
             self.deps.broker,
             self.deps.uow,
+            identities=Identities(
+                system=account_of(self.settings.amqp_url),
+                department_prefix=self.settings.broker_account_prefix,
+            ),
+            now=self.deps.clock.now,
             attempts=self.settings.handler_attempts,
             batch=self.settings.batch_size,
             gather_seconds=sub.gather_seconds,
@@ -234,6 +250,11 @@ class Runtime:
                 self._tasks.append(asyncio.create_task(loop(deps), name=f"{service.name}-loop"))
         log.info("started", extra={"service": self.names})
 
+    async def _refresh_gauges(self) -> None:
+        while True:
+            await self.deps.metrics.refresh(self.deps.engine, self.deps.clock.now())
+            await asyncio.sleep(GAUGES_SECONDS)
+
     async def stop(self) -> None:
         # Cancel until every loop has really stopped: a task may absorb one cancellation.
         pending = set(self._tasks)
@@ -273,6 +294,10 @@ class Runtime:
                     await self.deps.metrics.serve(
                         self.settings.http_host, self.settings.metrics_port
                     )
+                    if self.deps.metrics.gauges:
+                        self._tasks.append(
+                            asyncio.create_task(self._refresh_gauges(), name="metrics-gauges")
+                        )
                 await stop.wait()
         finally:
             await self.stop()

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEFENSA311_", extra="ignore")
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # The prefix ``broker setup --account-prefix`` gave the departments' accounts: a message
+    # on a department's key must come from ``<prefix>dept-<code>`` (or the services' own).
+    broker_account_prefix: str = ""
     database_url: str = "sqlite+aiosqlite:///./defensa311.db"
     config: Path = Field(default=DEFAULT_CONFIG)
     http_host: str = "127.0.0.1"
@@ -38,24 +41,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 1025
-    smtp_username: str | None = None
-    smtp_password: str | None = None
-    smtp_from: str = "Defensa del Usuario 311 <no-responder@alcaldia.example>"
-    smtp_starttls: bool = False
-    smtp_tls: bool = False
-    # A connection carries the next e-mail if idle less than this (0: one per e-mail) …
-    smtp_reuse_seconds: float = Field(default=20.0, ge=0)
-    # … and if it has carried fewer messages than this.
-    smtp_messages_per_connection: int = Field(default=20, ge=1)
+    # Signs console sessions until they have a secret of their own; the notifier reads the
+    # same variable for its webhooks (services/notifier/settings.py holds its settings).
     webhook_secret: str = "cambie-este-secreto"  # noqa: S105 - a placeholder to override
-    sms_webhook_url: str | None = None
-    templates_dir: Path | None = None
-    # 30 s doubling, capped at an hour: ten tries ride out about three hours of an SMTP
-    # or webhook outage before a notification is marked failed.
-    notify_attempts: int = 10
-    notify_backoff_seconds: float = 30.0
 
     @field_validator("database_url")
     @classmethod

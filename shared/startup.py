@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from shared.config import InstitutionConfig, load_config
-from shared.mailbox import MailSettings, uses_mailbox
+from shared.mailbox import MailSettings, smtp_server, uses_mailbox
 from shared.settings import Settings
 
 CONNECT_SECONDS = 5.0
@@ -175,7 +175,5 @@ def banner(settings: Settings, config: InstitutionConfig, names: Sequence[str]) 
                 "(consola: Correo enviado (modo local))"
             )
         else:
-            lines.append(
-                f"  Correo:                servidor SMTP {settings.smtp_host}:{settings.smtp_port}"
-            )
+            lines.append(f"  Correo:                servidor SMTP {smtp_server(mail)}")
     return "\n".join(lines)

@@ -38,7 +38,6 @@ class UnitOfWork:
         self._cases: dict[str, CaseRow | None] = {}
         self._locked = False
         self._by_ref: dict[str, CaseRow | None] = {}
-        self.batch: dict[str, Any] = {}  # what a service's batch look-ahead found
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._sessionmaker()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from services.deadlines.handlers import case_event
+from services.deadlines.metrics import clock_gauges
+from services.deadlines.models import ClockRow, StopRow
 from services.deadlines.sweep import sweep_loop
 from shared.messaging import DEADLINES
 from shared.runtime import ServiceDefinition, Subscription
@@ -20,4 +22,6 @@ def service() -> ServiceDefinition:
             ),
         ),
         loops=(sweep_loop,),
+        models=(ClockRow, StopRow),
+        gauges=(clock_gauges,),
     )

@@ -3,16 +3,14 @@
 - ``CaseReceived`` starts the legal clock (due = the event's ``due_at``);
 - ``CaseRemitted`` starts a department clock (due = the event's ``due_at``); a re-remittance
   starts a new one;
-- ``DepartmentResponded`` / ``CaseReturned`` stop that department's clocks;
+- ``CaseReturnAccepted`` (a department's return, accepted) stops that department's clocks;
 - ``CaseReopened`` (the citizen said "no está resuelto") starts a new legal clock;
 - ``CaseResolved`` / ``CaseClosed`` stop the legal clock and every department clock of the case;
-- ``SubmissionRejected`` for a department's answer (the router refused it: the case is not that
-  department's, the state does not allow it, a field breaks a rule) undoes that answer's stop:
-  the clock runs again from the alert it had reached. Heard before the answer itself, it claims
-  the answer's ``event_id`` so that the answer, when it comes, is ignored as already handled.
-- ``DueDateChanged`` (a closure by decree moved a term) moves that clock and its next alert;
-- An answer whose routing key names another department than its body is dead-lettered (as the
-  router does): a department cannot stop another's clock.
+- ``DueDateChanged`` (a closure by decree moved a term) moves that clock and its next alert.
+
+Only the system's verdicts move a clock: a department's own ``DepartmentResponded`` /
+``CaseReturned`` is judged by the router (which owns the case's state), and the clocks hear
+its result (``CaseResolved``, ``CaseReturnAccepted``); a refused answer stops nothing.
 
 A stop applies to the clocks started at or before it, and is stored even when no such clock is
 known yet: a start that arrives late (a redelivery goes to the back of the queue) is then opened
@@ -22,7 +20,9 @@ already stopped, and a stop that arrives late does not stop a later re-remittanc
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime
+from weakref import WeakKeyDictionary
 
 from faststream.rabbit.message import RabbitMessage
 from pydantic import ValidationError
@@ -39,11 +39,9 @@ from shared.contract import (
     CaseRemitted,
     CaseReopened,
     CaseResolved,
-    CaseReturned,
-    DepartmentResponded,
+    CaseReturnAccepted,
     DueDateChanged,
     Event,
-    SubmissionRejected,
     parse_event,
 )
 from shared.runtime import Deps
@@ -54,12 +52,7 @@ log = logging.getLogger("defensa311.deadlines")
 
 
 def policy_for(deps: Deps) -> AlertPolicy:
-    policy = deps.extras.get("deadline_policy")
-    if policy is None:
-        policy = AlertPolicy.from_config(deps.config, deps.cases.terms)
-        deps.extras["deadline_policy"] = policy
-    assert isinstance(policy, AlertPolicy)
-    return policy
+    return AlertPolicy.from_config(deps.config, deps.cases.terms)
 
 
 def parse(body: bytes) -> Event:
@@ -78,19 +71,10 @@ def case_event(deps: Deps) -> Handler:
 
     def decode(body: bytes, msg: RabbitMessage) -> Work:
         event = parse(body)
-        if isinstance(event, SubmissionRejected):
-            if not (event.refused_event_id and event.case_id and event.department):
-                raise Poison("SubmissionRejected sin respuesta de departamento rechazada")
-        elif not isinstance(event, CaseEvent):
+        if not isinstance(event, CaseEvent):
             raise Poison(f"event_type inesperado: {event.event_type!r}")
-        elif isinstance(event, DepartmentResponded | CaseReturned):
-            key = msg.raw_message.routing_key or ""
-            if key.rsplit(".", 1)[-1] != event.department:
-                raise Poison("el departamento del mensaje no coincide con su clave de enrutamiento")
 
         async def work(uow: UnitOfWork) -> None:
-            if not await uow.claim(CONSUMER, str(event.event_id), deps.clock.now()):
-                return
             outcome = await apply(uow, policy, event)
             if outcome:
                 facts = {
@@ -106,8 +90,20 @@ def case_event(deps: Deps) -> Handler:
     return decode
 
 
-LOCKED = "deadlines.locked"
-NO_STOPS = "deadlines.no_stops"
+@dataclass
+class Lookahead:
+    """What a batch's look-ahead found, for the works of that batch's transaction."""
+
+    locked: set[str] = field(default_factory=set)  # cases whose advisory lock is held
+    no_stops: set[str] = field(default_factory=set)  # cases with no stop recorded
+
+
+_lookahead: WeakKeyDictionary[UnitOfWork, Lookahead] = WeakKeyDictionary()
+
+
+def lookahead(uow: UnitOfWork) -> Lookahead:
+    """The batch's findings (empty for a delivery run alone)."""
+    return _lookahead.get(uow) or Lookahead()
 
 
 async def prepare_batch(uow: UnitOfWork, works: list[Work]) -> None:
@@ -115,26 +111,25 @@ async def prepare_batch(uow: UnitOfWork, works: list[Work]) -> None:
     deadlock on them), and learn which cases have no stop recorded (most: their starts then
     need no look-up)."""
     case_ids = sorted({str(work.subject.case_id) for work in works})
+    found = _lookahead.setdefault(uow, Lookahead())
     if uow.is_postgres:
         await uow.session.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(CAST(:keys AS text[])) k"),
             {"keys": [f"deadlines:{case_id}" for case_id in case_ids]},
         )
-        uow.batch[LOCKED] = set(case_ids)
+        found.locked = set(case_ids)
     stopped = set(
         await uow.session.scalars(
             select(StopRow.case_id).where(StopRow.case_id.in_(case_ids)).distinct()
         )
     )
-    uow.batch[NO_STOPS] = set(case_ids) - stopped
+    found.no_stops = set(case_ids) - stopped
 
 
-async def apply(
-    uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent | SubmissionRejected
-) -> str | None:
+async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str | None:
     """Apply one case event to the clocks, in the caller's transaction; say what was done."""
     case_id = str(event.case_id)
-    if uow.is_postgres and case_id not in uow.batch.get(LOCKED, ()):
+    if uow.is_postgres and case_id not in lookahead(uow).locked:
         # Two instances handling a start and a stop of one case at once must not miss each other.
         await uow.session.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"deadlines:{case_id}"}
@@ -145,7 +140,7 @@ async def apply(
         return await start(uow, policy, event, LEGAL, None, event.reopened_at)
     if isinstance(event, CaseRemitted):
         return await start(uow, policy, event, DEPARTMENT, event.department, event.remitted_at)
-    if isinstance(event, DepartmentResponded | CaseReturned):
+    if isinstance(event, CaseReturnAccepted):
         await stop(uow, event, DEPARTMENT, event.department, event.occurred_at)
         return "department clock stopped"
     if isinstance(event, CaseResolved | CaseClosed):
@@ -153,52 +148,9 @@ async def apply(
         await stop(uow, event, LEGAL, None, at)
         await stop(uow, event, DEPARTMENT, None, at)
         return "clocks stopped"
-    if isinstance(event, SubmissionRejected):
-        return await undo_stop(uow, policy, event)
     if isinstance(event, DueDateChanged):
         return await move_clock(uow, policy, event)
     return None  # another case event on the queue: nothing to do
-
-
-async def undo_stop(uow: UnitOfWork, policy: AlertPolicy, event: SubmissionRejected) -> str:
-    """The router refused a department's answer: the clock that answer stopped runs again."""
-    refused, case_id = str(event.refused_event_id), str(event.case_id)
-    if await uow.claim(CONSUMER, refused, event.occurred_at):
-        return "refused answer claimed before it came: it will be ignored"
-    stops = list(
-        await uow.session.scalars(
-            select(StopRow).where(StopRow.event_id == refused, StopRow.case_id == case_id)
-        )
-    )
-    for row in stops:
-        await uow.session.delete(row)
-    await uow.session.flush()
-    reopened = 0
-    for row in stops:
-        # populate_existing: a clock started in this batch is in the session as it was
-        # before ``stop`` (a bulk UPDATE) stopped it; read what the database holds.
-        query = (
-            select(ClockRow)
-            .where(
-                ClockRow.case_id == case_id,
-                ClockRow.clock == row.clock,
-                ClockRow.stopped_at == row.stopped_at,
-            )
-            .execution_options(populate_existing=True)
-        )
-        if row.department is not None:
-            query = query.where(ClockRow.department == row.department)
-        for clock in await uow.session.scalars(query):
-            # another stop may still cover it (a later return, a resolution)
-            clock.stopped_at = await _stopped_at(
-                uow, case_id, clock.clock, clock.department, clock.started_at
-            )
-            if clock.stopped_at is None:
-                alert = policy.after(clock.due_at, clock.started_at, clock.last_alert)
-                clock.next_fire_at = alert.fire_at if alert else None
-                clock.next_threshold = alert.threshold if alert else None
-                reopened += 1
-    return f"refused answer's stop undone: {reopened} clock(s) running again"
 
 
 async def start(
@@ -235,7 +187,7 @@ async def _stopped_at(
     uow: UnitOfWork, case_id: str, clock: str, department: str | None, started_at: datetime
 ) -> datetime | None:
     """The earliest recorded stop that covers a clock started at ``started_at``."""
-    if case_id in uow.batch.get(NO_STOPS, ()):
+    if case_id in lookahead(uow).no_stops:
         return None
     query = select(func.min(StopRow.stopped_at)).where(
         StopRow.case_id == case_id,
@@ -252,7 +204,7 @@ async def stop(
     uow: UnitOfWork, event: CaseEvent, clock: str, department: str | None, at: datetime
 ) -> None:
     case_id = str(event.case_id)
-    uow.batch.get(NO_STOPS, set()).discard(case_id)
+    lookahead(uow).no_stops.discard(case_id)
     uow.session.add(
         StopRow(
             event_id=str(event.event_id),

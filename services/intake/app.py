@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from services.intake.handlers import submission_received
 from services.intake.http import create_app
+from services.intake.models import WebSessionKeyRow, WebSessionRow
+from services.intake.observability import case_gauges
 from services.intake.settings import startup_problems
 from shared.messaging import INTAKE
 from shared.runtime import ServiceDefinition, Subscription
@@ -21,4 +23,6 @@ def service() -> ServiceDefinition:
         ),
         http=create_app,
         checks=(startup_problems,),
+        models=(WebSessionRow, WebSessionKeyRow),
+        gauges=(case_gauges,),
     )

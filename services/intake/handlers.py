@@ -69,8 +69,6 @@ async def _file(
 ) -> None:
     """File the submission once per event and once per ``external_ref``."""
     now = deps.clock.now()
-    if not await uow.claim(CONSUMER, event_id, now):
-        return
     case, created = await file_case(
         uow,
         deps.cases,
@@ -102,8 +100,6 @@ async def _reject(
 ) -> None:
     external_ref = data.get("external_ref")
     now = deps.clock.now()
-    if not await uow.claim(CONSUMER, event_id, now):
-        return
     uow.publish(
         SubmissionRejected(
             external_ref=external_ref if isinstance(external_ref, str) else None,

@@ -25,24 +25,25 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import Table, case, func, select
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.intake.auth import TokenStore, bearer_token
-from shared.db.schema import metadata
+from shared.db.models import CaseRow
 from shared.domain.clocks import overdue_clause
 from shared.evidence import AttachmentLimits
 from shared.lifecycle import State
@@ -348,99 +349,34 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 # ---------------------------------------------------------------- /metrics
 
 
-class DatabaseGauges(Collector):
-    """Gauges read from the database at scrape time (one scrape's worth)."""
-
-    def __init__(self, families: list[GaugeMetricFamily]) -> None:
-        self.families = families
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield from self.families
-
-
-async def database_gauges(deps: Deps) -> list[GaugeMetricFamily]:
-    tables = metadata().tables
-    now = deps.clock.now()
-    families: list[GaugeMetricFamily] = []
-    up = GaugeMetricFamily(
-        "defensa311_metrics_database_up", "1 if the database answered the scrape's queries"
-    )
-    ok = True
-    try:
-        async with deps.engine.connect() as conn:
-            cases = tables["cases"]
-            by_state = GaugeMetricFamily(
-                "defensa311_cases", "Cases by lifecycle state", labels=["state"]
-            )
-            counts = {state.value: 0 for state in State}
-            for state, count in await conn.execute(
-                select(cases.c.state, func.count()).group_by(cases.c.state)
-            ):
-                counts[str(state)] = int(count)
-            for state, count in sorted(counts.items()):
-                by_state.add_metric([state], count)
-            families.append(by_state)
-            overdue_cases = await conn.scalar(
-                select(func.count()).where(
-                    overdue_clause(cases.c.state, cases.c.due_at, cases.c.department_due_at, now)
-                )
-            )
-            families.append(
-                GaugeMetricFamily(
-                    "defensa311_cases_overdue",
-                    "Open cases past a running term (legal, or the department's while remitted)",
-                    value=int(overdue_cases or 0),
-                )
-            )
-            families += await _clock_gauges(conn, tables["deadline_clocks"], now)
-            families += await _notification_gauges(conn, tables["notifications"])
-    except Exception as exc:  # a scrape must answer even when the database does not
-        ok = False
-        log.warning("metrics query failed", extra={"error": type(exc).__name__})
-    up.add_metric([], 1 if ok else 0)
-    return [*families, up]
-
-
-async def _clock_gauges(conn: Any, clocks: Table, now: Any) -> list[GaugeMetricFamily]:
-    if not await conn.scalar(select(func.count()).select_from(clocks)):
-        return []  # no deadlines service has run: no clock figures rather than false zeros
-    open_clocks = GaugeMetricFamily(
-        "defensa311_clocks_open", "Running deadline clocks by clock", labels=["clock"]
-    )
-    overdue = GaugeMetricFamily(
-        "defensa311_clocks_overdue", "Running clocks past their due date", labels=["clock"]
-    )
-    running = clocks.c.stopped_at.is_(None)
-    late = func.sum(case((clocks.c.due_at < now, 1), else_=0))
-    rows = await conn.execute(
-        select(clocks.c.clock, func.count(), late).where(running).group_by(clocks.c.clock)
-    )
-    for clock, count, late_count in rows:
-        open_clocks.add_metric([str(clock)], int(count))
-        overdue.add_metric([str(clock)], int(late_count or 0))
-    return [open_clocks, overdue]
-
-
-async def _notification_gauges(conn: Any, notifications: Table) -> list[GaugeMetricFamily]:
-    family = GaugeMetricFamily(
-        "defensa311_notifications_logged",
-        "Notification log rows by channel and status (sent, failed, pending, …)",
-        labels=["channel", "status"],
-    )
-    rows = await conn.execute(
-        select(notifications.c.channel, notifications.c.status, func.count()).group_by(
-            notifications.c.channel, notifications.c.status
+async def case_gauges(conn: AsyncConnection, now: datetime) -> list[GaugeMetricFamily]:
+    """Intake's gauges: the cases by state and the overdue ones (the clocks module's rule)."""
+    cases = CaseRow.__table__
+    by_state = GaugeMetricFamily("defensa311_cases", "Cases by lifecycle state", labels=["state"])
+    counts = {state.value: 0 for state in State}
+    for state, count in await conn.execute(
+        select(cases.c.state, func.count()).group_by(cases.c.state)
+    ):
+        counts[str(state)] = int(count)
+    for state, count in sorted(counts.items()):
+        by_state.add_metric([state], count)
+    overdue_cases = await conn.scalar(
+        select(func.count()).where(
+            overdue_clause(cases.c.state, cases.c.due_at, cases.c.department_due_at, now)
         )
     )
-    for channel, status, count in rows:
-        family.add_metric([str(channel), str(status)], int(count))
-    return [family]
+    overdue = GaugeMetricFamily(
+        "defensa311_cases_overdue",
+        "Open cases past a running term (legal, or the department's while remitted)",
+        value=int(overdue_cases or 0),
+    )
+    return [by_state, overdue]
 
 
 async def render_metrics(deps: Deps) -> bytes:
-    scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(DatabaseGauges(await database_gauges(deps)))
-    return deps.metrics.render() + generate_latest(scrape)
+    """The process's counters and the gauges of every service it runs, read now."""
+    await deps.metrics.refresh(deps.engine, deps.clock.now())
+    return deps.metrics.render()
 
 
 # ---------------------------------------------------------------- install

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.config import load_config
 from shared.settings import Settings
 
 MIN_TOKEN_LENGTH = 24
@@ -37,9 +38,10 @@ class IntakeSettings(BaseSettings):
 def startup_problems(settings: Settings, intake: IntakeSettings | None = None) -> list[str]:
     """What stops intake from starting, one Spanish line each; no secret is ever echoed."""
     intake = intake or IntakeSettings()
-    problems: list[str] = []
+    # A list that does not parse is named first and alone: its parts may be tokens.
+    problems: list[str] = token_problems(settings)
     short = []
-    for item in settings.api_tokens.split(","):
+    for item in settings.api_tokens.split(",") if not problems else ():
         role, sep, token = item.strip().partition("=")
         if sep and token.strip() and len(token.strip()) < MIN_TOKEN_LENGTH:
             short.append(role.strip())
@@ -56,5 +58,33 @@ def startup_problems(settings: Settings, intake: IntakeSettings | None = None) -
         problems.append(
             f"DEFENSA311_SESSION_SECRET: debe tener al menos {MIN_SECRET_LENGTH} caracteres "
             "(o no lo defina y se generará uno aleatorio)"
+        )
+    return problems
+
+
+def token_problems(settings: Settings) -> list[str]:
+    """Tokens that cannot be read (the value itself is never echoed: it holds tokens)."""
+    from services.intake.auth import TokenConfigError, TokenStore
+
+    try:
+        config = load_config(settings.config)
+    except Exception:  # the configuration's own check reports it
+        return []
+    codes = set(config.department_codes)
+    problems: list[str] = []
+    try:
+        TokenStore.build(settings.api_tokens, [], codes)
+    except TokenConfigError:
+        problems.append(
+            "DEFENSA311_API_TOKENS no es válida: use rol=token separados por comas, con los "
+            "roles staff, supervisor, platform311 o department:<código de un departamento "
+            "de la configuración>"
+        )
+    try:
+        TokenStore.build("", config.tokens, codes)
+    except TokenConfigError:
+        problems.append(
+            f"DEFENSA311_CONFIG: una entrada [[tokens]] de {settings.config} tiene un rol "
+            "desconocido"
         )
     return problems

@@ -20,9 +20,7 @@ from sqlalchemy import func, select
 
 from services.intake import web_session
 from services.intake.throttle import client_of, throttle_of
-from services.intake.web import DECISION_LABELS, KIND_LABELS
 from services.intake.web_session import Session
-from services.notifier.models import NotificationRow
 from shared.cases import (
     CaseNotFound,
     InvalidActionInput,
@@ -39,10 +37,9 @@ from shared.db.models import CaseRow
 from shared.domain.actions import REGISTRY, STAFF_ROLES, allowed_for
 from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import (
-    DELIVERY_LABELS,
-    TEMPLATE_LABELS,
+    DECISION_LABELS,
+    KIND_LABELS,
     actor_label,
-    delivery_status_label,
     timeline_text,
 )
 from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State, is_open
@@ -182,15 +179,11 @@ def person_data(case: CaseRow) -> list[tuple[str, str]]:
 async def timeline_for(
     deps: Deps, case: CaseRow, department_name: Callable[[str], str]
 ) -> list[TimelineItem]:
-    """The case's audit rows and notifications, as sentences in Spanish."""
+    """The case's audit rows, as sentences in Spanish (the notifier writes its own there:
+    a notification queued, skipped or delivered by staff)."""
     items: list[TimelineItem] = []
     async with deps.uow() as uow:
         rows = await history(uow, case.id)
-        notes = list(
-            await uow.session.scalars(
-                select(NotificationRow).where(NotificationRow.case_id == case.id)
-            )
-        )
     for row in rows:
         changed = row.from_state != row.to_state or row.action == "file"
         items.append(
@@ -200,21 +193,6 @@ async def timeline_for(
                 "Cambio de estado" if changed else "Nota",
                 timeline_text(row.action, row.details, department_name),
                 actor_label(row.actor, department_name),
-            )
-        )
-    for note in notes:
-        alert = note.event_type in ("DeadlineNear", "DeadlineMissed")
-        template = TEMPLATE_LABELS.get(note.template, "aviso")
-        channel = DELIVERY_LABELS.get(note.channel, note.channel)
-        status = delivery_status_label(note.status, note.channel)
-        items.append(
-            TimelineItem(
-                note.sent_at or note.created_at,
-                "alerta" if alert else "notificacion",
-                "Alerta de plazo" if alert else "Notificación",
-                f"{template[:1].upper()}{template[1:]} por {channel} a {note.recipient_masked}: "
-                f"{status}",
-                None,
             )
         )
     return sorted(items, key=lambda item: item.at)

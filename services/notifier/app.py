@@ -6,24 +6,42 @@ loop (:mod:`services.notifier.delivery`) sends it.
 
 from __future__ import annotations
 
+import asyncio
+
 from services.notifier.delivery import CONCURRENCY, delivery_loop
 from services.notifier.handlers import events
+from services.notifier.metrics import notification_gauges
+from services.notifier.models import NotificationRow
+from services.notifier.settings import NotifierSettings
+from shared.consumer import Handler
 from shared.messaging import NOTIFIER
-from shared.runtime import ServiceDefinition, Subscription
+from shared.runtime import Deps, ServiceDefinition, Subscription
 
 
-def service() -> ServiceDefinition:
+def service(settings: NotifierSettings | None = None) -> ServiceDefinition:
+    """The notifier, with its settings from the environment unless given."""
+    notifier = settings or NotifierSettings()
+    queued = asyncio.Event()  # the consumer wakes the delivery loop after a commit
+
+    def handler(deps: Deps) -> Handler:
+        return events(deps, notifier, queued)
+
+    async def deliver(deps: Deps) -> None:
+        await delivery_loop(deps, notifier, queued)
+
     return ServiceDefinition(
         name="notifier",
         subscriptions=(
             Subscription(
                 NOTIFIER,
-                events,
+                handler,
                 "Citizen-facing and deadline events to notify (e-mail, SMS, webhooks, tasks)",
                 gather_seconds=0.2,
             ),
         ),
-        loops=(delivery_loop,),
+        loops=(deliver,),
+        models=(NotificationRow,),
+        gauges=(notification_gauges,),
         # the deliveries in flight, the consumer's transaction, the relay's poll and mark
         db_pool_size=CONCURRENCY + 3,
     )

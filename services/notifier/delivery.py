@@ -8,7 +8,7 @@ marked in the same transaction:
 - a transient failure (SMTP down, HTTP 5xx/429/timeout) → ``attempts + 1`` and
   ``next_attempt_at = now + backoff · 2^(attempts-1)`` (an HTTP ``Retry-After`` may ask for
   more), so one failing channel never holds the others; when it comes back the rows go out;
-- a permanent failure, or ``Settings.notify_attempts`` used up → ``failed`` with the reason,
+- a permanent failure, or ``NotifierSettings.notify_attempts`` used up → ``failed`` with the reason,
   a ``notification_failed`` row in the history and a ``NotificationFailed`` event through
   the outbox (the dead letter, with the reason).
 
@@ -39,9 +39,9 @@ from services.notifier.channels import (
     SmtpSettings,
     WebhookChannel,
 )
-from services.notifier.handlers import wakeup
 from services.notifier.models import NotificationRow
 from services.notifier.planning import EMAIL, FAILED, IN_PERSON, PENDING, SENT, SMS, WEBHOOK
+from services.notifier.settings import NotifierSettings
 from services.notifier.templates import RenderedMessage, TemplateRenderer
 from shared.cases import CaseNotFound, get_case, record_note
 from shared.clock import Clock
@@ -78,12 +78,12 @@ class DeliveryPolicy:
     batch: int = 100
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DeliveryPolicy:
+    def from_settings(cls, settings: NotifierSettings, *, sqlite: bool) -> DeliveryPolicy:
         return cls(
             attempts=max(1, settings.notify_attempts),
             backoff_seconds=max(0.0, settings.notify_backoff_seconds),
             sms_webhook_url=settings.sms_webhook_url,
-            concurrency=1 if settings.is_sqlite else CONCURRENCY,  # SQLite: one writer at a time
+            concurrency=1 if sqlite else CONCURRENCY,  # SQLite: one writer at a time
         )
 
 
@@ -290,7 +290,7 @@ class Deliverer:
         }
 
 
-def smtp_settings(settings: Settings) -> SmtpSettings:
+def smtp_settings(settings: NotifierSettings) -> SmtpSettings:
     return SmtpSettings(
         host=settings.smtp_host,
         port=settings.smtp_port,
@@ -305,23 +305,22 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
     )
 
 
-def email_channel(settings: Settings) -> EmailChannel | MailboxChannel:
+def email_channel(settings: NotifierSettings, shared: Settings) -> EmailChannel | MailboxChannel:
     """SMTP when a server is configured; else the local mailbox folder (:mod:`shared.mailbox`)."""
     mail = MailSettings()
-    if uses_mailbox(settings, mail):
+    configured = bool({"smtp_host", "smtp_port"} & settings.model_fields_set)
+    if uses_mailbox(shared, mail, smtp_configured=configured):
         return MailboxChannel(smtp_settings(settings), mail.mailbox_dir)
     return EmailChannel(smtp_settings(settings))
 
 
-async def delivery_loop(deps: Deps) -> None:
+async def delivery_loop(deps: Deps, settings: NotifierSettings, signal: asyncio.Event) -> None:
     """Runs for the life of the service: deliver what is due, then wait for new rows or a poll."""
-    settings = deps.settings
     renderer = TemplateRenderer(settings.templates_dir, tz=deps.config.institution.timezone)
-    policy = DeliveryPolicy.from_settings(settings)
-    poll = max(0.05, settings.outbox_poll_seconds)
-    signal = wakeup(deps)
+    policy = DeliveryPolicy.from_settings(settings, sqlite=deps.settings.is_sqlite)
+    poll = max(0.05, deps.settings.outbox_poll_seconds)
     async with (
-        email_channel(settings) as email,
+        email_channel(settings, deps.settings) as email,
         WebhookChannel(secret=settings.webhook_secret) as webhook,
     ):
         deliverer = Deliverer(

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from services.notifier.models import NotificationRow
 from services.notifier.planning import CaseFacts, Plan, Planner
+from services.notifier.settings import NotifierSettings
 from shared.cases import CaseNotFound, get_case, record_note
 from shared.consumer import Handler, Poison, Work
 from shared.contract import CaseEvent, Event, parse_event
@@ -26,18 +27,7 @@ from shared.uow import UnitOfWork
 
 CONSUMER = "notifier"
 ACTOR = "notifier"
-WAKEUP = "notifier.wakeup"
 log = logging.getLogger("defensa311.notifier")
-
-
-def wakeup(deps: Deps) -> asyncio.Event:
-    """The event the handler sets after a commit so the delivery loop goes at once."""
-    signal = deps.extras.get(WAKEUP)
-    if signal is None:
-        signal = asyncio.Event()
-        deps.extras[WAKEUP] = signal
-    assert isinstance(signal, asyncio.Event)
-    return signal
 
 
 def case_facts(case: CaseRow) -> CaseFacts:
@@ -65,9 +55,9 @@ def parse(body: bytes) -> Event:
         raise Poison(f"no cumple el esquema de ningún evento: {fields}") from exc
 
 
-def events(deps: Deps) -> Handler:
-    planner = Planner(deps.config, sms_gateway=bool(deps.settings.sms_webhook_url))
-    signal = wakeup(deps)
+def events(deps: Deps, settings: NotifierSettings, signal: asyncio.Event) -> Handler:
+    """``signal`` is set after a commit that queued notifications: the delivery loop goes."""
+    planner = Planner(deps.config, sms_gateway=bool(settings.sms_webhook_url))
 
     def decode(body: bytes, msg: RabbitMessage) -> Work | None:
         event = parse(body)
@@ -76,8 +66,6 @@ def events(deps: Deps) -> Handler:
 
         async def work(uow: UnitOfWork) -> None:
             now = deps.clock.now()
-            if not await uow.claim(CONSUMER, str(event.event_id), now):
-                return
             try:
                 case = await get_case(uow, case_id=str(event.case_id))
             except CaseNotFound as exc:

@@ -49,25 +49,13 @@ def parse(model: type[BaseModel], body: bytes) -> Any:
         raise Poison(f"no cumple el esquema {model.__name__}: {fields}") from exc
 
 
-def rules_for(deps: Deps) -> RuleSet:
-    rules = deps.extras.get("rules")
-    if rules is None:
-        rules = RuleSet.from_config(deps.config.rules, set(deps.config.department_codes))
-        deps.extras["rules"] = rules
-    assert isinstance(rules, RuleSet)
-    return rules
-
-
 def case_received(deps: Deps) -> Handler:
-    rules = rules_for(deps)
+    rules = RuleSet.from_config(deps.config.rules, set(deps.config.department_codes))
 
     def decode(body: bytes, msg: RabbitMessage) -> Work:
         event: CaseReceived = parse(CaseReceived, body)
 
         async def work(uow: UnitOfWork) -> None:
-            now = deps.clock.now()
-            if not await uow.claim(CONSUMER, str(event.event_id), now):
-                return
             try:
                 case = await get_case(uow, case_id=str(event.case_id), lock=True)
             except CaseNotFound as exc:
@@ -165,12 +153,6 @@ async def apply_answer(
     """
     now = deps.clock.now()
     actor = f"department:{event.department}"
-    if not await uow.claim(CONSUMER, str(event.event_id), now):
-        log.info(
-            "department answer already handled",
-            extra={"case_id": str(event.case_id), "event_id": str(event.event_id)},
-        )
-        return
     try:
         case = await get_case(uow, case_id=str(event.case_id), lock=True)
     except CaseNotFound as exc:
@@ -194,6 +176,7 @@ async def apply_answer(
             now=now,
             department=event.department,
             answer_on_wire=True,
+            answers_heard_by=CONSUMER,  # a flagged return we announce comes back to us
         )
     except NotYourCase as exc:
         refusal = FieldError(

@@ -60,8 +60,9 @@ async def perform(
     the department acting, is not the case's).
 
     ``answer_on_wire``: the department's own ``DepartmentResponded`` / ``CaseReturned`` is
-    already on the wire (it arrived over AMQP), so it is not emitted again — except a return
-    that flags the case, which the department could not know. ``answers_heard_by``: the
+    already on the wire (it arrived over AMQP), so it is not emitted again: the verdict
+    (``CaseResolved``, ``CaseReturnAccepted``, which says whether the case is now flagged)
+    is. ``answers_heard_by``: the
     consumer that hears departments' answers over AMQP; when this door emits an answer
     itself, that consumer's inbox is marked in the same transaction so it does not apply the
     same fact a second time.
@@ -79,11 +80,7 @@ async def perform(
     from_state = case.state
     events = spec.take(services.case(case), checked, Acting(now, department, related))
     if answer_on_wire:
-        events = [
-            e
-            for e in events
-            if not isinstance(e, DEPARTMENT_FACTS) or (isinstance(e, CaseReturned) and e.flagged)
-        ]
+        events = [e for e in events if not isinstance(e, DEPARTMENT_FACTS)]
     for event in events:
         uow.publish(event)
         if answers_heard_by is not None and isinstance(event, DEPARTMENT_FACTS):

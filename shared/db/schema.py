@@ -1,4 +1,9 @@
-"""Every table of the system, for Alembic and for tests that compare models and migrations."""
+"""Every table of the system, for Alembic and for tests that compare models and migrations.
+
+The shared tables are declared in :mod:`shared.db.models`; each service declares its own in its
+``ServiceDefinition.models``, and loading the definitions (as ``run all`` does) registers them
+on the shared declarative base.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,12 @@ from sqlalchemy import MetaData
 
 
 def metadata() -> MetaData:
-    # Service tables register on the shared Base when their module is imported.
-    import services.deadlines.models
-    import services.intake.models
-    import services.notifier.models
-    import shared.evidence
+    import shared.evidence  # the attachments' table (shared: every door stores them)
+    from shared.cli import SERVICES, service_definition
     from shared.db.models import Base
 
-    del services, shared
+    del shared
+    for name in SERVICES:
+        for model in service_definition(name).models:
+            assert model.metadata is Base.metadata, model
     return Base.metadata

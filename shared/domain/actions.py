@@ -20,8 +20,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.contract import Decision, Event, Kind, LongText, ShortText
-from shared.db.models import CaseRow
-from shared.domain.case import Case
+from shared.domain.case import Case, CaseRecord
 from shared.lifecycle import OPEN_STATES, Lifecycle, State, Transition
 from shared.tracking import normalize_tracking_code
 
@@ -155,7 +154,7 @@ class Acting:
     now: datetime
     department: str | None = None
     #: The other case the body names (a join's main case), looked up by the service layer.
-    related: CaseRow | None = None
+    related: CaseRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -177,11 +176,11 @@ class ActionSpec:
     #: What the console says once a department has done it (it leaves the case's page).
     done: str | None = None
     #: Offered only on cases it fits (the console hides it elsewhere; the domain still checks).
-    applies: Callable[[CaseRow], bool] | None = None
+    applies: Callable[[CaseRecord], bool] | None = None
     #: The body's field that names another case by its tracking code.
     related_field: str | None = None
 
-    def offered_on(self, case: CaseRow) -> bool:
+    def offered_on(self, case: CaseRecord) -> bool:
         return self.applies is None or self.applies(case)
 
     def may(self, role: str | None) -> bool:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from services.intake.app import service as intake_service
 from services.router.app import service as router_service
 from shared.clock import FixedClock
-from shared.contract import CaseClosed, CaseEvent, CaseReceived, CaseReturned
+from shared.contract import CaseClosed, CaseEvent, CaseReceived, CaseReturnAccepted
 from shared.db.models import CaseHistoryRow, CaseRow, OutboxRow
 from shared.messaging import DEADLINES, INTAKE, ROUTER
 from shared.runtime import Runtime
@@ -162,7 +162,7 @@ async def test_out_of_order_clock_events_in_one_batch(amqp_url: str, pg_url: str
         reason="duplicado",
         occurred_at=FILED + timedelta(hours=1),
     )
-    returned = CaseReturned(
+    returned = CaseReturnAccepted(
         case_id=case_id,
         tracking_code="D311-2026-000101",
         department="aseo",

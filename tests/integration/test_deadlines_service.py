@@ -34,12 +34,9 @@ from shared.contract import (
     CaseReceived,
     CaseRemitted,
     CaseResolved,
-    CaseReturned,
+    CaseReturnAccepted,
     CitizenContact,
-    DepartmentResponded,
     Event,
-    FieldError,
-    SubmissionRejected,
 )
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
@@ -255,7 +252,7 @@ async def _count(runtime: Runtime, n: int) -> bool:
     return len(await clocks(runtime)) >= n
 
 
-async def test_resolution_and_answers_stop_the_clocks(
+async def test_an_accepted_return_and_the_resolution_stop_the_clocks(
     amqp_url: str, pg_url: str, wire: Wire
 ) -> None:
     runtime = await start(settings_for(amqp_url, pg_url), FixedClock(FILED))
@@ -266,11 +263,11 @@ async def test_resolution_and_answers_stop_the_clocks(
         await eventually(lambda: _count(runtime, 2))
         assert await sweep_at(runtime, AT_7) == 1  # legal 7 (the department's 7 is on 04-06)
         await wire.publish(
-            DepartmentResponded(
+            CaseReturnAccepted(
                 case_id=case_id,
                 tracking_code="D311-2026-000101",
                 department="aseo",
-                response="Se limpió el lote y se multó al responsable.",
+                reason="No es de nuestra competencia.",
                 occurred_at=AT_7 + timedelta(days=1),
             )
         )
@@ -299,124 +296,6 @@ async def _stopped(runtime: Runtime, clock: str) -> bool:
     return any(r.clock == clock and r.stopped_at is not None for r in await clocks(runtime))
 
 
-def answer(case_id: uuid.UUID, department: str = "aseo") -> DepartmentResponded:
-    return DepartmentResponded(
-        case_id=case_id,
-        tracking_code="D311-2026-000101",
-        department=department,
-        response="Listo.",
-        occurred_at=REMITTED + timedelta(days=1),
-    )
-
-
-def refusal(refused: DepartmentResponded) -> SubmissionRejected:
-    """What the router publishes when it refuses a department's answer."""
-    return SubmissionRejected(
-        refused_event_id=str(refused.event_id),
-        department=refused.department,
-        case_id=refused.case_id,
-        tracking_code=refused.tracking_code,
-        reasons=[FieldError(field="response", rule="too_short", message="muy corta")],
-        occurred_at=refused.occurred_at + timedelta(seconds=1),
-    )
-
-
-async def _department_clock(runtime: Runtime, case_id: uuid.UUID) -> ClockRow:
-    (row,) = [
-        r for r in await clocks(runtime) if r.case_id == str(case_id) and r.clock == "department"
-    ]
-    return row
-
-
-async def test_an_answer_the_router_refused_does_not_stop_the_department_clock(
-    amqp_url: str, pg_url: str, wire: Wire
-) -> None:
-    """The router refuses an answer (SubmissionRejected on case.rejected.<code>): the clock the
-    answer stopped runs again; a refusal heard before its answer makes the answer a no-op."""
-    runtime = await start(settings_for(amqp_url, pg_url), FixedClock(FILED))
-    first, second, marker = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    try:
-        for case_id in (first, second):
-            await wire.publish(received(case_id))
-            await wire.publish(remitted(case_id))
-        await eventually(lambda: _count(runtime, 4))
-        # the usual order: the answer stops the clock, its refusal restarts it
-        refused = answer(first)
-        await wire.publish(refused)
-        await eventually(lambda: _stopped(runtime, "department"))
-        await wire.publish(refusal(refused), routing_key="case.rejected.aseo")
-
-        async def running_again() -> bool:
-            return (await _department_clock(runtime, first)).stopped_at is None
-
-        await eventually(running_again)
-        clock = await _department_clock(runtime, first)
-        assert clock.next_fire_at is not None and clock.next_threshold == 7
-        # the refusal first (the answer was redelivered behind it): the answer changes nothing
-        late = answer(second)
-        await wire.publish(refusal(late), routing_key="case.rejected.aseo")
-        await wire.publish(late)
-        await wire.publish(received(marker, "D311-2026-000999"))  # behind both in the queue
-        await eventually(lambda: _count(runtime, 5))
-        assert (await _department_clock(runtime, second)).stopped_at is None
-        # both departments' alerts still come (and the three cases' legal ones)
-        assert await sweep_at(runtime, DEPT_DUE - timedelta(days=8)) == 5
-        alerts = await wire.drain()
-    finally:
-        await runtime.stop()
-    assert (
-        sorted(summary(alerts))
-        == [("deadline.near", "department", 7)] * 2 + [("deadline.near", "legal", 7)] * 3
-    )
-
-
-async def test_a_remittance_its_answer_and_the_refusal_in_one_batch(pg_url: str) -> None:
-    """The three in one transaction (the deadlines consumer gathers deliveries): the clock
-    the answer stopped with a bulk UPDATE runs again."""
-    from services.deadlines.handlers import CONSUMER, apply
-
-    engine = make_engine(pg_url)
-    case_id = uuid.uuid4()
-    refused = answer(case_id)
-    try:
-        await upgrade(engine)
-        sessionmaker = make_sessionmaker(engine)
-        async with UnitOfWork(sessionmaker) as uow:
-            await apply(uow, POLICY, remitted(case_id))
-            # Held, the started clock stays in the session's identity map, as it was before
-            # the answer's bulk UPDATE stopped it.
-            held = [row for row in uow.session.new if isinstance(row, ClockRow)]
-            assert await uow.claim(CONSUMER, str(refused.event_id), FILED)  # as its work does
-            await apply(uow, POLICY, refused)
-            await apply(uow, POLICY, refusal(refused))
-        async with sessionmaker() as session:
-            (clock,) = await session.scalars(
-                select(ClockRow).where(ClockRow.case_id == str(case_id))
-            )
-    finally:
-        await engine.dispose()
-    assert len(held) == 1
-    assert clock.stopped_at is None
-    assert clock.next_threshold == 7
-
-
-async def test_an_answer_keyed_for_another_department_is_dead_lettered(
-    amqp_url: str, pg_url: str, wire: Wire
-) -> None:
-    runtime = await start(settings_for(amqp_url, pg_url), FixedClock(FILED))
-    case_id = uuid.uuid4()
-    try:
-        await wire.publish(remitted(case_id, department="vias"))
-        await eventually(lambda: _count(runtime, 1))
-        # «aseo» may only publish on its own key; it names «vias» in the body
-        await wire.publish(answer(case_id, department="vias"), routing_key="case.responded.aseo")
-        reasons = await wire.dead_letter_reasons(1)
-        assert (await _department_clock(runtime, case_id)).stopped_at is None
-    finally:
-        await runtime.stop()
-    assert reasons == ["el departamento del mensaje no coincide con su clave de enrutamiento"]
-
-
 async def test_out_of_order_stops_and_a_re_remittance(
     amqp_url: str, pg_url: str, wire: Wire
 ) -> None:
@@ -441,7 +320,7 @@ async def test_out_of_order_stops_and_a_re_remittance(
         # Returned by «aseo», re-remitted to «aseo»: the re-remittance arrives before the return.
         await wire.publish(remitted(case_id, at=again_at, due=again_due))
         await wire.publish(
-            CaseReturned(
+            CaseReturnAccepted(
                 case_id=case_id,
                 tracking_code="D311-2026-000101",
                 department="aseo",

@@ -450,7 +450,7 @@ async def test_a_department_returns_a_case_it_does_not_own(api: Api) -> None:
     assert (await api.client.get(f"/api/v1/cases/{code}", headers=VIAS)).status_code == 404
     await api.act(code, "return", {"reason": "Tampoco es nuestro."}, VIAS, status=404)
     types = await api.event_types(code)
-    assert types[-2:] == ["CaseRemitted", "CaseReturned"]
+    assert types[-3:] == ["CaseRemitted", "CaseReturned", "CaseReturnAccepted"]
     returned = next(r for r in await api.outbox() if r.event_type == "CaseReturned")
     assert returned.routing_key == "case.returned.vias"
     # Re-routed to the right department, which answers.

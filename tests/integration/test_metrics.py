@@ -16,14 +16,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, insert, select
 
+from services.deadlines.app import service as deadlines_service
 from services.intake.app import service as intake_service
 from services.intake.http import create_app
 from services.intake.observability import HttpLimits, TokenBuckets
+from services.notifier.app import service as notifier_service
 from shared.clock import FixedClock
 from shared.db.models import CaseRow
 from shared.db.schema import metadata
 from shared.messaging import INTAKE
-from shared.runtime import Runtime
+from shared.runtime import Runtime, ServiceDefinition
 from tests.support import eventually, running, settings_for
 
 pytestmark = pytest.mark.connected
@@ -108,7 +110,11 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 async def intake(amqp_url: str, pg_url: str) -> AsyncIterator[Intake]:
     clock = FixedClock(START)
     settings = settings_for(amqp_url, pg_url, api_tokens="staff=m3trics-staff")
-    async with running(settings, [intake_service()], clock=clock) as runtime:
+    # One process with intake and the gauges of the deadlines and notifier services (as in
+    # ``run all``): each service reports its own tables.
+    gauges_of = [deadlines_service(), notifier_service()]
+    services = [intake_service(), *(ServiceDefinition(s.name, gauges=s.gauges) for s in gauges_of)]
+    async with running(settings, services, clock=clock) as runtime:
         runtime.deps.extras["http_limits"] = LIMITS
         app = create_app(runtime.deps)
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))

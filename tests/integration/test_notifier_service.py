@@ -31,6 +31,7 @@ from services.notifier.channels import verify_signature
 from services.notifier.delivery import Deliverer, DeliveryPolicy
 from services.notifier.handlers import events as notifier_handler
 from services.notifier.models import NotificationRow
+from services.notifier.settings import NotifierSettings
 from services.notifier.templates import TemplateRenderer
 from shared.cases import file_case, get_case, history, perform
 from shared.clock import FixedClock
@@ -217,6 +218,7 @@ class Harness:
     smtp: SmtpServer
     hook: Receiver
     clock: FixedClock
+    notifier: NotifierSettings
 
     @property
     def deps(self) -> Deps:
@@ -271,14 +273,13 @@ class Harness:
 
     def deliverer(self) -> Deliverer:
         """A second deliverer on the same database (what another notifier instance would do)."""
-        settings = self.deps.settings
         return Deliverer(
             self.deps.sessionmaker,
             self.clock,
             TemplateRenderer(),
             _NeverCalled(),
             _NeverCalled(),
-            DeliveryPolicy.from_settings(settings),
+            DeliveryPolicy.from_settings(self.notifier, sqlite=self.deps.settings.is_sqlite),
         )
 
 
@@ -304,10 +305,16 @@ async def harness(
             "notify_backoff_seconds": 60.0,
         }
         values.update(overrides)
+        # The notifier's own settings apart from the process's (intake's API files the cases).
+        notifier = NotifierSettings(
+            **{k: v for k, v in values.items() if k in NotifierSettings.model_fields}
+        )
+        shared = {k: v for k, v in values.items() if k not in NotifierSettings.model_fields}
         clock = FixedClock(START)
         try:
-            async with running(settings_for(amqp_url, pg_url, **values), [service()], clock) as rt:
-                yield Harness(rt, smtp, hook, clock)
+            settings = settings_for(amqp_url, pg_url, **shared)
+            async with running(settings, [service(notifier)], clock) as rt:
+                yield Harness(rt, smtp, hook, clock, notifier)
         finally:
             smtp.stop()
 
@@ -459,7 +466,7 @@ async def test_each_row_of_the_table(amqp_url: str, pg_url: str, tmp_path: Path)
         assert "Dirección de Aseo" in body
 
         # SubmissionRejected: nobody is notified
-        handler = notifier_handler(h.deps)
+        handler = notifier_handler(h.deps, h.notifier, asyncio.Event())
         rejected = SubmissionRejected(
             external_ref="311-999", reasons=[FieldError(field="x", rule="y", message="z")]
         )

@@ -42,9 +42,18 @@ DEPARTMENT_DUE = datetime(2026, 7, 10, 4, 59, 59, tzinfo=UTC)
 class Department:
     """A department's own client: what docs/departments.md shows, nothing of ours."""
 
-    def __init__(self, connection: aio_pika.abc.AbstractRobustConnection, code: str) -> None:
+    def __init__(
+        self,
+        connection: aio_pika.abc.AbstractRobustConnection,
+        code: str,
+        user_id: str | None = "guest",
+    ) -> None:
+        # Messages on a department's key carry the publishing account (RabbitMQ checks it).
+        # These tests connect with the services' own account, which the router also trusts;
+        # tests/integration/test_forgeries.py publishes as the department's own account.
         self.connection = connection
         self.code = code
+        self.user_id = user_id
 
     async def next_message(self, queue: str | None = None) -> aio_pika.abc.AbstractIncomingMessage:
         channel = await self.connection.channel()
@@ -78,6 +87,7 @@ class Department:
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 message_id=message_id,
+                user_id=self.user_id,
             ),
             routing_key=routing_key,
         )
@@ -299,26 +309,28 @@ async def test_returned_cases_go_back_to_triage_and_twice_is_flagged(
         ("department:obras", True, 2),
     ]
 
-    # 311 sees both departments' returns, then the system's own flagged announcement.
+    # 311 sees both departments' requests and the system's verdict on each, the second flagged.
     async def announced() -> list[dict[str, Any]]:
         await platform.drain()
         return [
             body
             for _, body in platform.seen
-            if body.get("case_id") == case.id and body["event_type"] == "CaseReturned"
+            if body.get("case_id") == case.id
+            and body["event_type"] in ("CaseReturned", "CaseReturnAccepted")
         ]
 
-    async def three() -> list[dict[str, Any]] | None:
+    async def four() -> list[dict[str, Any]] | None:
         seen = await announced()
-        return seen if len(seen) == 3 else None
+        return seen if len(seen) == 4 else None
 
-    returned = await eventually(three)
-    assert [(r["department"], r.get("flagged", False)) for r in returned] == [
-        ("rrhh", False),
-        ("obras", False),
-        ("obras", True),
+    returned = await eventually(four)
+    facts = sorted((r["event_type"], r["department"], r.get("flagged", False)) for r in returned)
+    assert facts == [
+        ("CaseReturnAccepted", "obras", True),
+        ("CaseReturnAccepted", "rrhh", False),
+        ("CaseReturned", "obras", False),
+        ("CaseReturned", "rrhh", False),
     ]
-    # The router heard its own announcement and did not apply it a second time.
     await handled_everything_before(rrhh)
     assert (await settled(runtime, "311-B1", "classified")).return_count == 2
     assert await obras.pending() == 0
@@ -359,8 +371,12 @@ async def test_an_answer_given_over_http_is_not_applied_twice_by_the_router(
 @pytest.mark.parametrize(
     ("routing_key", "body", "reason"),
     [
-        ("case.responded.rrhh", b"{no es json", "el cuerpo no es un objeto JSON"),
-        ("case.responded.rrhh", b'{"event_type": "Hola"}', "event_type inesperado: 'Hola'"),
+        ("case.responded.rrhh", b"{no es json", "el cuerpo no es JSON válido"),
+        (
+            "case.responded.rrhh",
+            b'{"event_type": "Hola"}',
+            "event_type 'Hola' no admitido en 'case.responded.rrhh' (admite: DepartmentResponded)",
+        ),
         (
             "case.responded.rrhh",
             {"event_type": "DepartmentResponded", "department": "rrhh"},
@@ -372,6 +388,11 @@ async def test_an_answer_given_over_http_is_not_applied_twice_by_the_router(
             "el departamento del mensaje no coincide con su clave de enrutamiento",
         ),
         ("case.responded.rrhh", "wrong-tracking", "tracking_code no corresponde al case_id"),
+        (
+            "case.responded.rrhh",
+            "no-user-id",
+            "falta user_id: 'case.responded.rrhh' exige la cuenta 'dept-rrhh'",
+        ),
     ],
 )
 async def test_unusable_answers_are_dead_lettered_with_the_reason(
@@ -398,7 +419,10 @@ async def test_unusable_answers_are_dead_lettered_with_the_reason(
         body = answer
     elif body == "wrong-tracking":
         body = {**answer, "tracking_code": "DDU-2026-0000000000"}
-    await rrhh.send(routing_key, body)
+    if body == "no-user-id":
+        await Department(connection, "rrhh", user_id=None).send(routing_key, answer)
+    else:
+        await rrhh.send(routing_key, body)
 
     dead = await rrhh.next_message("defensa311.router.dlq")
     headers = dict(dead.headers)

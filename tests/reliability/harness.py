@@ -28,6 +28,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from services.router.rules import RuleSet
 from shared.config import load_config
+from shared.routing import account_of
 from shared.settings import DEFAULT_CONFIG
 from tests.support import ServiceProcess, asyncpg_dsn, eventually, free_port, process_env
 
@@ -212,6 +213,8 @@ class Publisher:
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         content_type=content_type,
                         message_id=message_id,
+                        # The services' own account: trusted on departments' keys too.
+                        user_id=account_of(self._url),
                     ),
                     routing_key=routing_key,
                     mandatory=True,

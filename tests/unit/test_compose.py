@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from services.intake.observability import HttpLimits
+from services.notifier.settings import NotifierSettings
 from shared.cli import SERVICES, build_parser
 from shared.settings import Settings
 
@@ -113,15 +114,17 @@ def test_the_console_is_published(services: dict[str, dict[str, Any]]) -> None:
 def test_every_setting_is_one_the_application_reads(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    known = {f"DEFENSA311_{f.upper()}" for f in (*Settings.model_fields, *HttpLimits.model_fields)}
+    fields = (*Settings.model_fields, *NotifierSettings.model_fields, *HttpLimits.model_fields)
+    known = {f"DEFENSA311_{f.upper()}" for f in fields}
     for name in ("migrate", *SERVICES):
         env = services[name]["environment"]
         unknown = {k for k in env if k.startswith("DEFENSA311_")} - known
         assert not unknown, f"{name}: {unknown}"
-        settings = Settings(**{k.removeprefix("DEFENSA311_").lower(): v for k, v in env.items()})
+        values = {k.removeprefix("DEFENSA311_").lower(): v for k, v in env.items()}
+        settings = Settings(**values)
         assert settings.database_url.startswith("postgresql+asyncpg://")
         assert settings.amqp_url.startswith("amqp://")
-        assert settings.smtp_host == "mailpit"
+        assert NotifierSettings(**values).smtp_host == "mailpit"
 
 
 def test_the_image_is_small_and_runs_as_a_non_root_user() -> None:

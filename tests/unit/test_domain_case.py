@@ -26,7 +26,7 @@ EMITS = {
     "record_findings": (["CaseResolved"], "resolved"),
     "respond": (["DepartmentResponded", "CaseResolved"], "resolved"),
     "record_meeting_outcome": (["CaseResolved"], "resolved"),
-    "return": (["CaseReturned"], "classified"),
+    "return": (["CaseReturned", "CaseReturnAccepted"], "classified"),
     "close": (["CaseClosed"], "closed"),
     "decline": (["CaseClosed"], "closed"),
     # The citizen's steps; None: the state stays as it was.
@@ -155,7 +155,7 @@ def test_only_the_department_the_case_is_remitted_to_may_answer_or_return_it() -
 
 def test_a_case_returned_twice_is_flagged_and_leaves_the_department() -> None:
     row = case_in("remitted")
-    (first,) = REGISTRY["return"].take(aggregate(row), body("return"), Acting(NOW, "vias"))
+    first, accepted = REGISTRY["return"].take(aggregate(row), body("return"), Acting(NOW, "vias"))
     assert (row.return_count, row.flagged, row.department, row.department_due_at) == (
         1,
         False,
@@ -166,9 +166,15 @@ def test_a_case_returned_twice_is_flagged_and_leaves_the_department() -> None:
         "department": "vias",
         "flagged": False,
     }
+    assert accepted.model_dump(include={"event_type", "department", "flagged"}) == {
+        "event_type": "CaseReturnAccepted",
+        "department": "vias",
+        "flagged": False,
+    }
     take(row, "remit")
-    (second,) = REGISTRY["return"].take(aggregate(row), body("return"), Acting(NOW, "vias"))
-    assert row.return_count == 2 and row.flagged and second.model_dump()["flagged"] is True
+    returned = REGISTRY["return"].take(aggregate(row), body("return"), Acting(NOW, "vias"))
+    assert row.return_count == 2 and row.flagged
+    assert [e.model_dump()["flagged"] for e in returned] == [True, True]
 
 
 def test_the_meeting_date_is_neither_future_nor_before_filing() -> None:

@@ -14,6 +14,7 @@ import pytest
 from services.intake.transparency import bar_chart_svg, wrap_label
 from services.notifier.channels import ChannelError, MailboxChannel, SmtpSettings
 from services.notifier.delivery import email_channel
+from services.notifier.settings import NotifierSettings
 from services.notifier.templates import RenderedMessage
 from shared import mailbox
 from shared.config import load_config
@@ -35,20 +36,22 @@ def test_without_an_smtp_server_the_embedded_default_writes_mail_to_the_local_ma
 
 
 def test_a_configured_smtp_server_is_used_as_soon_as_it_is_set() -> None:
-    assert not uses_mailbox(Settings(database_url=SQLITE, smtp_host="mail"), MailSettings())
-    assert not uses_mailbox(Settings(database_url=SQLITE, smtp_port=2525), MailSettings())
+    assert not uses_mailbox(Settings(database_url=SQLITE), MailSettings(smtp_host="mail"))
+    assert not uses_mailbox(Settings(database_url=SQLITE), MailSettings(smtp_port=2525))
+    assert not uses_mailbox(Settings(database_url=SQLITE), MailSettings(), smtp_configured=True)
     assert not uses_mailbox(Settings(database_url=PG), MailSettings())
     forced = MailSettings(mail_mode="mailbox")
-    assert uses_mailbox(Settings(database_url=PG, smtp_host="mail"), forced)
+    assert uses_mailbox(Settings(database_url=PG), forced, smtp_configured=True)
 
 
 def test_the_delivery_loop_picks_the_mailbox_channel_on_the_embedded_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DEFENSA311_MAILBOX_DIR", str(tmp_path))
-    assert isinstance(email_channel(Settings(database_url=SQLITE)), MailboxChannel)
+    embedded = Settings(database_url=SQLITE)
+    assert isinstance(email_channel(NotifierSettings(), embedded), MailboxChannel)
     assert not isinstance(
-        email_channel(Settings(database_url=SQLITE, smtp_host="mail")), MailboxChannel
+        email_channel(NotifierSettings(smtp_host="mail"), embedded), MailboxChannel
     )
 
 
@@ -90,8 +93,11 @@ def test_the_banner_names_every_page_the_roles_with_tokens_and_where_mail_goes()
     assert "muy-secreto" not in text
 
 
-def test_the_banner_says_how_to_get_a_token_when_there_is_none() -> None:
-    settings = Settings(database_url=PG, smtp_host="correo.example")
+def test_the_banner_says_how_to_get_a_token_when_there_is_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEFENSA311_SMTP_HOST", "correo.example")
+    settings = Settings(database_url=PG)
     text = banner(settings, load_config(settings.config), ("intake", "notifier"))
     assert "DEFENSA311_API_TOKENS=staff=<token>" in text
     assert "servidor SMTP correo.example:1025" in text
