@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from services.intake.satisfaction import load_survey, survey_csv_rows
 from services.intake.throttle import client_of, throttle_of
 from services.intake.transparency import SMALL_SAMPLE, bar_chart_svg, load_figures, to_csv
+from services.intake.web_attachments import attachment_store
 from shared.cases import CaseNotFound, InvalidActionInput, get_case, history, perform
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.domain.actions import CITIZEN, REGISTRY
@@ -24,13 +25,24 @@ from shared.domain.case import AlreadyAnswered, TermEnded
 from shared.domain.citizen_key import key_matches
 from shared.domain.clocks import legal_status
 from shared.domain.labels import action_label
-from shared.evidence import of_case
+from shared.evidence import (
+    FIELD,
+    AttachmentLimits,
+    AttachmentRefused,
+    AttachmentRow,
+    discard,
+    of_case,
+    prepare,
+    store_blobs,
+)
 from shared.lifecycle import DomainError, IllegalTransition, State, is_open
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
 
 log = logging.getLogger("defensa311.intake.web")
+#: The file field of the tracking page's "add information" form (as on /presentar).
+UPLOADS = "adjuntos"
 
 #: Steps the citizen takes on the tracking page, as the page confirms them.
 CITIZEN_DONE = {
@@ -74,6 +86,8 @@ def citizen_steps(case: CaseRow, now: datetime, deps: Deps) -> dict[str, Any]:
 
 
 def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
+    limits = AttachmentLimits()
+
     def not_found(request: Request, message: str) -> Response:
         return pages.render(
             request,
@@ -141,6 +155,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             notice=notice,
             problem=problem,
             failed=failed,
+            limits=limits,
             errors=errors or {},
             values=values or {},
         )
@@ -166,7 +181,8 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
         spec = REGISTRY.get(action)
         if spec is None or not spec.may(CITIZEN):
             return not_found(request, "Esa acción no existe.")
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        raw = await request.form()
+        form = {k: v for k, v in raw.items() if isinstance(v, str)}
 
         async def again(status: int, problem: str, errors: dict[str, str]) -> Response:
             return await tracking_view(
@@ -204,26 +220,51 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             throttle.failed(client)
             log.info("citizen key refused", extra={"tracking_code": code, "action": action})
             return await again(403, WRONG_KEY, {"clave": WRONG_KEY.removeprefix("clave: ")})
+        now = deps.clock.now()
+        rows: list[AttachmentRow] = []
+        store = attachment_store(app)
+        if action == "add_information":
+            files = []
+            for upload in raw.getlist(UPLOADS):
+                if isinstance(upload, str) or (not upload.filename and not upload.size):
+                    continue  # the empty part a browser sends when no file was chosen
+                files.append((upload.filename or "", await upload.read(limits.max_bytes + 1)))
+            try:
+                prepared = await asyncio.to_thread(prepare, files, limits)
+            except AttachmentRefused as exc:
+                message = "; ".join(e.message for e in exc.errors)
+                return await again(422, f"Revise el formulario: {message}", {FIELD: message})
+            rows = await store_blobs(store, prepared, "citizen", now)
+            body = body.model_copy(update={"attachments": len(rows)})
         try:
             async with deps.uow() as uow:
                 case = await get_case(uow, tracking_code=code, lock=True)
-                await perform(
-                    uow, deps.cases, case, action, body, actor="ciudadano", now=deps.clock.now()
-                )
+                await perform(uow, deps.cases, case, action, body, actor="ciudadano", now=now)
+                for row in rows:
+                    row.case_id = case.id
+                    uow.session.add(row)
         except TermEnded as exc:
+            await discard(store, rows)
             return await again(409, f"No se pudo reabrir: {exc.message}.", {})
         except AlreadyAnswered as exc:
+            await discard(store, rows)
             return await again(409, f"{str(exc)[:1].upper()}{str(exc)[1:]}.", {})
         except IllegalTransition:
+            await discard(store, rows)
             return await again(
                 409, "El estado del caso ya no permite ese paso. Revise el estado actual.", {}
             )
         except InvalidActionInput as exc:
+            await discard(store, rows)
             return await again(
                 422, f"Revise el formulario: {exc.message}", {exc.field: exc.message}
             )
         except DomainError as exc:
+            await discard(store, rows)
             return await again(409, str(exc), {})
+        except BaseException:
+            await discard(store, rows)  # nothing half-stored: no bytes without their step
+            raise
         log.info("citizen step taken", extra={"tracking_code": code, "action": action})
         return RedirectResponse(f"/seguimiento/{code}?hecho={action}", status_code=303)
 

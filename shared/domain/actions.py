@@ -108,6 +108,8 @@ class DeclineBody(ActionBody):
 
 class AddInformationBody(ActionBody):
     text: LongText = Field(description="lo que el ciudadano añade (3 a 4000 caracteres)")
+    #: Set by the door that stored the photos or documents sent with it, never typed.
+    attachments: int = Field(default=0, ge=0, le=20)
 
 
 class ReopenBody(ActionBody):
@@ -371,7 +373,9 @@ _SPECS = (
         takers=_CITIZEN,
         label="Información añadida por el ciudadano",
         button="Añadir información",
-        take=lambda case, body, acting: case.add_information(body.text, 0, acting.now),
+        take=lambda case, body, acting: case.add_information(
+            body.text, body.attachments, acting.now
+        ),
         fields=(FormField("text", "Información adicional", "textarea", required=True),),
     ),
     ActionSpec(

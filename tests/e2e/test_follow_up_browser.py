@@ -1,6 +1,7 @@
 """The citizen follows up in a real browser (issue 20), at desktop and 390 px phone widths:
-the receipt shows the clave; with it the tracking page adds information, answers the survey
-once the case is closed and says "no está resuelto"; a wrong clave is named next to its field.
+the receipt shows the clave; with it the tracking page adds information (with a photo),
+answers the survey once the case is closed and says "no está resuelto"; a wrong clave is named
+next to its field.
 axe-core finds no violation on the pages. On the embedded default (SQLite, no broker)."""
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import pytest
 from playwright.async_api import Page, expect
 
 from shared.cases import get_case, perform
+from shared.evidence import of_case
 from tests.e2e.test_filing_browser import DESKTOP, PHONE, Site, shot, site
+from tests.unit.test_evidence import photo_with_exif
 
 pytestmark = pytest.mark.browser
 
@@ -57,8 +60,15 @@ async def follow_up(s: Site, page: Page, name: str, width: int | None) -> None:
     )
     await s.accessible(page)
     await page.locator("#informacion").get_by_label("Clave del caso").fill(clave.lower())
+    await page.get_by_label("Fotos o documentos (opcional)").set_input_files(
+        files=[{"name": "parque.jpg", "mimeType": "image/jpeg", "buffer": photo_with_exif()}]
+    )
     await page.locator("#informacion").get_by_role("button", name="Añadir información").click()
     await expect(page.get_by_role("status")).to_contain_text("Recibimos su información")
+    async with s.runtime.deps.uow() as uow:
+        case = await get_case(uow, tracking_code=code)
+        (photo,) = await of_case(uow, case.id)
+    assert (photo.source, photo.public) == ("citizen", False)  # staff decide what is shown
     await expect(page.get_by_text("Información añadida por el ciudadano")).to_be_visible()
     await s.accessible(page)
     await shot(page, f"seguimiento-informacion-{name}")
