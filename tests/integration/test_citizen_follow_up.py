@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,10 +26,10 @@ from services.intake.http import create_app
 from services.intake.settings import IntakeSettings
 from shared.cases import get_case, history
 from shared.clock import FixedClock
-from shared.runtime import Deps
+from shared.db.migrate import upgrade
+from shared.domain.citizen_key import key_matches
+from shared.runtime import Deps, Runtime
 from tests.support import drain, eventually, running, settings_for
-
-pytestmark = pytest.mark.connected
 
 STAFF_TOKEN = "tok-staff-0123456789abcdef"
 VIAS_TOKEN = "tok-vias-0123456789abcdef"
@@ -49,6 +51,24 @@ class Site:
     deps: Deps
     clock: FixedClock
     amqp_url: str
+    app: Any
+
+
+@pytest.fixture
+async def local_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Site]:
+    """The embedded default (SQLite, no broker): events stay in the outbox."""
+    monkeypatch.setenv("DEFENSA311_STORAGE_DIR", str(tmp_path / "adjuntos"))
+    clock = FixedClock(START)
+    settings = settings_for(
+        "amqp://guest:guest@127.0.0.1:5672/", f"sqlite:///{tmp_path}/d.db", api_tokens=TOKENS
+    )
+    runtime = Runtime(settings, [intake_app.service()], clock=clock)
+    await upgrade(runtime.deps.engine)
+    app = create_app(runtime.deps, IntakeSettings(auth_failures_burst=3))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield Site(client, runtime.deps, clock, "", app)
+    await runtime.deps.engine.dispose()
 
 
 @pytest.fixture
@@ -60,7 +80,7 @@ async def site(amqp_url: str, pg_url: str) -> AsyncIterator[Site]:
         app = create_app(runtime.deps, IntakeSettings(auth_failures_burst=3))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Site(client, runtime.deps, clock, amqp_url)
+            yield Site(client, runtime.deps, clock, amqp_url, app)
 
 
 async def file_on_the_web(site: Site) -> tuple[str, str]:
@@ -79,7 +99,9 @@ async def file_on_the_web(site: Site) -> tuple[str, str]:
 
 
 async def console(site: Site, token: str) -> tuple[httpx.AsyncClient, str]:
-    client = httpx.AsyncClient(transport=site.client._transport, base_url="http://testserver")
+    """A staff or department browser at the front desk (another address than the citizen's)."""
+    desk = httpx.ASGITransport(app=site.app, client=("192.0.2.10", 4000))
+    client = httpx.AsyncClient(transport=desk, base_url="http://testserver")
     signed = await client.post("/consola/entrar", data={"token": token})
     assert signed.status_code == 303
     page = await client.get("/consola")
@@ -90,8 +112,8 @@ async def console(site: Site, token: str) -> tuple[httpx.AsyncClient, str]:
 
 async def staff_act(site: Site, code: str, action: str, **data: str) -> None:
     client, csrf = await console(site, STAFF_TOKEN)
-    async with client:
-        done = await client.post(f"/consola/casos/{code}/{action}", data={"csrf": csrf, **data})
+    done = await client.post(f"/consola/casos/{code}/{action}", data={"csrf": csrf, **data})
+    await client.aclose()
     assert done.status_code == 303, done.text
 
 
@@ -99,6 +121,7 @@ async def step(site: Site, code: str, action: str, **data: str) -> httpx.Respons
     return await site.client.post(f"/seguimiento/{code}/{action}", data=data)
 
 
+@pytest.mark.connected
 async def test_information_added_with_the_clave_reaches_the_department_and_the_timeline(
     site: Site,
 ) -> None:
@@ -129,11 +152,12 @@ async def test_information_added_with_the_clave_reaches_the_department_and_the_t
     assert event["tracking_code"] == code and "carro" not in json.dumps(event)
 
     department, _ = await console(site, VIAS_TOKEN)
-    async with department:
-        shown = await department.get(f"/consola/casos/{code}")
+    shown = await department.get(f"/consola/casos/{code}")
+    await department.aclose()
     assert "Ya hay un carro dañado." in unescape(shown.text)
 
 
+@pytest.mark.connected
 async def test_not_resolved_reopens_the_case_with_a_new_legal_clock_until_the_term_ends(
     site: Site,
 ) -> None:
@@ -172,7 +196,10 @@ async def test_not_resolved_reopens_the_case_with_a_new_legal_clock_until_the_te
         assert (await get_case(uow, tracking_code=code)).state == "resolved"
 
 
-async def test_the_survey_is_answered_once_after_closure_and_shown_to_staff(site: Site) -> None:
+async def test_the_survey_is_answered_once_after_closure_and_shown_to_staff(
+    local_site: Site,
+) -> None:
+    site = local_site
     code, clave = await file_on_the_web(site)
     await staff_act(site, code, "decline", reason="No es competencia de la institución.")
     bad = await step(site, code, "answer_survey", clave=clave, score="9")
@@ -184,12 +211,15 @@ async def test_the_survey_is_answered_once_after_closure_and_shown_to_staff(site
     async with site.deps.uow() as uow:
         assert (await get_case(uow, tracking_code=code)).survey_score == 4
     staff, _ = await console(site, STAFF_TOKEN)
-    async with staff:
-        shown = await staff.get(f"/consola/casos/{code}")
+    shown = await staff.get(f"/consola/casos/{code}")
+    await staff.aclose()
     assert "4 de 5" in shown.text
 
 
-async def test_guessing_the_clave_is_throttled_and_staff_can_issue_a_new_one(site: Site) -> None:
+async def test_guessing_the_clave_is_throttled_and_staff_can_issue_a_new_one(
+    local_site: Site,
+) -> None:
+    site = local_site
     code, clave = await file_on_the_web(site)
     for _ in range(3):
         assert (
@@ -199,8 +229,8 @@ async def test_guessing_the_clave_is_throttled_and_staff_can_issue_a_new_one(sit
     assert blocked.status_code == 429 and "Retry-After" in blocked.headers
 
     staff, csrf = await console(site, STAFF_TOKEN)
-    async with staff:
-        issued = await staff.post(f"/consola/casos/{code}/nueva-clave", data={"csrf": csrf})
+    issued = await staff.post(f"/consola/casos/{code}/nueva-clave", data={"csrf": csrf})
+    await staff.aclose()
     assert issued.status_code == 200
     match = re.search(r"Nueva clave del caso: ([0-9A-Z-]{14})", issued.text)
     assert match
@@ -210,3 +240,5 @@ async def test_guessing_the_clave_is_throttled_and_staff_can_issue_a_new_one(sit
     assert rows[-1].action == "citizen_key_issued" and rows[-1].actor.startswith("staff")
     assert match.group(1) not in json.dumps([r.details for r in rows])
     assert match.group(1) not in (case.clave_hash or "")
+    assert key_matches(match.group(1), case.clave_hash)  # the new clave works …
+    assert not key_matches(clave, case.clave_hash)  # … and the old one no longer does
