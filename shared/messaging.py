@@ -78,6 +78,7 @@ NOTIFIER = QueueSpec(
         "deadline.near",
         "deadline.missed",
         "deadline.changed",
+        "case.reopened",
     ),
     "Events that become e-mails, SMS and webhooks",
 )

@@ -10,6 +10,7 @@ event                  recipients
 ``DeadlineMissed``     the supervisors and the department
 ``CaseResolved``       the citizen's notification address (the resolution)
 ``DueDateChanged``     legal term: the citizen; department term: the department
+``CaseReopened``       the supervisors (the citizen said it is not resolved)
 anything else          nobody (``SubmissionRejected`` is read by 311 from the event)
 =====================  ===============================================================
 
@@ -33,6 +34,7 @@ from shared.config import Department, InstitutionConfig
 from shared.contract import (
     CaseReceived,
     CaseRemitted,
+    CaseReopened,
     CaseResolved,
     DeadlineMissed,
     DeadlineNear,
@@ -150,6 +152,8 @@ class Planner:
             self._deadline(plan, event, case)
         elif isinstance(event, DueDateChanged):
             self._due_changed(plan, event, case)
+        elif isinstance(event, CaseReopened):
+            self._reopened(plan, event, case)
         return plan
 
     # ---------------------------------------------------------------------------- contexts
@@ -277,6 +281,18 @@ class Planner:
         else:
             code = event.department or case.department
             self._to_department(plan, "due_date_changed", code, context, event)
+
+    def _reopened(self, plan: Plan, event: CaseReopened, case: CaseFacts) -> None:
+        department = self._config.department(event.department) if event.department else None
+        context = self._base(case) | {
+            "due_at": _iso(event.due_at),
+            "department_name": department.name if department else None,
+        }
+        supervisors = self._supervisors(department)
+        for email in supervisors:
+            plan.add(Planned("case_reopened", EMAIL, email, mask_email(email), PENDING, context))
+        if not supervisors:
+            plan.gaps.append("no supervisor configured")
 
     def _deadline(self, plan: Plan, event: DeadlineNear | DeadlineMissed, case: CaseFacts) -> None:
         code = event.department or case.department

@@ -67,6 +67,10 @@ Common to every kind:
     (required, naming the decree); optional: ``department_name`` (addressed to the department),
     ``citizen`` (``citizen.name``), ``console_url``.
 
+``case_reopened`` (to the supervisors; the citizen said the case is not resolved):
+    ``due_at`` (required, the new legal due date); optional: ``department_name`` (the department
+    whose answer is disputed), ``category``, ``console_url``.
+
 ``render_sms(kind, context)`` takes the same context as ``render(kind, context)``.
 """
 
@@ -110,6 +114,7 @@ MESSAGE_KINDS = (
     "deadline_missed",
     "case_resolved",
     "due_date_changed",
+    "case_reopened",
 )
 SMS_MAX_CHARS = 300
 DEFAULT_TIMEZONE = "America/Panama"

@@ -58,6 +58,7 @@ TEMPLATE_LABELS = {
     "case_resolved": "respuesta al ciudadano",
     "deadline_near": "alerta de plazo próximo",
     "deadline_missed": "alerta de plazo vencido",
+    "case_reopened": "alerta de caso reabierto",
 }
 _STATUS_LABELS = {
     "pending": "pendiente",
