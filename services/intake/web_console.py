@@ -499,6 +499,8 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
             a
             for a in allowed_for(deps.cases.lifecycle, session.role, case.state, case.kind)
             if REGISTRY[a].offered_on(case)
+            # a joined case follows its main case: staff act there, or separate it first
+            and (case.duplicate_of is None or a == "separate")
         ]
         now = deps.clock.now()
         return pages.render(

@@ -5,15 +5,23 @@ On SQLite (the fallback similarity) and PostgreSQL (pg_trgm)."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from sqlalchemy import select
 
+from services.notifier.handlers import events
+from services.notifier.models import NotificationRow
+from services.notifier.settings import NotifierSettings
 from shared.cases import InvalidActionInput, get_case, perform
 from shared.cases.duplicates import has_trigrams, joined_to, possible_duplicates
 from shared.config import DuplicatePolicy
+from shared.contract import CaseResolved
 from shared.db.models import CaseRow
 from shared.runtime import Deps
 from shared.tracking import new_tracking_code
@@ -95,3 +103,40 @@ async def test_duplicates_are_found_and_joined_on_postgresql(pg_url: str) -> Non
         async with deps.uow() as uow:
             assert await has_trigrams(uow)  # the migration installed pg_trgm
         await check(deps)
+
+
+async def test_the_outcome_of_a_main_case_reaches_the_citizens_of_its_joined_cases(
+    sqlite_deps: Deps,
+) -> None:
+    deps = sqlite_deps
+    main = case_in("resolved", notify={"email": "ana@example.com"})
+    joined = case_in("received", notify={"email": "luis@example.com"})
+    same_person = case_in("received", notify={"email": "ana@example.com"})
+    for row in (main, joined, same_person):
+        row.tracking_code = new_tracking_code(2026)
+    joined.duplicate_of = same_person.duplicate_of = main.id
+    async with deps.uow() as uow:
+        uow.session.add_all([main, joined, same_person])
+    event = CaseResolved(
+        case_id=uuid.UUID(main.id),
+        tracking_code=main.tracking_code,
+        path="inspection",
+        resolution="Se rellenó el hueco.",
+        resolved_at=NOW,
+        occurred_at=NOW,
+    )
+    work = events(deps, NotifierSettings(), asyncio.Event())(
+        event.model_dump_json().encode(), cast(Any, None)
+    )
+    assert work is not None
+    async with deps.uow() as uow:
+        await work.run(uow)
+    async with deps.uow() as uow:
+        told = {
+            (n.recipient, n.tracking_code, n.template)
+            for n in await uow.session.scalars(select(NotificationRow))
+        }
+    assert told == {
+        ("ana@example.com", main.tracking_code, "case_resolved"),
+        ("luis@example.com", joined.tracking_code, "case_resolved"),  # under their own code
+    }
