@@ -47,7 +47,7 @@ async def _db_upgrade(settings: Settings) -> None:
 
 def preflight(settings: Settings, names: Sequence[str]) -> str:
     """Check the settings a start needs, cheapest first; the banner to print, or
-    :class:`StartupError` with the problems found."""
+    :class:`StartupError` naming every problem of the first kind found."""
     from shared.startup import StartupError, banner, check_config, check_port, check_services
 
     config = check_config(settings)

@@ -23,6 +23,7 @@ from shared.contract import (
     CaseAddedToAgenda,
     CaseClassified,
     CaseClosed,
+    CaseForwarded,
     CaseReceived,
     CaseRemitted,
     CaseReopened,
@@ -115,6 +116,12 @@ ROUTES: tuple[Route, ...] = (
         (CaseReopened,),
         "system",
         "the citizen said the case is not resolved: it is handled again with a new legal term",
+    ),
+    Route(
+        "case.forwarded",
+        (CaseForwarded,),
+        "system",
+        "a petition forwarded to the competent public body",
     ),
     Route("case.rejected", (SubmissionRejected,), "system", "a 311 submission refused"),
     Route(

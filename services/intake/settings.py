@@ -43,7 +43,9 @@ def startup_problems(settings: Settings, intake: IntakeSettings | None = None) -
     short = []
     for item in settings.api_tokens.split(",") if not problems else ():
         role, sep, token = item.strip().partition("=")
-        if sep and token.strip() and len(token.strip()) < MIN_TOKEN_LENGTH:
+        if sep and token.strip() and len(token.strip()) < MIN_TOKEN_LENGTH and _is_role(role):
+            # (not a role, e.g. "token=role" written backwards: never echoed; the
+            # malformed-list line below covers it)
             short.append(role.strip())
     if short:
         # The roles are named, never the tokens (nor their length).
@@ -60,6 +62,16 @@ def startup_problems(settings: Settings, intake: IntakeSettings | None = None) -
             "(o no lo defina y se generará uno aleatorio)"
         )
     return problems
+
+
+def _is_role(role: str) -> bool:
+    from services.intake.auth import TokenConfigError, check_role
+
+    try:
+        check_role(role)
+    except TokenConfigError:
+        return False
+    return True
 
 
 def token_problems(settings: Settings) -> list[str]:

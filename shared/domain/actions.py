@@ -103,6 +103,9 @@ class CloseBody(ActionBody):
 
 
 class DeclineBody(ActionBody):
+    reason_code: str = Field(
+        min_length=1, max_length=40, description="motivo de la lista configurada (decline_reasons)"
+    )
     reason: LongText
 
 
@@ -130,6 +133,13 @@ class JoinBody(ActionBody):
 class SurveyBody(ActionBody):
     score: int = Field(ge=1, le=5, description="calificación de 1 (muy mala) a 5 (muy buena)")
     comment: LongText | None = None
+
+
+class ForwardBody(ActionBody):
+    entity: str = Field(
+        min_length=1, max_length=32, description="código de la entidad ([[entities]])"
+    )
+    note: LongText
 
 
 # ------------------------------------------------------------------------------ the spec
@@ -214,7 +224,7 @@ def _record_meeting_outcome(case: Case, body: MeetingOutcomeBody, acting: Acting
     return case.record_meeting_outcome(body.decision, body.meeting_date, body.notes, acting.now)
 
 
-_SPECS = (
+_SPECS: tuple[ActionSpec, ...] = (
     ActionSpec(
         name="classify",
         body=ClassifyBody,
@@ -336,8 +346,28 @@ _SPECS = (
         takers=_OFFICE,
         label="Caso declinado",
         button="Declinar el caso",
-        take=lambda case, body, acting: case.decline(body.reason, acting.now),
-        fields=(_REASON,),
+        take=lambda case, body, acting: case.decline(body.reason_code, body.reason, acting.now),
+        fields=(
+            FormField("reason_code", "Motivo", "select", required=True, choices="decline_reasons"),
+            FormField("reason", "Explicación para el ciudadano", "textarea", required=True),
+        ),
+        secondary=True,
+    ),
+)
+
+_SPECS += (
+    ActionSpec(
+        name="forward",
+        body=ForwardBody,
+        transition=Transition("forward", OPEN_BEFORE_ROUTING, State.CLOSED),
+        takers=_OFFICE,
+        label="Enviado a la entidad competente",
+        button="Enviar a la entidad competente",
+        take=lambda case, body, acting: case.forward(body.entity, body.note, acting.now),
+        fields=(
+            FormField("entity", "Entidad competente", "select", required=True, choices="entities"),
+            FormField("note", "Nota para la entidad y el ciudadano", "textarea", required=True),
+        ),
         secondary=True,
     ),
     # ---- duplicates: a case joined to a main one follows it until separated

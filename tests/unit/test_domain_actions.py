@@ -28,6 +28,7 @@ OFFICE = [
     "record_meeting_outcome",
     "close",
     "decline",
+    "forward",
     "join",
     "separate",
 ]
@@ -86,6 +87,7 @@ def test_allowed_actions_are_the_states_and_the_callers() -> None:
         "classify",
         "start_inspection",
         "decline",
+        "forward",
         "join",
         "separate",
     ]

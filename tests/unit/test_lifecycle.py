@@ -33,6 +33,8 @@ LEGAL: dict[tuple[str, str], tuple[str, frozenset[str | None]]] = {
     ("resolved", "close"): ("closed", ALL_KINDS),
     ("received", "decline"): ("closed", ALL_KINDS),
     ("classified", "decline"): ("closed", ALL_KINDS),
+    ("received", "forward"): ("closed", ALL_KINDS),
+    ("classified", "forward"): ("closed", ALL_KINDS),
     # The citizen's steps (with the clave): adding information keeps the state; "no está
     # resuelto" reopens a resolved or closed case for routing; the survey follows closure.
     **{
@@ -62,6 +64,7 @@ EXPECTED_ACTIONS = {
     "return",
     "close",
     "decline",
+    "forward",
     "join",
     "separate",
     "add_information",
@@ -133,11 +136,11 @@ def test_every_illegal_transition_is_refused_naming_the_allowed_ones(
 
 def test_the_table_has_as_many_legal_moves_as_the_design() -> None:
     legal_moves = [c for c in CASES if legal(*c) is not None]
-    # 9 kind-free transitions x 4 kinds + inspection (2 kinds) + remit (1) + agenda (1),
+    # 11 kind-free transitions x 4 kinds + inspection (2 kinds) + remit (1) + agenda (1),
     # the citizen's 8 kind-free steps (information in 5 open states, 2 reopenings, survey)
     # and the 7 of duplicates (join in 2 states, separate in 5).
-    assert len(legal_moves) == 9 * 4 + 2 + 1 + 1 + 8 * 4 + 7 * 4
-    assert len(CASES) == 7 * 15 * 4
+    assert len(legal_moves) == 11 * 4 + 2 + 1 + 1 + 8 * 4 + 7 * 4
+    assert len(CASES) == 7 * 16 * 4
 
 
 @pytest.mark.parametrize(
@@ -167,6 +170,7 @@ def test_a_queja_cannot_be_remitted_but_may_be_inspected(lifecycle: Lifecycle) -
         "classify",
         "start_inspection",
         "decline",
+        "forward",
         "join",
         "separate",
         "add_information",
