@@ -201,7 +201,9 @@ async def test_the_survey_is_answered_once_after_closure_and_shown_to_staff(
 ) -> None:
     site = local_site
     code, clave = await file_on_the_web(site)
-    await staff_act(site, code, "decline", reason="No es competencia de la institución.")
+    await staff_act(
+        site, code, "decline", reason_code="desistimiento", reason="El ciudadano desistió."
+    )
     bad = await step(site, code, "answer_survey", clave=clave, score="9")
     assert bad.status_code == 422 and "Calificación" in unescape(bad.text)
     answered = await step(site, code, "answer_survey", clave=clave, score="4", comment="Bien.")
