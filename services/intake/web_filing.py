@@ -364,7 +364,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             path=f"/presentar/recibo/{code}",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=request.url.scheme == "https" or app.state.intake_settings.cookie_secure,
         )
         return response
 
