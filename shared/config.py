@@ -32,6 +32,9 @@ class DeadlinePolicy(BaseModel):
     # A petition for another public body is forwarded within this many working days of filing.
     forward_days: int = Field(default=5, ge=1, le=60)
     thresholds: list[int] = Field(default_factory=lambda: [7, 3, 1])
+    # After a resolution the citizen may say "no está resuelto" for this many days (counted
+    # like the other terms); the case then reopens with a new legal term.
+    reopen_days: int = Field(default=10, ge=1, le=365)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("thresholds")
@@ -98,6 +101,21 @@ class CalendarSettings(BaseModel):
         return self
 
 
+class DuplicatePolicy(BaseModel):
+    """When a new case looks like an open one: near it, or written almost the same."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Same category and within this many metres of an open case.
+    distance_m: float = Field(default=50.0, gt=0, le=5000)
+    # Very similar text among the open cases filed in the last this many days.
+    text_days: int = Field(default=30, ge=1, le=365)
+    # How similar (0–1; trigram similarity on PostgreSQL, word overlap elsewhere).
+    text_similarity: float = Field(default=0.6, gt=0, le=1)
+    # At most this many candidates are shown.
+    limit: int = Field(default=5, ge=1, le=50)
+
+
 class Department(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -146,6 +164,7 @@ class InstitutionConfig(BaseModel):
     institution: Institution = Field(default_factory=Institution)
     deadlines: DeadlinePolicy = Field(default_factory=DeadlinePolicy)
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
+    duplicates: DuplicatePolicy = Field(default_factory=DuplicatePolicy)
     entities: list[Entity] = Field(default_factory=list)
     decline_reasons: list[DeclineReason] = Field(
         default_factory=lambda: list(DEFAULT_DECLINE_REASONS), min_length=1

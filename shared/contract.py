@@ -474,6 +474,38 @@ class CaseClosed(CaseEvent):
     routing_prefix: ClassVar[str] = "case.closed"
 
 
+class CitizenAddedInformation(CaseEvent):
+    """The person who filed added information to an open case (with their clave).
+
+    It carries no text: what the citizen wrote may hold personal data, and 311 follows every
+    ``case.#`` key. Staff and the department read it on the case's timeline (console, API).
+    """
+
+    event_type: Literal["CitizenAddedInformation"] = "CitizenAddedInformation"
+    #: The department holding the case, if it is remitted; else the office alone is told.
+    department: str | None = None
+    attachments: int = 0
+    routing_prefix: ClassVar[str] = "case.information"
+
+    def routing_key(self) -> str:
+        return f"case.information.{self.department or 'office'}"
+
+
+class CaseReopened(CaseEvent):
+    """The citizen said "no está resuelto" within the term: the case is handled again.
+
+    A new legal term runs from ``reopened_at`` (``due_at``); the office is alerted.
+    """
+
+    event_type: Literal["CaseReopened"] = "CaseReopened"
+    reopened_at: AwareDatetime
+    due_at: AwareDatetime
+    #: The department whose answer the citizen disputes, if the case was remitted.
+    department: str | None = None
+    reopen_count: int = 1
+    routing_prefix: ClassVar[str] = "case.reopened"
+
+
 class CaseForwarded(CaseEvent):
     """The petition belongs to another public body: sent there, and the case closed here."""
 
@@ -561,6 +593,8 @@ AnyEvent = Annotated[
     | CaseAddedToAgenda
     | CaseResolved
     | CaseClosed
+    | CitizenAddedInformation
+    | CaseReopened
     | CaseForwarded
     | SubmissionRejected
     | DeadlineNear
@@ -585,6 +619,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CaseAddedToAgenda,
         CaseResolved,
         CaseClosed,
+        CitizenAddedInformation,
+        CaseReopened,
         CaseForwarded,
         SubmissionRejected,
         DeadlineNear,

@@ -33,11 +33,15 @@ OPEN_STATES = frozenset(
 
 
 class Transition(NamedTuple):
-    """One row of the lifecycle table; ``condition`` names a guard on the case's kind."""
+    """One row of the lifecycle table; ``condition`` names a guard on the case's kind.
+
+    ``destination`` None: the action leaves the state as it is (adding information, a
+    survey answer) but is still allowed only in ``sources``.
+    """
 
     action: str
     sources: tuple[State, ...]
-    destination: State
+    destination: State | None
     condition: str | None = None
 
 
@@ -112,7 +116,7 @@ class Lifecycle:
             self._machine.add_transition(
                 _trigger_name(action),
                 [s.value for s in sources],
-                dest.value,
+                dest.value if dest is not None else None,
                 conditions=[condition] if condition else None,
             )
 

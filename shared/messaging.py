@@ -62,10 +62,12 @@ DEADLINES = QueueSpec(
         "case.closed",
         "case.forwarded",
         "deadline.changed",
+        "case.reopened",
     ),
     "Events that start, stop and move the legal and department clocks (the system's verdicts "
     "only: never a department's own answer, which the router judges; a due date moved by a "
-    "closure, DueDateChanged, moves its clock)",
+    "closure, DueDateChanged, moves its clock; a case the citizen reopened, CaseReopened, "
+    "starts a new legal clock)",
     retired=("case.responded.*", "case.returned.*", "case.rejected.*"),
 )
 NOTIFIER = QueueSpec(
@@ -79,6 +81,7 @@ NOTIFIER = QueueSpec(
         "deadline.near",
         "deadline.missed",
         "deadline.changed",
+        "case.reopened",
     ),
     "Events that become e-mails, SMS and webhooks",
 )
@@ -110,9 +113,10 @@ PLATFORM311 = QueueSpec(
 def department_queue(code: str) -> QueueSpec:
     return QueueSpec(
         f"{PREFIX}.department.{code}",
-        (department_remitted_key(code), f"case.rejected.{code}"),
+        (department_remitted_key(code), f"case.rejected.{code}", f"case.information.{code}"),
         f"Cases remitted to department {code} (CaseRemittedToDepartment, with the citizen's "
-        "contact) and its refused answers",
+        "contact), its refused answers and information the citizen added to its cases "
+        "(CitizenAddedInformation)",
     )
 
 

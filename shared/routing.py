@@ -27,10 +27,12 @@ from shared.contract import (
     CaseReceived,
     CaseRemitted,
     CaseRemittedToDepartment,
+    CaseReopened,
     CaseResolved,
     CaseReturnAccepted,
     CaseReturned,
     CaseSubmitted,
+    CitizenAddedInformation,
     DeadlineMissed,
     DeadlineNear,
     DepartmentResponded,
@@ -110,6 +112,19 @@ ROUTES: tuple[Route, ...] = (
     Route("case.on_agenda", (CaseAddedToAgenda,), "system", "a suggestion on the agenda"),
     Route("case.resolved", (CaseResolved,), "system", "a case resolved (any path)"),
     Route("case.closed", (CaseClosed,), "system", "a case closed or declined"),
+    Route(
+        "case.information.*",
+        (CitizenAddedInformation,),
+        "system",
+        "the citizen added information to a case held by the department <code> "
+        "(``office``: by the Department itself); no text in it",
+    ),
+    Route(
+        "case.reopened",
+        (CaseReopened,),
+        "system",
+        "the citizen said the case is not resolved: it is handled again with a new legal term",
+    ),
     Route(
         "case.forwarded",
         (CaseForwarded,),

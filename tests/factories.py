@@ -82,6 +82,7 @@ def case_row(**overrides: Any) -> CaseRow:
         "return_count": 0,
         "flagged": False,
         "updated_at": received,
+        "reopen_count": 0,
     }
     values.update(overrides)
     return CaseRow(**values)
@@ -93,6 +94,8 @@ def case_in(state: str, kind: str | None = "denuncia", **overrides: Any) -> Case
         overrides.setdefault("department", "vias")
         overrides.setdefault("remitted_at", NOW)
         overrides.setdefault("department_due_at", NOW + timedelta(days=20))
+    if state in (State.RESOLVED, State.CLOSED):
+        overrides.setdefault("resolved_at", NOW - timedelta(days=1))
     return case_row(state=state, kind=kind, **overrides)
 
 
@@ -113,6 +116,11 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "close": {"reason": "Ciudadano notificado."},
     "decline": {"reason_code": "duplicada", "reason": "Duplicado de otro caso."},
     "forward": {"entity": "idaan", "note": "Falta de agua: competencia del IDAAN."},
+    "join": {"main": "2026-4SB-N2C-ZTS"},
+    "separate": {},
+    "add_information": {"text": "El hueco creció y ya hay un carro dañado."},
+    "reopen": {"reason": "El hueco sigue igual."},
+    "answer_survey": {"score": 4, "comment": "Buena atención."},
 }
 
 

@@ -4,6 +4,7 @@
 - ``CaseRemitted`` starts a department clock (due = the event's ``due_at``); a re-remittance
   starts a new one;
 - ``CaseReturnAccepted`` (a department's return, accepted) stops that department's clocks;
+- ``CaseReopened`` (the citizen said "no está resuelto") starts a new legal clock;
 - ``CaseResolved`` / ``CaseClosed`` stop the legal clock and every department clock of the case;
 - ``DueDateChanged`` (a closure by decree moved a term) moves that clock and its next alert.
 
@@ -37,6 +38,7 @@ from shared.contract import (
     CaseForwarded,
     CaseReceived,
     CaseRemitted,
+    CaseReopened,
     CaseResolved,
     CaseReturnAccepted,
     DueDateChanged,
@@ -135,6 +137,8 @@ async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str |
         )
     if isinstance(event, CaseReceived):
         return await start(uow, policy, event, LEGAL, None, event.received_at)
+    if isinstance(event, CaseReopened):
+        return await start(uow, policy, event, LEGAL, None, event.reopened_at)
     if isinstance(event, CaseRemitted):
         return await start(uow, policy, event, DEPARTMENT, event.department, event.remitted_at)
     if isinstance(event, CaseReturnAccepted):
@@ -153,7 +157,7 @@ async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str |
 async def start(
     uow: UnitOfWork,
     policy: AlertPolicy,
-    event: CaseReceived | CaseRemitted,
+    event: CaseReceived | CaseRemitted | CaseReopened,
     clock: str,
     department: str | None,
     started_at: datetime,

@@ -144,6 +144,8 @@ def requested_ids(scope: Scope) -> int:
 
 
 UPLOAD_PATH = "/presentar"
+#: Pages that take attachments: filing, and the citizen adding information to a case.
+UPLOAD_PATHS = re.compile(r"/presentar|/seguimiento/[^/]+/add_information")
 
 
 def public_rules(limits: HttpLimits) -> list[LimitRule]:
@@ -302,7 +304,7 @@ class HttpGuard:
         """Refuse the body once it is read: routing has happened, so the 413 is counted
         under its route, and an endpoint that reads no body is not refused."""
         limit = self.limits.max_body_bytes
-        if scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH:
+        if scope["method"] == "POST" and UPLOAD_PATHS.fullmatch(scope["path"].rstrip("/")):
             limit = self.upload_limit
         declared = _content_length(scope)
         read = 0

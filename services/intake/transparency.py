@@ -39,6 +39,7 @@ from sqlalchemy import (
     case as sql_case,
 )
 
+from services.intake.satisfaction import SurveyFigures, survey_csv_rows
 from shared.calendar import TZ, BusinessCalendar
 from shared.config import InstitutionConfig
 from shared.db.models import CaseRow
@@ -93,6 +94,8 @@ class Figures:
     #: Answered by sending the petition to the competent public body (counted apart).
     forwarded: int = 0
     medians: list[Median] = field(default_factory=list)
+    #: The satisfaction survey and the duplicates joined (computed beside the figures).
+    survey: SurveyFigures | None = None
 
     @property
     def on_time_share(self) -> float | None:
@@ -231,20 +234,24 @@ def _totals_statement(now: datetime) -> Select[Any]:
         return func.count().filter(condition)
 
     month = func.to_char(_local(c.received_at), "YYYY-MM").label("month")
-    return select(
-        c.kind,
-        c.channel,
-        month,
-        func.count().label("n"),
-        count_if(c.resolved_at.is_not(None)).label("resolved"),
-        count_if(c.resolved_at <= c.due_at).label("on_time"),
-        count_if(forwarded).label("forwarded"),
-        count_if(unresolved_open).label("open"),
-        count_if(
-            and_(unresolved_open, overdue_clause(c.state, c.due_at, c.department_due_at, now))
-        ).label("overdue"),
-        count_if(and_(unresolved_open, c.due_at < now)).label("open_past_due"),
-    ).group_by(c.kind, c.channel, month)
+    return (
+        select(
+            c.kind,
+            c.channel,
+            month,
+            func.count().label("n"),
+            count_if(c.resolved_at.is_not(None)).label("resolved"),
+            count_if(c.resolved_at <= c.due_at).label("on_time"),
+            count_if(forwarded).label("forwarded"),
+            count_if(unresolved_open).label("open"),
+            count_if(
+                and_(unresolved_open, overdue_clause(c.state, c.due_at, c.department_due_at, now))
+            ).label("overdue"),
+            count_if(and_(unresolved_open, c.due_at < now)).label("open_past_due"),
+        )
+        .where(c.duplicate_of.is_(None))  # a joined duplicate counts once, as its main
+        .group_by(c.kind, c.channel, month)
+    )
 
 
 async def _days_histograms(uow: UnitOfWork, calendar: BusinessCalendar) -> dict[str, Counter[int]]:
@@ -263,7 +270,7 @@ async def _days_histograms(uow: UnitOfWork, calendar: BusinessCalendar) -> dict[
             select(
                 func.min(func.least(filed_day, resolved_day)),
                 func.max(func.greatest(filed_day, resolved_day)),
-            ).where(c.resolved_at.is_not(None))
+            ).where(c.resolved_at.is_not(None), c.duplicate_of.is_(None))
         )
     ).one()
     first, last = bounds
@@ -280,7 +287,7 @@ async def _days_histograms(uow: UnitOfWork, calendar: BusinessCalendar) -> dict[
     ).label("grp")
     resolved = (
         select(group, filed_day.label("filed"), resolved_day.label("resolved"))
-        .where(c.resolved_at.is_not(None))
+        .where(c.resolved_at.is_not(None), c.duplicate_of.is_(None))
         .subquery()
     )
     ordinal_of = (
@@ -343,7 +350,9 @@ async def _figures_streamed(
             CaseRow.due_at,
             CaseRow.resolved_at,
             CaseRow.department_due_at,
-        ).execution_options(yield_per=1000)
+        )
+        .where(CaseRow.duplicate_of.is_(None))  # a joined duplicate counts once, as its main
+        .execution_options(yield_per=1000)
     )
     cases = [CaseFacts(*row) async for row in rows]
     return figures(cases, now, calendar, config)
@@ -509,4 +518,6 @@ def to_csv(data: Figures) -> str:
         )
     writer.writerow(["open_cases", "", data.open_count, ""])
     writer.writerow(["overdue_open_cases", "", data.overdue_count, ""])
+    if data.survey is not None:
+        writer.writerows(survey_csv_rows(data.survey))
     return out.getvalue()

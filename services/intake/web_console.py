@@ -8,6 +8,7 @@ case row. POST forms carry the session's CSRF token; the session cookie is ``Sam
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,11 +29,13 @@ from shared.cases import (
     file_case,
     get_case,
     history,
+    issue_key,
     perform,
 )
+from shared.cases.duplicates import joined_to, possible_duplicates
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
-from shared.domain.actions import REGISTRY, allowed_for
+from shared.domain.actions import REGISTRY, STAFF_ROLES, allowed_for
 from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import (
     DECISION_LABELS,
@@ -40,12 +43,14 @@ from shared.domain.labels import (
     actor_label,
     timeline_text,
 )
-from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State
+from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State, is_open
 from shared.messaging import ANSWERS_INBOX
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
+
+log = logging.getLogger("defensa311.intake.console")
 
 if TYPE_CHECKING:
     from services.intake.web import Pages
@@ -563,11 +568,24 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 case = await get_case(uow, tracking_code=code)
             except CaseNotFound:
                 return case_not_found(request, session)
-        if session.department is not None and not (
-            case.state == State.REMITTED and case.department == session.department
-        ):
-            return case_not_found(request, session)
-        actions = allowed_for(deps.cases.lifecycle, session.role, case.state, case.kind)
+            if session.department is not None and not (
+                case.state == State.REMITTED and case.department == session.department
+            ):
+                return case_not_found(request, session)
+            duplicates, joined, main = [], [], None
+            if session.department is None:
+                joined = await joined_to(uow, case)
+                if case.duplicate_of is not None:
+                    main = await uow.session.get(CaseRow, case.duplicate_of)
+                elif is_open(case.state):
+                    duplicates = await possible_duplicates(uow, case, deps.config.duplicates)
+        actions = [
+            a
+            for a in allowed_for(deps.cases.lifecycle, session.role, case.state, case.kind)
+            if REGISTRY[a].offered_on(case)
+            # a joined case follows its main case: staff act there, or separate it first
+            and (case.duplicate_of is None or a == "separate")
+        ]
         now = deps.clock.now()
         return pages.render(
             request,
@@ -582,6 +600,9 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
             person=person_data(case),
             timeline=await timeline_for(deps, case, pages.department_name),
             actions=[REGISTRY[a] for a in actions],
+            duplicates=duplicates,
+            joined=joined,
+            main=main,
             choices={
                 "kinds": list(KIND_LABELS.items()),
                 "decisions": list(DECISION_LABELS.items()),
@@ -612,6 +633,31 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
         elif (spec := REGISTRY.get(hecho or "")) is not None:
             notice = f"Hecho: {spec.label}."
         return await case_page(request, session, canonical, notice=notice)
+
+    @app.post("/consola/casos/{code}/nueva-clave", include_in_schema=False)
+    async def new_citizen_key(request: Request, code: str) -> Response:
+        """Staff issue the citizen a new clave after checking their identity; shown once."""
+        session = session_of(request)
+        if session is None:
+            return to_login()
+        form = await form_of(request)
+        if not web_session.csrf_ok(session, form.get("csrf")) or session.role not in STAFF_ROLES:
+            return forbidden(request, session)
+        try:
+            code = normalize_tracking_code(code)
+            async with deps.uow() as uow:
+                case = await get_case(uow, tracking_code=code, lock=True)
+                key = await issue_key(uow, case, actor=session.actor, now=deps.clock.now())
+        except (ValueError, CaseNotFound):
+            return case_not_found(request, session)
+        log.info("citizen key issued", extra={"case_id": case.id, "tracking_code": code})
+        return await case_page(
+            request,
+            session,
+            code,
+            notice=f"Nueva clave del caso: {key}. Entréguela al ciudadano: no se volverá a "
+            "mostrar, y la anterior ya no sirve.",
+        )
 
     @app.post("/consola/casos/{code}/{action}", include_in_schema=False)
     async def act(request: Request, code: str, action: str) -> Response:

@@ -33,6 +33,7 @@ from services.intake.open311_catalog import KIND_GROUPS, build_catalog
 from services.intake.web_attachments import attachment_store
 from shared.cases import CaseNotFound, file_case, get_case
 from shared.contract import SubmissionInvalid, validate_submission
+from shared.domain.citizen_key import hash_key, new_key
 from shared.evidence import (
     FIELD,
     AttachmentLimits,
@@ -54,6 +55,7 @@ DIVISIONS = Path(__file__).resolve().parent / "data" / "panama_divisiones.json"
 HONEYPOT = "sitio_web"
 UPLOADS = "adjuntos"
 STAMP = "emitido"
+KEY_COOKIE = "clave_recibo"
 # The page's own script (the browser's position) is the only one any page loads.
 SCRIPT_CSP = (
     "default-src 'self'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
@@ -322,11 +324,19 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
         if errors or submission is None:
             return form_page(request, form, errors, status_code=422)
         store = attachment_store(app)
+        clave = new_key()
+        clave_hash = await asyncio.to_thread(hash_key, clave)
         rows = await store_blobs(store, prepared, "web", now)
         try:
             async with deps.uow() as uow:
                 case, _ = await file_case(
-                    uow, deps.cases, submission, channel="web", actor="ciudadano", now=now
+                    uow,
+                    deps.cases,
+                    submission,
+                    channel="web",
+                    actor="ciudadano",
+                    now=now,
+                    clave_hash=clave_hash,
                 )
                 for row in rows:
                     row.case_id = case.id
@@ -344,7 +354,19 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                 "attachments": len(rows),
             },
         )
-        return RedirectResponse(f"/presentar/recibo/{code}", status_code=303)
+        response = RedirectResponse(f"/presentar/recibo/{code}", status_code=303)
+        # The clave is shown once, on the receipt: it rides in a short-lived cookie scoped to
+        # that page (never in a URL, which logs and browser history keep), dropped when shown.
+        response.set_cookie(
+            KEY_COOKIE,
+            clave,
+            max_age=600,
+            path=f"/presentar/recibo/{code}",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https" or app.state.intake_settings.cookie_secure,
+        )
+        return response
 
     @app.get("/presentar/recibo/{tracking_code}", include_in_schema=False)
     async def receipt(request: Request, tracking_code: str) -> Response:
@@ -363,11 +385,16 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                 back_href="/presentar",
                 back_text="Presentar un caso",
             )
-        return pages.render(
+        clave = request.cookies.get(KEY_COOKIE)
+        response = pages.render(
             request,
             "presentar_recibo.html",
             private=True,
             title=f"Constancia del caso {case.tracking_code}",
             section="presentar",
             case=case,
+            clave=clave,
         )
+        if clave is not None:
+            response.delete_cookie(KEY_COOKIE, path=f"/presentar/recibo/{code}")
+        return response

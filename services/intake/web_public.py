@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
 
+from services.intake.satisfaction import load_survey
+from services.intake.throttle import client_of, throttle_of
 from services.intake.transparency import (
     SMALL_SAMPLE,
     Figures,
@@ -19,14 +24,42 @@ from services.intake.transparency import (
     load_figures,
     to_csv,
 )
-from shared.cases import CaseNotFound, get_case, history
-from shared.db.models import CaseHistoryRow
+from services.intake.web_attachments import attachment_store
+from shared.cases import CaseNotFound, InvalidActionInput, get_case, history, perform
+from shared.db.models import CaseHistoryRow, CaseRow
+from shared.domain.actions import CITIZEN, REGISTRY
+from shared.domain.case import AlreadyAnswered, TermEnded
+from shared.domain.citizen_key import key_matches
 from shared.domain.clocks import legal_status
 from shared.domain.labels import action_label
-from shared.evidence import of_case
-from shared.lifecycle import is_open
+from shared.evidence import (
+    FIELD,
+    AttachmentLimits,
+    AttachmentRefused,
+    AttachmentRow,
+    discard,
+    of_case,
+    prepare,
+    store_blobs,
+)
+from shared.lifecycle import DomainError, IllegalTransition, State, is_open
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
+from shared.validation import spanish_errors
+
+log = logging.getLogger("defensa311.intake.web")
+#: The file field of the tracking page's "add information" form (as on /presentar).
+UPLOADS = "adjuntos"
+
+#: Steps the citizen takes on the tracking page, as the page confirms them.
+CITIZEN_DONE = {
+    "add_information": "Recibimos su información: el Departamento la verá en su caso.",
+    "reopen": "Su caso fue reabierto: el Departamento lo atenderá de nuevo con un nuevo plazo.",
+    "answer_survey": "Gracias por responder la encuesta.",
+}
+WRONG_KEY = "clave: no corresponde a este caso; revise la clave de su constancia"
+#: Timeline rows the public sees besides state changes: the citizen's own steps, no text.
+PUBLIC_NOTES = frozenset({"file", "add_information", "answer_survey"})
 
 if TYPE_CHECKING:
     from services.intake.web import Pages
@@ -43,11 +76,25 @@ def public_timeline(rows: list[CaseHistoryRow]) -> list[PublicStep]:
     return [
         PublicStep(row.at, action_label(row.action))
         for row in rows
-        if row.from_state != row.to_state or row.action == "file"
+        if row.from_state != row.to_state or row.action in PUBLIC_NOTES
     ]
 
 
+def citizen_steps(case: CaseRow, now: datetime, deps: Deps) -> dict[str, Any]:
+    """Which of the citizen's steps the tracking page offers now, and the reopen term."""
+    ends = deps.cases.case(case).reopen_ends()
+    return {
+        "add_information": is_open(case.state),
+        "reopen": case.state in (State.RESOLVED, State.CLOSED) and ends is not None and now <= ends,
+        "reopen_ends": ends,
+        "answer_survey": case.state == State.CLOSED and case.survey_score is None,
+        "survey_answered": case.survey_score is not None,
+    }
+
+
 def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
+    limits = AttachmentLimits()
+
     def not_found(request: Request, message: str) -> Response:
         return pages.render(
             request,
@@ -80,14 +127,17 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             error=error,
         )
 
-    @app.get("/seguimiento/{tracking_code}", include_in_schema=False)
-    async def tracking_page(request: Request, tracking_code: str) -> Response:
-        try:
-            code = normalize_tracking_code(tracking_code)
-        except ValueError:
-            return not_found(request, "El código está mal escrito. Revíselo e inténtelo de nuevo.")
-        if code != tracking_code:
-            return RedirectResponse(f"/seguimiento/{code}", status_code=308)
+    async def tracking_view(
+        request: Request,
+        code: str,
+        *,
+        status_code: int = 200,
+        notice: str | None = None,
+        problem: str | None = None,
+        failed: str | None = None,
+        errors: dict[str, str] | None = None,
+        values: dict[str, str] | None = None,
+    ) -> Response:
         now = deps.clock.now()
         async with deps.uow() as uow:
             try:
@@ -99,6 +149,8 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
         return pages.render(
             request,
             "seguimiento.html",
+            status_code=status_code,
+            private=failed is not None,
             title=f"Caso {case.tracking_code}",
             section="seguimiento",
             case=case,
@@ -106,11 +158,20 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             legal_days_left=legal_status(case, now, deps.cases.terms).days_left,
             timeline=public_timeline(rows),
             attachments=shown,
+            steps=citizen_steps(case, now, deps),
+            notice=notice,
+            problem=problem,
+            failed=failed,
+            limits=limits,
+            errors=errors or {},
+            values=values or {},
         )
 
     async def compute(now: datetime) -> Figures:
         async with deps.uow() as uow:
-            return await load_figures(uow, now, deps.cases.terms.calendar, deps.config)
+            figures = await load_figures(uow, now, deps.cases.terms.calendar, deps.config)
+            figures.survey = await load_survey(uow, pages.department_name)
+            return figures
 
     ttl = timedelta(seconds=deps.settings.transparency_cache_seconds)
     cache = FiguresCache(ttl, compute, deps.clock.now)
@@ -122,10 +183,119 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             "Cache-Control": f"public, max-age={int(ttl.total_seconds())}",
         }
 
+    @app.get("/seguimiento/{tracking_code}", include_in_schema=False)
+    async def tracking_page(request: Request, tracking_code: str, hecho: str = "") -> Response:
+        try:
+            code = normalize_tracking_code(tracking_code)
+        except ValueError:
+            return not_found(request, "El código está mal escrito. Revíselo e inténtelo de nuevo.")
+        if code != tracking_code:
+            return RedirectResponse(f"/seguimiento/{code}", status_code=308)
+        return await tracking_view(request, code, notice=CITIZEN_DONE.get(hecho))
+
+    @app.post("/seguimiento/{tracking_code}/{action}", include_in_schema=False)
+    async def citizen_step(request: Request, tracking_code: str, action: str) -> Response:
+        """One of the citizen's steps, proven with the clave; a wrong clave is a failed guess
+        (the same throttle as every other secret)."""
+        try:
+            code = normalize_tracking_code(tracking_code)
+        except ValueError:
+            return not_found(request, "El código está mal escrito. Revíselo e inténtelo de nuevo.")
+        spec = REGISTRY.get(action)
+        if spec is None or not spec.may(CITIZEN):
+            return not_found(request, "Esa acción no existe.")
+        raw = await request.form()
+        form = {k: v for k, v in raw.items() if isinstance(v, str)}
+
+        async def again(status: int, problem: str, errors: dict[str, str]) -> Response:
+            return await tracking_view(
+                request,
+                code,
+                status_code=status,
+                problem=problem,
+                failed=action,
+                errors=errors,
+                values={k: v for k, v in form.items() if k != "clave"},
+            )
+
+        client, throttle = client_of(request), throttle_of(request)
+        wait = throttle.retry_after(client)
+        if wait:
+            response = await again(429, throttle.message(wait), {})
+            response.headers["Retry-After"] = str(wait)
+            return response
+        params = {name: form[name] for name in spec.field_names if form.get(name, "").strip()}
+        try:
+            body = spec.body.model_validate(params)
+        except ValidationError as exc:
+            errors: dict[str, str] = {}
+            for error in spanish_errors(exc):
+                errors.setdefault(error["field"], error["message"])
+            labels = {f.name: f.label for f in spec.fields}
+            summary = "; ".join(f"{labels.get(k, k)}: {m}" for k, m in errors.items())
+            return await again(422, f"Revise el formulario: {summary}", errors)
+        async with deps.uow() as uow:
+            try:
+                stored = (await get_case(uow, tracking_code=code)).clave_hash
+            except CaseNotFound:
+                return not_found(request, "No hay ningún caso con ese código.")
+        if not await asyncio.to_thread(key_matches, form.get("clave", ""), stored):
+            throttle.failed(client)
+            log.info("citizen key refused", extra={"tracking_code": code, "action": action})
+            return await again(403, WRONG_KEY, {"clave": WRONG_KEY.removeprefix("clave: ")})
+        now = deps.clock.now()
+        rows: list[AttachmentRow] = []
+        store = attachment_store(app)
+        if action == "add_information":
+            files = []
+            for upload in raw.getlist(UPLOADS):
+                if isinstance(upload, str) or (not upload.filename and not upload.size):
+                    continue  # the empty part a browser sends when no file was chosen
+                files.append((upload.filename or "", await upload.read(limits.max_bytes + 1)))
+            try:
+                prepared = await asyncio.to_thread(prepare, files, limits)
+            except AttachmentRefused as exc:
+                message = "; ".join(e.message for e in exc.errors)
+                return await again(422, f"Revise el formulario: {message}", {FIELD: message})
+            rows = await store_blobs(store, prepared, "citizen", now)
+            body = body.model_copy(update={"attachments": len(rows)})
+        try:
+            async with deps.uow() as uow:
+                case = await get_case(uow, tracking_code=code, lock=True)
+                await perform(uow, deps.cases, case, action, body, actor="ciudadano", now=now)
+                for row in rows:
+                    row.case_id = case.id
+                    uow.session.add(row)
+        except TermEnded as exc:
+            await discard(store, rows)
+            return await again(409, f"No se pudo reabrir: {exc.message}.", {})
+        except AlreadyAnswered as exc:
+            await discard(store, rows)
+            return await again(409, f"{str(exc)[:1].upper()}{str(exc)[1:]}.", {})
+        except IllegalTransition:
+            await discard(store, rows)
+            return await again(
+                409, "El estado del caso ya no permite ese paso. Revise el estado actual.", {}
+            )
+        except InvalidActionInput as exc:
+            await discard(store, rows)
+            return await again(
+                422, f"Revise el formulario: {exc.message}", {exc.field: exc.message}
+            )
+        except DomainError as exc:
+            await discard(store, rows)
+            return await again(409, str(exc), {})
+        except BaseException:
+            await discard(store, rows)  # nothing half-stored: no bytes without their step
+            raise
+        log.info("citizen step taken", extra={"tracking_code": code, "action": action})
+        return RedirectResponse(f"/seguimiento/{code}?hecho={action}", status_code=303)
+
     @app.get("/transparencia", include_in_schema=False)
     async def transparency(request: Request) -> Response:
         snapshot = await cache.get()
         data = snapshot.figures
+        survey = data.survey
         charts = []
         for chart_id, title, header, rows in (
             ("tipo", "Casos por tipo", "Tipo", data.by_kind),
@@ -158,6 +328,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             charts=charts,
             medians_svg=medians_svg,
             small_sample=SMALL_SAMPLE,
+            survey=survey,
         )
         # The page also shows who is signed in: no ETag, only the figures' age.
         page.headers["Last-Modified"] = validators(snapshot)["Last-Modified"]

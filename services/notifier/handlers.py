@@ -19,8 +19,9 @@ from services.notifier.models import NotificationRow
 from services.notifier.planning import CaseFacts, Plan, Planner
 from services.notifier.settings import NotifierSettings
 from shared.cases import CaseNotFound, get_case, record_note
+from shared.cases.duplicates import joined_to
 from shared.consumer import Handler, Poison, Work
-from shared.contract import CaseEvent, Event, parse_event
+from shared.contract import CaseEvent, CaseResolved, Event, parse_event
 from shared.db.models import CaseRow
 from shared.runtime import Deps
 from shared.uow import UnitOfWork
@@ -75,6 +76,17 @@ def events(deps: Deps, settings: NotifierSettings, signal: asyncio.Event) -> Han
                 raise Poison("tracking_code no corresponde al case_id")
             plan = planner.plan(event, case_facts(case))
             await store(uow, event, case, plan, now=now)
+            if isinstance(event, CaseResolved):
+                # The outcome reaches every citizen whose case is joined to this one, under
+                # their own tracking code (a recipient already told is not told twice).
+                told = {p.recipient for p in plan.notifications}
+                for joined in await joined_to(uow, case):
+                    theirs = planner.plan(event, case_facts(joined))
+                    theirs.notifications = [
+                        p for p in theirs.notifications if p.recipient not in told
+                    ]
+                    told.update(p.recipient for p in theirs.notifications)
+                    await store(uow, event, joined, theirs, now=now)
             facts = {
                 "case_id": case.id,
                 "tracking_code": case.tracking_code,

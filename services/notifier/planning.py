@@ -1,21 +1,6 @@
 """Who gets what for an event: the notifier's routing table, pure (no I/O).
 
-============================  ========================================================
-event                         recipients
-============================  ========================================================
-``CaseReceived``              the citizen's notification address (receipt)
-``CaseRemittedToDepartment``  the department's contact e-mail (+ its webhook, if
-                              configured)
-``DeadlineNear``              department clock: the department; legal clock: the
-                              supervisors (and the department holding the case, if any)
-``DeadlineMissed``            the supervisors and the department
-``CaseResolved``              the citizen's notification address (the resolution)
-``CaseClosed``                declined: the citizen (the reason and the recourse)
-``CaseForwarded``             the citizen (where it went) and the entity (the petition)
-``DueDateChanged``            legal term: the citizen; department term: the department
-anything else                 nobody (``SubmissionRejected`` is read by 311 from the event)
-============================  ========================================================
-
+============================  =================================================
 The citizen's address is chosen in the order e-mail → phone (SMS through the gateway
 webhook) → postal address (a task for staff to notify in person). The law requires the
 notification, so nothing is silently skipped: a recipient that cannot be reached becomes a
@@ -38,6 +23,7 @@ from shared.contract import (
     CaseForwarded,
     CaseReceived,
     CaseRemittedToDepartment,
+    CaseReopened,
     CaseResolved,
     DeadlineMissed,
     DeadlineNear,
@@ -167,6 +153,8 @@ class Planner:
             self._forwarded(plan, event, case)
         elif isinstance(event, DueDateChanged):
             self._due_changed(plan, event, case)
+        elif isinstance(event, CaseReopened):
+            self._reopened(plan, event, case)
         return plan
 
     # ---------------------------------------------------------------------------- contexts
@@ -331,6 +319,18 @@ class Planner:
         else:
             code = event.department or case.department
             self._to_department(plan, "due_date_changed", code, context, event)
+
+    def _reopened(self, plan: Plan, event: CaseReopened, case: CaseFacts) -> None:
+        department = self._config.department(event.department) if event.department else None
+        context = self._base(case) | {
+            "due_at": _iso(event.due_at),
+            "department_name": department.name if department else None,
+        }
+        supervisors = self._supervisors(department)
+        for email in supervisors:
+            plan.add(Planned("case_reopened", EMAIL, email, mask_email(email), PENDING, context))
+        if not supervisors:
+            plan.gaps.append("no supervisor configured")
 
     def _deadline(self, plan: Plan, event: DeadlineNear | DeadlineMissed, case: CaseFacts) -> None:
         code = event.department or case.department

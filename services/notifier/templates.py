@@ -37,7 +37,8 @@ Common to every kind:
 
 ``case_received`` (to the citizen; receipt):
     ``received_at`` (required, filing date), ``due_at`` (required, legal due date);
-    optional: ``category`` (str), ``citizen`` (mapping; ``citizen.name`` is used in the greeting).
+    optional: ``category`` (str), ``citizen`` (mapping; ``citizen.name`` is used in the greeting),
+    ``clave`` (str, the citizen's key; without it the message says where to get one).
 
 ``case_remitted`` (to the department's contact; the case to act on):
     ``department_name`` (required), ``department_code`` (required; answers go to the routing key
@@ -65,6 +66,10 @@ Common to every kind:
     ``clock`` (required), ``previous_due_at`` (required), ``due_at`` (required), ``reason``
     (required, naming the decree); optional: ``department_name`` (addressed to the department),
     ``citizen`` (``citizen.name``), ``console_url``.
+
+``case_reopened`` (to the supervisors; the citizen said the case is not resolved):
+    ``due_at`` (required, the new legal due date); optional: ``department_name`` (the department
+    whose answer is disputed), ``category``, ``console_url``.
 
 ``case_declined`` (to the citizen; the office declined the petition):
     ``decline_label`` (required, the configured reason), ``reason`` (required, the explanation),
@@ -118,6 +123,7 @@ MESSAGE_KINDS = (
     "deadline_missed",
     "case_resolved",
     "due_date_changed",
+    "case_reopened",
     "case_declined",
     "case_forwarded",
     "case_forwarded_entity",

@@ -4,6 +4,7 @@
 - :mod:`~shared.cases.filing`: filing a new case;
 - :mod:`~shared.cases.actions`: applying a lifecycle action (the rules are the domain's:
   :mod:`shared.domain.case` and :mod:`shared.domain.actions`);
+- :mod:`~shared.cases.keys`: issuing the citizen's clave again at the front desk;
 - :mod:`~shared.cases.audit`: the audit trail.
 
 Each function runs inside a :class:`~shared.uow.UnitOfWork`: the new state, the audit row and
@@ -13,6 +14,7 @@ the outgoing events are written in the caller's one transaction.
 from shared.cases.actions import perform
 from shared.cases.audit import audit, record_note
 from shared.cases.filing import file_case
+from shared.cases.keys import issue_key
 from shared.cases.queries import CaseNotFound, get_case, history
 from shared.cases.services import CaseServices
 from shared.domain.case import InvalidActionInput, NotYourCase
@@ -26,6 +28,7 @@ __all__ = [
     "file_case",
     "get_case",
     "history",
+    "issue_key",
     "perform",
     "record_note",
 ]

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
 
 from shared.cases.audit import audit
 from shared.cases.services import CaseServices
@@ -70,8 +71,14 @@ async def perform(
     if spec is None:
         raise UnknownAction(action)
     checked = checked_body(spec, body)
+    related = None
+    if spec.related_field is not None:
+        code = getattr(checked, spec.related_field)
+        related = await uow.session.scalar(
+            select(CaseRow).where(CaseRow.tracking_code == code).with_for_update()
+        )
     from_state = case.state
-    events = spec.take(services.case(case), checked, Acting(now, department))
+    events = spec.take(services.case(case), checked, Acting(now, department, related))
     if answer_on_wire:
         events = [e for e in events if not isinstance(e, DEPARTMENT_FACTS)]
     if services.complete_event is not None:

@@ -26,13 +26,15 @@ async def file_case(
     now: datetime,
     external_ref: str | None = None,
     check_code: bool = True,
+    clave_hash: str | None = None,
 ) -> tuple[CaseRow, bool]:
     """Store a new case in ``received`` and emit ``CaseReceived``.
 
     A 311 ``external_ref`` seen before returns the existing case and emits nothing
     (``created`` is False). ``check_code`` False skips the look-up that the new tracking
     code is free (40 random bits: a clash is all but impossible): for a caller that runs
-    again on the unique index's refusal, as a consumer does.
+    again on the unique index's refusal, as a consumer does. ``clave_hash``: the hash of the
+    citizen's clave (:mod:`shared.domain.citizen_key`) when the door hands the clave over.
     """
     if external_ref is not None:
         cached, existing = uow.cached_external_ref(external_ref)
@@ -56,6 +58,10 @@ async def file_case(
         notify=submission.notify.model_dump(exclude_none=True) if submission.notify else None,
         location=submission.location.model_dump(exclude_none=True) if submission.location else None,
         anonymous=submission.anonymous,
+        lat=submission.location.lat if submission.location else None,
+        lon=submission.location.lon if submission.location else None,
+        clave_hash=clave_hash,
+        reopen_count=0,
         state=State.RECEIVED.value,
         received_at=now,
         due_at=services.terms.legal_due(now),

@@ -9,7 +9,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.db.types import UTCDateTime
@@ -27,6 +38,8 @@ class Base(DeclarativeBase):
 
 class CaseRow(Base):
     __tablename__ = "cases"
+    # The duplicate search's prefilter: a bounding box on the case's coordinates.
+    __table_args__ = (Index("ix_cases_lat_lon", "lat", "lon"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tracking_code: Mapped[str] = mapped_column(String(20), unique=True)
@@ -57,6 +70,19 @@ class CaseRow(Base):
     updated_at: Mapped[datetime]
     # Why the due dates last moved (a closure by decree), shown with them on the tracking page.
     due_note: Mapped[str | None] = mapped_column(Text)
+    # The citizen's clave, only as its scrypt hash (shared.domain.citizen_key).
+    clave_hash: Mapped[str | None] = mapped_column(String(200))
+    # Times the citizen said "no está resuelto" and the case was handled again.
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The satisfaction survey after closure: once, 1–5 and an optional comment.
+    survey_score: Mapped[int | None] = mapped_column(Integer)
+    survey_comment: Mapped[str | None] = mapped_column(Text)
+    survey_at: Mapped[datetime | None]
+    # The location's coordinates as columns, indexed for the duplicate search.
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    # A joined case follows this one (the main case) until it is separated again.
+    duplicate_of: Mapped[str | None] = mapped_column(ForeignKey("cases.id"), index=True)
 
 
 class CaseHistoryRow(Base):

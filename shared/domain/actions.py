@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.contract import Decision, Event, Kind, LongText, ShortText
-from shared.domain.case import Case
-from shared.lifecycle import Lifecycle, State, Transition
+from shared.domain.case import Case, CaseRecord
+from shared.lifecycle import OPEN_STATES, Lifecycle, State, Transition
+from shared.tracking import normalize_tracking_code
 
 # ------------------------------------------------------------------------------ who
 
@@ -30,6 +31,8 @@ SUPERVISOR = "supervisor"
 PLATFORM311 = "platform311"
 DEPARTMENT = "department"
 DEPARTMENT_PREFIX = "department:"
+#: The person who filed, proving it with the case's clave (the tracking page).
+CITIZEN = "citizen"
 #: Roles that take the office's actions; supervisors may do everything staff may.
 STAFF_ROLES = frozenset({STAFF, SUPERVISOR})
 
@@ -106,6 +109,32 @@ class DeclineBody(ActionBody):
     reason: LongText
 
 
+class AddInformationBody(ActionBody):
+    text: LongText = Field(description="lo que el ciudadano añade (3 a 4000 caracteres)")
+    #: Set by the door that stored the photos or documents sent with it, never typed.
+    attachments: int = Field(default=0, ge=0, le=20)
+
+
+class ReopenBody(ActionBody):
+    reason: LongText | None = Field(default=None, description="por qué no está resuelto")
+
+
+class JoinBody(ActionBody):
+    main: str = Field(
+        min_length=9, max_length=40, description="código de seguimiento del caso principal"
+    )
+
+    @field_validator("main")
+    @classmethod
+    def _tracking_code(cls, value: str) -> str:
+        return normalize_tracking_code(value)
+
+
+class SurveyBody(ActionBody):
+    score: int = Field(ge=1, le=5, description="calificación de 1 (muy mala) a 5 (muy buena)")
+    comment: LongText | None = None
+
+
 class ForwardBody(ActionBody):
     entity: str = Field(
         min_length=1, max_length=32, description="código de la entidad ([[entities]])"
@@ -136,6 +165,8 @@ class Acting:
 
     now: datetime
     department: str | None = None
+    #: The other case the body names (a join's main case), looked up by the service layer.
+    related: CaseRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +187,13 @@ class ActionSpec:
     secondary: bool = False
     #: What the console says once a department has done it (it leaves the case's page).
     done: str | None = None
+    #: Offered only on cases it fits (the console hides it elsewhere; the domain still checks).
+    applies: Callable[[CaseRecord], bool] | None = None
+    #: The body's field that names another case by its tracking code.
+    related_field: str | None = None
+
+    def offered_on(self, case: CaseRecord) -> bool:
+        return self.applies is None or self.applies(case)
 
     def may(self, role: str | None) -> bool:
         return role_group(role) in self.takers
@@ -168,6 +206,9 @@ class ActionSpec:
 OPEN_BEFORE_ROUTING = (State.RECEIVED, State.CLASSIFIED)
 _OFFICE = STAFF_ROLES
 _DEPARTMENT = frozenset({DEPARTMENT})
+_CITIZEN = frozenset({CITIZEN})
+#: Open states in the lifecycle table's order (a stable order for the machine).
+_OPEN = tuple(s for s in State if s in OPEN_STATES)
 _REASON = FormField("reason", "Motivo", "textarea", required=True)
 
 
@@ -328,6 +369,67 @@ _SPECS += (
             FormField("note", "Nota para la entidad y el ciudadano", "textarea", required=True),
         ),
         secondary=True,
+    ),
+    # ---- duplicates: a case joined to a main one follows it until separated
+    ActionSpec(
+        name="join",
+        body=JoinBody,
+        transition=Transition("join", OPEN_BEFORE_ROUTING, None),
+        takers=_OFFICE,
+        label="Unido a otro caso como duplicado",
+        button="Unir a otro caso",
+        take=lambda case, body, acting: case.join(acting.related, acting.now),
+        fields=(FormField("main", "Código del caso principal", required=True),),
+        secondary=True,
+        applies=lambda case: case.duplicate_of is None,
+        related_field="main",
+    ),
+    ActionSpec(
+        name="separate",
+        body=EmptyBody,
+        transition=Transition("separate", _OPEN, None),
+        takers=_OFFICE,
+        label="Separado del caso principal",
+        button="Separar del caso principal",
+        take=lambda case, body, acting: case.separate(acting.now),
+        secondary=True,
+        applies=lambda case: case.duplicate_of is not None,
+    ),
+    # ---- the citizen's, on the tracking page with the clave (never in the console)
+    ActionSpec(
+        name="add_information",
+        body=AddInformationBody,
+        transition=Transition("add_information", _OPEN, None),
+        takers=_CITIZEN,
+        label="Información añadida por el ciudadano",
+        button="Añadir información",
+        take=lambda case, body, acting: case.add_information(
+            body.text, body.attachments, acting.now
+        ),
+        fields=(FormField("text", "Información adicional", "textarea", required=True),),
+    ),
+    ActionSpec(
+        name="reopen",
+        body=ReopenBody,
+        transition=Transition("reopen", (State.RESOLVED, State.CLOSED), State.CLASSIFIED),
+        takers=_CITIZEN,
+        label="Reabierto: el ciudadano indicó que no está resuelto",
+        button="No está resuelto",
+        take=lambda case, body, acting: case.reopen(acting.now),
+        fields=(FormField("reason", "¿Qué falta por resolver? (opcional)", "textarea"),),
+    ),
+    ActionSpec(
+        name="answer_survey",
+        body=SurveyBody,
+        transition=Transition("answer_survey", (State.CLOSED,), None),
+        takers=_CITIZEN,
+        label="Encuesta de satisfacción respondida",
+        button="Enviar encuesta",
+        take=lambda case, body, acting: case.answer_survey(body.score, body.comment, acting.now),
+        fields=(
+            FormField("score", "Calificación (1 a 5)", "select", required=True, choices="scores"),
+            FormField("comment", "Comentario (opcional)", "textarea"),
+        ),
     ),
 )
 

@@ -23,9 +23,11 @@ from shared.contract import (
     CaseForwarded,
     CaseRemitted,
     CaseRemittedToDepartment,
+    CaseReopened,
     CaseResolved,
     CaseReturnAccepted,
     CaseReturned,
+    CitizenAddedInformation,
     CitizenContact,
     DepartmentResponded,
     Event,
@@ -33,7 +35,8 @@ from shared.contract import (
     Location,
 )
 from shared.domain.clocks import Terms
-from shared.lifecycle import DomainError, Lifecycle, State
+from shared.lifecycle import OPEN_STATES, DomainError, Lifecycle, State
+from shared.spanish import long_date
 
 DECISION_TEXT = {
     "accepted": "sugerencia aceptada",
@@ -72,6 +75,12 @@ class CaseRecord(Protocol):
     return_count: int
     flagged: bool
     updated_at: datetime
+    due_note: str | None
+    reopen_count: int
+    survey_score: int | None
+    survey_comment: str | None
+    survey_at: datetime | None
+    duplicate_of: str | None
 
 
 class InvalidActionInput(DomainError):
@@ -91,6 +100,22 @@ class NotYourCase(DomainError):
         super().__init__(f"el caso no está remitido al departamento «{department}»")
         self.department = department
         self.actual = actual
+
+
+class TermEnded(DomainError):
+    """A citizen's step whose term has passed; ``ended_at`` is when it ended."""
+
+    def __init__(self, message: str, ended_at: datetime) -> None:
+        super().__init__(message)
+        self.message = message
+        self.ended_at = ended_at
+
+
+class AlreadyAnswered(DomainError):
+    """The satisfaction survey of a case is answered once."""
+
+    def __init__(self) -> None:
+        super().__init__("la encuesta de este caso ya fue respondida; gracias")
 
 
 class Case:
@@ -328,6 +353,113 @@ class Case:
                 occurred_at=now,
             )
         ]
+
+    # -------------------------------------------------------------------- the citizen's
+
+    def add_information(self, text: str, attachments: int, now: datetime) -> list[Event]:
+        """The person who filed adds to an open case; the department holding it is told."""
+        self._next("add_information")
+        self.record.updated_at = now
+        return [
+            CitizenAddedInformation(
+                **self._ids(),
+                department=self.record.department if self.record.state == State.REMITTED else None,
+                attachments=attachments,
+                occurred_at=now,
+            )
+        ]
+
+    def reopen_ends(self) -> datetime | None:
+        """Until when the citizen may say "no está resuelto" (None: not resolved yet)."""
+        resolved_at = self.record.resolved_at
+        return self._terms.reopen_ends(resolved_at) if resolved_at is not None else None
+
+    def reopen(self, now: datetime) -> list[Event]:
+        """ "No está resuelto": within the term after the resolution, the case is handled again
+        from ``classified`` (to be routed anew) with a new legal term; it is flagged so the
+        office sees it at once."""
+        to = self._next("reopen")
+        ends = self.reopen_ends()
+        if ends is None:
+            raise InvalidActionInput(
+                "case", "not_resolved", "el caso no tiene una resolución que objetar"
+            )
+        if now > ends:
+            raise TermEnded(
+                "el plazo para indicar que el caso no está resuelto terminó el "
+                f"{long_date(ends.astimezone(TZ).date())}",
+                ends,
+            )
+        case = self.record
+        disputed = case.department
+        case.reopen_count = (case.reopen_count or 0) + 1
+        case.due_at = self._terms.legal_due(now)
+        case.due_note = None
+        case.resolved_at = None
+        case.closed_at = None
+        case.resolution_path = None
+        case.decision = None
+        case.department = None
+        case.department_due_at = None
+        case.remitted_at = None
+        case.flagged = True
+        self._enter(to, now)
+        return [
+            CaseReopened(
+                **self._ids(),
+                reopened_at=now,
+                due_at=case.due_at,
+                department=disputed,
+                reopen_count=case.reopen_count,
+                occurred_at=now,
+            )
+        ]
+
+    def answer_survey(self, score: int, comment: str | None, now: datetime) -> list[Event]:
+        """The satisfaction survey of a closed case: once, 1 to 5 and an optional comment."""
+        self._next("answer_survey")
+        if self.record.survey_score is not None:
+            raise AlreadyAnswered()
+        if not 1 <= score <= 5:
+            raise InvalidActionInput("score", "range_1_5", "la calificación va de 1 a 5")
+        self.record.survey_score = score
+        self.record.survey_comment = comment
+        self.record.survey_at = now
+        self.record.updated_at = now
+        return []
+
+    # -------------------------------------------------------------------- duplicates
+
+    def join(self, main: CaseRecord | None, now: datetime) -> list[Event]:
+        """Join this case to ``main`` (an open case, not itself joined): it follows the main."""
+        self._next("join")
+        case = self.record
+        if main is None:
+            raise InvalidActionInput("main", "unknown_case", "no hay ningún caso con ese código")
+        if main.id == case.id:
+            raise InvalidActionInput("main", "not_itself", "un caso no se une consigo mismo")
+        if main.duplicate_of is not None:
+            raise InvalidActionInput(
+                "main", "main_is_joined", "ese caso ya está unido a otro; únalo al principal"
+            )
+        if main.state not in OPEN_STATES:
+            raise InvalidActionInput(
+                "main", "main_not_open", "el caso principal ya no está abierto"
+            )
+        if case.duplicate_of is not None:
+            raise InvalidActionInput("main", "already_joined", "el caso ya está unido a otro")
+        case.duplicate_of = main.id
+        case.updated_at = now
+        return []
+
+    def separate(self, now: datetime) -> list[Event]:
+        """Undo a join: the case is handled on its own again."""
+        self._next("separate")
+        if self.record.duplicate_of is None:
+            raise InvalidActionInput("case", "not_joined", "el caso no está unido a otro")
+        self.record.duplicate_of = None
+        self.record.updated_at = now
+        return []
 
     # -------------------------------------------------------------------------- events
 

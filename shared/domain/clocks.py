@@ -90,6 +90,8 @@ class Terms:
     department: TermPolicy
     calendar: BusinessCalendar
     department_margin_days: int = 2
+    #: The term after a resolution within which the citizen may say it is not resolved.
+    reopen: TermPolicy | None = None
 
     @classmethod
     def from_config(cls, config: InstitutionConfig) -> Terms:
@@ -101,10 +103,16 @@ class Terms:
                 kind, [c.date for c in config.calendar.closures if c.suspends_terms]
             ),
             department_margin_days=config.deadlines.department_margin_days,
+            reopen=TermPolicy(days=config.deadlines.reopen_days, calendar=kind),
         )
 
     def legal_due(self, filed_at: datetime) -> datetime:
         return due_at(filed_at, self.legal, self.calendar)
+
+    def reopen_ends(self, resolved_at: datetime) -> datetime:
+        """The last instant the citizen may say "no está resuelto" (default 10 days)."""
+        policy = self.reopen or TermPolicy(days=10, calendar=self.calendar.kind)
+        return due_at(resolved_at, policy, self.calendar)
 
     def department_term(self, remitted_at: datetime, legal_due: datetime) -> DepartmentTerm:
         """The department's due date: its own term, capped by the legal one less the margin."""

@@ -26,6 +26,7 @@ NOTE_LABELS = {
     "notification_sent": "Notificación enviada",
     "notification_failed": "Notificación fallida",
     "notification_delivered": "Notificación entregada",
+    "citizen_key_issued": "Nueva clave entregada al ciudadano",
 }
 ACTOR_LABELS = {
     "staff": "Personal",
@@ -57,6 +58,7 @@ TEMPLATE_LABELS = {
     "case_resolved": "respuesta al ciudadano",
     "deadline_near": "alerta de plazo próximo",
     "deadline_missed": "alerta de plazo vencido",
+    "case_reopened": "alerta de caso reabierto",
 }
 _STATUS_LABELS = {
     "pending": "pendiente",
@@ -72,6 +74,11 @@ _TASK_LABELS = {
 # The audit rows' detail keys, as staff read them on the timeline. A key not here (ids, event
 # names, template codes) is for the machine and is not shown.
 DETAIL_LABELS = {
+    "text": "información",
+    "main": "caso principal",
+    "score": "calificación",
+    "comment": "comentario",
+    "attachments": "adjuntos",
     "channel": "canal",
     "kind": "tipo",
     "category": "categoría",

@@ -29,6 +29,8 @@ OFFICE = [
     "close",
     "decline",
     "forward",
+    "join",
+    "separate",
 ]
 # Role → the actions it may take; the API and the console both ask the registry.
 ROLES: dict[str | None, list[str]] = {
@@ -76,7 +78,7 @@ def test_a_refusal_says_in_spanish_what_the_role_may_do() -> None:
 
 def test_allowed_actions_are_the_states_and_the_callers() -> None:
     lifecycle = new_lifecycle()
-    assert allowed_for(lifecycle, "staff", "remitted", "denuncia") == []
+    assert allowed_for(lifecycle, "staff", "remitted", "denuncia") == ["separate"]
     assert allowed_for(lifecycle, "department:vias", "remitted", "denuncia") == [
         "respond",
         "return",
@@ -86,6 +88,8 @@ def test_allowed_actions_are_the_states_and_the_callers() -> None:
         "start_inspection",
         "decline",
         "forward",
+        "join",
+        "separate",
     ]
 
 
@@ -93,7 +97,7 @@ def test_a_conflict_names_only_what_the_caller_may_do() -> None:
     lifecycle = new_lifecycle()
     with pytest.raises(IllegalTransition) as refused:
         lifecycle.apply("resolved", "respond", "denuncia")
-    assert refused.value.allowed == ["close"]
+    assert refused.value.allowed == ["close", "reopen"]  # the citizen may reopen it
     mine = refused.value.only(actions_of("department:vias"))
     assert mine.allowed == [] and str(mine).endswith("permitidas: ninguna")
     assert refused.value.only(actions_of("staff")).allowed == ["close"]

@@ -32,6 +32,12 @@ EMITS = {
     "close": (["CaseClosed"], "closed"),
     "decline": (["CaseClosed"], "closed"),
     "forward": (["CaseForwarded"], "closed"),
+    # The citizen's steps; None: the state stays as it was.
+    "join": ([], None),
+    "separate": ([], None),
+    "add_information": (["CitizenAddedInformation"], None),
+    "reopen": (["CaseReopened"], "classified"),
+    "answer_survey": ([], None),
 }
 COLUMNS = [c.key for c in CaseRow.__table__.columns]
 
@@ -43,7 +49,8 @@ def snapshot(row: CaseRow) -> dict[str, Any]:
 def take(row: CaseRow, action: str, by: str | None = None, **fields: Any) -> list[str]:
     """Take ``action`` with a valid body (``fields`` override it); ``by``: the department."""
     spec = REGISTRY[action]
-    events = spec.take(aggregate(row), body(action, **fields), Acting(NOW, by))
+    main = case_in("classified", id="00000000-0000-4000-8000-00000000000a")  # a join's main case
+    events = spec.take(aggregate(row), body(action, **fields), Acting(NOW, by, main))
     return [e.event_type for e in events]
 
 
@@ -55,6 +62,8 @@ def test_every_action_in_every_state_moves_and_emits_or_refuses_changing_nothing
 ) -> None:
     lifecycle = services().lifecycle
     row = case_in(state, kind)
+    if action == "separate":
+        row.duplicate_of = "00000000-0000-4000-8000-00000000000a"  # joined, to be separated
     before = snapshot(row)
     fields = {"kind": kind or "sugerencia"} if action == "classify" else {}
     if action not in lifecycle.allowed(state, fields.get("kind", kind)):
@@ -66,7 +75,7 @@ def test_every_action_in_every_state_moves_and_emits_or_refuses_changing_nothing
     emitted = take(row, action, **fields)
     events, destination = EMITS[action]
     assert emitted == events
-    assert row.state == destination
+    assert row.state == (destination or state)
     assert row.updated_at == NOW
 
 

@@ -35,6 +35,22 @@ LEGAL: dict[tuple[str, str], tuple[str, frozenset[str | None]]] = {
     ("classified", "decline"): ("closed", ALL_KINDS),
     ("received", "forward"): ("closed", ALL_KINDS),
     ("classified", "forward"): ("closed", ALL_KINDS),
+    # The citizen's steps (with the clave): adding information keeps the state; "no está
+    # resuelto" reopens a resolved or closed case for routing; the survey follows closure.
+    **{
+        (s, "add_information"): (s, ALL_KINDS)
+        for s in ("received", "classified", "inspection", "remitted", "on_agenda")
+    },
+    ("resolved", "reopen"): ("classified", ALL_KINDS),
+    # Duplicates: joined before routing, separated while open; the state stays.
+    ("received", "join"): ("received", ALL_KINDS),
+    ("classified", "join"): ("classified", ALL_KINDS),
+    **{
+        (s, "separate"): (s, ALL_KINDS)
+        for s in ("received", "classified", "inspection", "remitted", "on_agenda")
+    },
+    ("closed", "reopen"): ("classified", ALL_KINDS),
+    ("closed", "answer_survey"): ("closed", ALL_KINDS),
 }
 
 EXPECTED_ACTIONS = {
@@ -49,6 +65,11 @@ EXPECTED_ACTIONS = {
     "close",
     "decline",
     "forward",
+    "join",
+    "separate",
+    "add_information",
+    "reopen",
+    "answer_survey",
 }
 
 STATES = [s.value for s in State]
@@ -115,9 +136,11 @@ def test_every_illegal_transition_is_refused_naming_the_allowed_ones(
 
 def test_the_table_has_as_many_legal_moves_as_the_design() -> None:
     legal_moves = [c for c in CASES if legal(*c) is not None]
-    # 11 kind-free transitions x 4 kinds + inspection (2 kinds) + remit (1) + agenda (1).
-    assert len(legal_moves) == 11 * 4 + 2 + 1 + 1
-    assert len(CASES) == 7 * 11 * 4
+    # 11 kind-free transitions x 4 kinds + inspection (2 kinds) + remit (1) + agenda (1),
+    # the citizen's 8 kind-free steps (information in 5 open states, 2 reopenings, survey)
+    # and the 7 of duplicates (join in 2 states, separate in 5).
+    assert len(legal_moves) == 11 * 4 + 2 + 1 + 1 + 8 * 4 + 7 * 4
+    assert len(CASES) == 7 * 16 * 4
 
 
 @pytest.mark.parametrize(
@@ -143,12 +166,22 @@ def test_kind_guards(lifecycle: Lifecycle, action: str, only: set[str]) -> None:
 def test_a_queja_cannot_be_remitted_but_may_be_inspected(lifecycle: Lifecycle) -> None:
     with pytest.raises(IllegalTransition) as refused:
         lifecycle.apply("classified", "remit", "queja")
-    assert refused.value.allowed == ["classify", "start_inspection", "decline", "forward"]
+    assert refused.value.allowed == [
+        "classify",
+        "start_inspection",
+        "decline",
+        "forward",
+        "join",
+        "separate",
+        "add_information",
+    ]
 
 
-def test_closed_is_final(lifecycle: Lifecycle) -> None:
+def test_a_closed_case_allows_only_the_citizens_reopening_and_survey(
+    lifecycle: Lifecycle,
+) -> None:
     for kind in KINDS:
-        assert lifecycle.allowed("closed", kind) == []
+        assert lifecycle.allowed("closed", kind) == ["reopen", "answer_survey"]
     assert not is_open("closed") and not is_open("resolved")
     assert all(
         is_open(s) for s in ("received", "classified", "inspection", "remitted", "on_agenda")

@@ -24,6 +24,7 @@ from shared.contract import (
     CaseForwarded,
     CaseReceived,
     CaseRemittedToDepartment,
+    CaseReopened,
     CaseResolved,
     CitizenContact,
     DeadlineMissed,
@@ -268,6 +269,21 @@ def test_a_moved_legal_term_tells_the_citizen_and_a_moved_department_term_the_de
     rendered = TemplateRenderer().render(department[0].template, department[0].context)
     assert "Nueva fecha límite" in rendered.text and "consola" in rendered.text
     assert TemplateRenderer().render_sms(citizen.template, citizen.context)
+
+
+def test_a_case_the_citizen_reopened_alerts_the_supervisors_in_spanish() -> None:
+    event = CaseReopened(
+        case_id=CASE_ID, tracking_code=CODE, reopened_at=NOW, due_at=DUE, department="aseo"
+    )
+    plan = Planner(CONFIG, sms_gateway=True).plan(event, facts())
+    assert {(p.template, p.recipient) for p in plan.notifications} == {
+        ("case_reopened", "sup@alcaldia.example"),
+        ("case_reopened", "jefe@alcaldia.example"),
+    }
+    message = TemplateRenderer().render("case_reopened", plan.notifications[0].context)
+    assert CODE in message.subject and "no está resuelto" in message.subject
+    assert "Aseo" in message.text and "Nuevo plazo legal" in message.text
+    assert "ana@example.com" not in message.text  # nothing of the citizen's
 
 
 def test_a_declined_petition_tells_the_citizen_the_reason_and_the_recourse() -> None:

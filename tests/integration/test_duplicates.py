@@ -1,0 +1,142 @@
+"""Possible duplicates (issue 20, point 3) in the database: open cases of the same category
+within the distance (bounding box on the indexed coordinates, then haversine) or with very
+similar text within the days; joining a case to its main one through the registry's action.
+On SQLite (the fallback similarity) and PostgreSQL (pg_trgm)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import select
+
+from services.notifier.handlers import events
+from services.notifier.models import NotificationRow
+from services.notifier.settings import NotifierSettings
+from shared.cases import InvalidActionInput, get_case, perform
+from shared.cases.duplicates import has_trigrams, joined_to, possible_duplicates
+from shared.config import DuplicatePolicy
+from shared.contract import CaseResolved
+from shared.db.models import CaseRow
+from shared.runtime import Deps
+from shared.tracking import new_tracking_code
+from tests.factories import NOW, case_in
+from tests.integration.test_satisfaction_figures import deps_for
+
+HOLE = "Hay un hueco enorme en la Calle 50 frente a la escuela primaria"
+
+
+@pytest.fixture
+async def sqlite_deps(tmp_path: Path) -> AsyncIterator[Deps]:
+    async for deps in deps_for(f"sqlite:///{tmp_path}/dup.db"):
+        yield deps
+
+
+def at(lat: float, lon: float, **overrides: object) -> CaseRow:
+    values: dict[str, object] = {"category": "Calles y huecos", **overrides}
+    row = case_in(str(values.pop("state", "classified")), **values)  # type: ignore[arg-type]
+    row.lat, row.lon = lat, lon
+    row.location = {"lat": lat, "lon": lon}
+    return row
+
+
+async def store(deps: Deps, *rows: CaseRow) -> None:
+    async with deps.uow() as uow:
+        for row in rows:
+            row.tracking_code = new_tracking_code(2026)
+            uow.session.add(row)
+
+
+async def check(deps: Deps) -> None:
+    new = at(8.98, -79.52, description="Un bache peligroso cerca del semáforo", received_at=NOW)
+    near = at(8.9803, -79.52, description="Otro texto sin relación con nada de aquí")
+    far = at(8.99, -79.52, description="Otro texto sin relación con nada de allá")
+    other_category = at(8.98, -79.52, category="Basura", description="Bolsas de basura tiradas")
+    closed = at(8.98, -79.52, state="closed", description="Ya se reparó hace tiempo, gracias")
+    similar = case_in("received", description=HOLE + ".", received_at=NOW - timedelta(days=3))
+    old_similar = case_in("received", description=HOLE, received_at=NOW - timedelta(days=40))
+    wordy = case_in("received", description=HOLE, received_at=NOW - timedelta(days=1))
+    await store(deps, new, near, far, other_category, closed, similar, old_similar)
+    async with deps.uow() as uow:
+        found = await possible_duplicates(uow, new, DuplicatePolicy())
+    assert [(c.case.id, c.reason) for c in found] == [(near.id, "misma categoría, a 33 m")]
+
+    await store(deps, wordy)
+    async with deps.uow() as uow:
+        found = await possible_duplicates(uow, wordy, DuplicatePolicy())
+    assert [c.case.id for c in found] == [similar.id]  # not the one filed 40 days before
+    assert found[0].reason.startswith("texto muy parecido (")
+
+    # Staff join the new case to its near twin, through the registry's action.
+    async with deps.uow() as uow:
+        row = await get_case(uow, tracking_code=new.tracking_code, lock=True)
+        with pytest.raises(InvalidActionInput, match="no hay ningún caso"):
+            await perform(
+                uow, deps.cases, row, "join", {"main": "2026-4SB-N2C-ZTS"}, actor="staff", now=NOW
+            )
+    async with deps.uow() as uow:
+        row = await get_case(uow, tracking_code=new.tracking_code, lock=True)
+        await perform(
+            uow, deps.cases, row, "join", {"main": near.tracking_code}, actor="staff", now=NOW
+        )
+    async with deps.uow() as uow:
+        main = await get_case(uow, tracking_code=near.tracking_code)
+        assert [c.id for c in await joined_to(uow, main)] == [new.id]
+        # A joined case is not offered as anyone's duplicate any more.
+        assert new.id not in [
+            c.case.id for c in await possible_duplicates(uow, main, DuplicatePolicy())
+        ]
+
+
+async def test_duplicates_are_found_and_joined_on_sqlite(sqlite_deps: Deps) -> None:
+    await check(sqlite_deps)
+
+
+@pytest.mark.connected
+async def test_duplicates_are_found_and_joined_on_postgresql(pg_url: str) -> None:
+    async for deps in deps_for(pg_url):
+        async with deps.uow() as uow:
+            assert await has_trigrams(uow)  # the migration installed pg_trgm
+        await check(deps)
+
+
+async def test_the_outcome_of_a_main_case_reaches_the_citizens_of_its_joined_cases(
+    sqlite_deps: Deps,
+) -> None:
+    deps = sqlite_deps
+    main = case_in("resolved", notify={"email": "ana@example.com"})
+    joined = case_in("received", notify={"email": "luis@example.com"})
+    same_person = case_in("received", notify={"email": "ana@example.com"})
+    for row in (main, joined, same_person):
+        row.tracking_code = new_tracking_code(2026)
+    joined.duplicate_of = same_person.duplicate_of = main.id
+    async with deps.uow() as uow:
+        uow.session.add_all([main, joined, same_person])
+    event = CaseResolved(
+        case_id=uuid.UUID(main.id),
+        tracking_code=main.tracking_code,
+        path="inspection",
+        resolution="Se rellenó el hueco.",
+        resolved_at=NOW,
+        occurred_at=NOW,
+    )
+    work = events(deps, NotifierSettings(), asyncio.Event())(
+        event.model_dump_json().encode(), cast(Any, None)
+    )
+    assert work is not None
+    async with deps.uow() as uow:
+        await work.run(uow)
+    async with deps.uow() as uow:
+        told = {
+            (n.recipient, n.tracking_code, n.template)
+            for n in await uow.session.scalars(select(NotificationRow))
+        }
+    assert told == {
+        ("ana@example.com", main.tracking_code, "case_resolved"),
+        ("luis@example.com", joined.tracking_code, "case_resolved"),  # under their own code
+    }
