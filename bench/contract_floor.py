@@ -1,15 +1,16 @@
-"""The contract's floor (issue 7): how fast could *any* implementation of the public contract
-go on this machine? The same broker traffic as ``pipeline.py`` — the same topology (every
-queue quorum, 311's ``case.#`` queue, the deadlines and notifier queues, the department
-queues), the same publishes with confirms and ``mandatory``, ack after the confirm — but
-four null services that do nothing else: no database, no validation, no rules.
+"""The contract's floor: how fast could *any* implementation of the public contract go on
+this machine? The same broker traffic as ``pipeline.py`` — the same topology (every queue
+quorum, 311's ``case.#`` queue, the deadlines and notifier queues, the department queues), the
+same publishes with confirms and ``mandatory``, ack after the confirm — but four null services
+that do nothing else: no database, no validation, no rules.
 
     python bench/contract_floor.py               # 5,000 cases as fast as they go
     python bench/contract_floor.py --n 3000 --raw 5000
 
 Its ``ratio`` (same formula and same raw ceiling, measured in the same run) is an upper
-bound for the real engine's: what the contract's fan-out alone leaves of the 2 cores. The
-last line printed is one JSON object.
+bound for the real engine's: what the contract's fan-out alone leaves of the 2 cores.
+``pipeline.py`` runs the same floor after the engine (:func:`floor_run`) and reports the
+engine's share of it. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -101,6 +102,65 @@ def start(role: str, amqp_url: str, prefetch: int) -> subprocess.Popen[bytes]:
     )
 
 
+async def floor_run(
+    n: int, rate: float | None, warmup: int, prefetch: int, raw_count: int = 0
+) -> dict[str, Any]:
+    """One floor run on a vhost of its own: the null services, ``warmup`` cases not counted,
+    then ``n`` cases; the raw ceiling first if ``raw_count``. Returns the figures."""
+    vhost = f"d311-floor-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    user = urlsplit(AMQP).username or "guest"
+    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    amqp_url = with_path(AMQP, "/" + quote(vhost, safe=""))
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    result: dict[str, Any] = {}
+    try:
+        await declare(amqp_url)
+        procs = {role: start(role, amqp_url, prefetch) for role in ROLES}
+        await asyncio.sleep(2)
+
+        if raw_count:
+            raw_before = infrastructure_cpu()["rabbitmq"]
+            raw = await raw_ceiling(amqp_url, raw_count)
+            raw["rabbitmq_cpu_ms_per_raw_msg"] = round(
+                1000 * (infrastructure_cpu()["rabbitmq"] - raw_before) / raw_count, 3
+            )
+            print(f"raw ceiling: {raw}", flush=True)
+            result.update(raw)
+        if warmup:
+            print(f"floor warm-up: {await pipeline(amqp_url, warmup, rate)}", flush=True)
+
+        before = {role: cpu_seconds(p.pid) for role, p in procs.items()}
+        rabbit_before = infrastructure_cpu()["rabbitmq"]
+        client_before = time.process_time()
+        figures = await pipeline(amqp_url, n, rate)
+        per_case = 1000 / n
+        services = {
+            role: round(per_case * (cpu_seconds(p.pid) - before[role]), 2)
+            for role, p in procs.items()
+        }
+        rabbitmq = per_case * (infrastructure_cpu()["rabbitmq"] - rabbit_before)
+        client = per_case * (time.process_time() - client_before)
+        result.update(
+            figures,
+            prefetch=prefetch,
+            cpu_ms_per_case=services,
+            rabbitmq_cpu_ms_per_case=round(rabbitmq, 2),
+            bench_client_cpu_ms_per_case=round(client, 2),
+        )
+        if raw_count:
+            result["broker_raw_msgs_per_case"] = round(
+                rabbitmq / max(result["rabbitmq_cpu_ms_per_raw_msg"], 1e-9), 1
+            )
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            proc.wait(15)
+        rabbitmqctl("delete_vhost", vhost)
+    return result
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=5000, help="cases to push through")
@@ -114,57 +174,13 @@ async def main() -> None:
     if args.role:
         await null_service(args.role, args.amqp, args.prefetch)
         return
-
-    vhost = f"d311-floor-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", vhost)
-    user = urlsplit(AMQP).username or "guest"
-    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-    amqp_url = with_path(AMQP, "/" + quote(vhost, safe=""))
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    result: dict[str, Any] = {}
-    try:
-        await declare(amqp_url)
-        procs = {role: start(role, amqp_url, args.prefetch) for role in ROLES}
-        await asyncio.sleep(2)
-
-        raw_before = infrastructure_cpu()["rabbitmq"]
-        raw = await raw_ceiling(amqp_url, args.raw)
-        raw_cpu = (infrastructure_cpu()["rabbitmq"] - raw_before) / args.raw
-        print(f"raw ceiling: {raw}", flush=True)
-        if args.warmup:
-            print(f"warm-up: {await pipeline(amqp_url, args.warmup, args.rate)}", flush=True)
-
-        before = {role: cpu_seconds(p.pid) for role, p in procs.items()}
-        rabbit_before = infrastructure_cpu()["rabbitmq"]
-        client_before = time.process_time()
-        figures = await pipeline(amqp_url, args.n, args.rate)
-        per_case = 1000 / args.n
-        services = {
-            role: round(per_case * (cpu_seconds(p.pid) - before[role]), 2)
-            for role, p in procs.items()
-        }
-        rabbitmq = per_case * (infrastructure_cpu()["rabbitmq"] - rabbit_before)
-        client = per_case * (time.process_time() - client_before)
-        print(f"floor pipeline: {figures}", flush=True)
-        print(f"CPU ms per case, null services: {services}", flush=True)
-        result = {
-            **figures,
-            **raw,
-            "messages_per_case": MESSAGES_PER_CASE,
-            "ratio": ratio(figures, raw),
-            "rate": args.rate,
-            "prefetch": args.prefetch,
-            "null_services_cpu_ms_per_case": services,
-            "rabbitmq_cpu_ms_per_case": round(rabbitmq, 2),
-            "bench_client_cpu_ms_per_case": round(client, 2),
-            "broker_raw_msgs_per_case": round(rabbitmq / max(1000 * raw_cpu, 1e-9), 1),
-        }
-    finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            proc.wait(15)
-        rabbitmqctl("delete_vhost", vhost)
+    figures = await floor_run(args.n, args.rate, args.warmup, args.prefetch, args.raw)
+    print(f"floor pipeline: {figures}", flush=True)
+    result = figures | {
+        "messages_per_case": MESSAGES_PER_CASE,
+        "ratio": ratio(figures, figures),
+        "rate": args.rate,
+    }
     print(json.dumps(result))
 
 

@@ -1,7 +1,8 @@
-"""Pipeline benchmark (issue 7): N 311 submissions from ``case.submitted`` to ``CaseRemitted``
-in a department queue, the four services as separate OS processes on PostgreSQL, and, in the
-same run, the raw ceiling of this machine (persistent 1 KB messages with publisher confirms
-through one quorum queue, plain aio-pika publisher and consumer).
+"""Pipeline benchmark: N 311 submissions from ``case.submitted`` to ``CaseRemitted`` in a
+department queue, the four services as separate OS processes on PostgreSQL, and, in the same
+run, the raw ceiling of this machine (persistent 1 KB messages with publisher confirms through
+one quorum queue, plain aio-pika publisher and consumer) and the contract's floor (the same
+cases through the same topology with ``contract_floor.py``'s null services).
 
     python bench/pipeline.py                 # 5,000 cases as fast as they go
     python bench/pipeline.py --rate 50 --n 1500   # a steady 50 cases/s: the p99 goal
@@ -9,7 +10,7 @@ through one quorum queue, plain aio-pika publisher and consumer).
 
 It creates a fresh vhost and database and removes them. The last line printed is one JSON
 object (``cases_per_s``, ``p50_ms``, ``p95_ms``, ``p99_ms``, ``raw_msgs_per_s``,
-``messages_per_case``, ``ratio``, RSS figures).
+``messages_per_case``, ``ratio``, ``floor_cases_per_s``, ``floor_share``, CPU and RSS figures).
 """
 
 from __future__ import annotations
@@ -38,9 +39,6 @@ AMQP = os.environ.get("DEFENSA311_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1
 PG = os.environ.get(
     "DEFENSA311_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-# Publishes with confirms on the path case.submitted → CaseRemitted: the submission, then
-# CaseReceived, CaseClassified and CaseRemitted from the services' outboxes.
-MESSAGES_PER_CASE = 4
 IDLE_SECONDS = 10
 DESCRIPTIONS = {
     "aseo": "Denuncio un vertedero de basura que crece cada semana en la esquina",
@@ -48,6 +46,46 @@ DESCRIPTIONS = {
     "ambiente": "Están talando los árboles del parque del barrio sin control",
     "salud": "Hay ratas y cucarachas por todo el mercado municipal",
 }
+# What one case publishes on its way to the department: the submission, then CaseReceived,
+# CaseClassified and CaseRemitted from the services' outboxes (each confirmed).
+PATH_KEYS = ("case.submitted", "case.received", "case.classified", "case.remitted.{department}")
+PUBLISHES_PER_CASE = len(PATH_KEYS)
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """AMQP topic matching: ``*`` is one word, ``#`` zero or more."""
+
+    def match(p: list[str], k: list[str]) -> bool:
+        if not p:
+            return not k
+        if p[0] == "#":
+            return any(match(p[1:], k[i:]) for i in range(len(k) + 1))
+        return bool(k) and p[0] in ("*", k[0]) and match(p[1:], k[1:])
+
+    return match(pattern.split("."), key.split("."))
+
+
+def deliveries_per_case() -> int:
+    """The queue deliveries one case causes on its way to the department, counted on the
+    services' own topology: each publish reaches every queue with a binding that matches its
+    key, once. Today 11: intake; router, deadlines, notifier and 311 (CaseReceived); 311
+    (CaseClassified); the department, deadlines, notifier and 311 (CaseRemitted); and 311's
+    copy of the submission itself (its queue is bound to ``case.#``)."""
+    from shared.messaging import system_topology
+
+    department = sorted(DESCRIPTIONS)[0]
+    queues = system_topology(DESCRIPTIONS)
+    return sum(
+        1
+        for key in PATH_KEYS
+        for queue in queues
+        if any(topic_matches(b, key.format(department=department)) for b in queue.bindings)
+    )
+
+
+# What a case weighs on the broker in the ratio's terms: one raw message of the ceiling is
+# one publish and one delivery, and a case's deliveries outnumber its publishes.
+MESSAGES_PER_CASE = deliveries_per_case()
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -129,7 +167,7 @@ def cpu_spent(
 
 
 def ratio(figures: dict[str, Any], raw: dict[str, Any]) -> float:
-    """The issue's figure: cases/s × messages_per_case / the raw ceiling's msgs/s."""
+    """cases/s × messages_per_case / the raw ceiling's msgs/s."""
     return round(figures["cases_per_s"] * MESSAGES_PER_CASE / raw["raw_msgs_per_s"], 3)
 
 
@@ -520,6 +558,12 @@ async def main() -> None:
         help="run this service at a lower CPU priority (--nice), e.g. the ones off the path",
     )
     parser.add_argument("--nice", type=int, default=10, help="niceness for --background")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the contract's floor after the engine"
+    )
+    parser.add_argument(
+        "--floor-prefetch", type=int, default=32, help="each null service's prefetch (floor)"
+    )
     args = parser.parse_args()
 
     vhost = f"d311-bench-{uuid.uuid4().hex[:8]}"
@@ -603,13 +647,28 @@ async def main() -> None:
             for name, share in top_frames(logs / f"{service}.collapsed"):
                 print(f"  {share:5.1f}%  {name}")
         services.stop()
+        floor: dict[str, Any] = {}
+        if not args.no_floor:
+            # The contract's floor on the same machine moments later: the same cases through
+            # the same topology, with null services in place of the four.
+            from contract_floor import floor_run
+
+            floor = await floor_run(args.n, args.rate, args.warmup, args.floor_prefetch)
+            print(f"contract floor: {floor}", flush=True)
         all_idle = await run_all_idle_rss(amqp_url, database_url, logs) // 1024
         print(f"idle RSS MB of 'run all': {all_idle}", flush=True)
         result = {
             **figures,
             **raw,
             "messages_per_case": MESSAGES_PER_CASE,
+            "publishes_per_case": PUBLISHES_PER_CASE,
             "ratio": ratio(figures, raw),
+            "floor_cases_per_s": floor.get("cases_per_s"),
+            "floor_share": (
+                round(figures["cases_per_s"] / floor["cases_per_s"], 3) if floor else None
+            ),
+            "floor_ratio": ratio(floor, raw) if floor else None,
+            "floor_cpu_ms_per_case": floor.get("cpu_ms_per_case"),
             "rate": args.rate,
             "warmup": args.warmup,
             "background": {name: args.nice for name in args.background},

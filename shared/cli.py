@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wrong = ", ".join(
             "DEFENSA311_" + str(error["loc"][0]).upper() for error in exc.errors() if error["loc"]
         )
-        print(f"error: {wrong}: valor no válido", file=sys.stderr)
+        print(f"no se puede iniciar: {wrong}: valor no válido", file=sys.stderr)
         return 2
     from shared.logs import configure_logging
 
@@ -104,6 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from shared.startup import StartupError
 
         names = SERVICES if args.service == "all" else (args.service,)
+        try:
+            # First: a token list that does not parse is named before anything reads it.
+            banner = preflight(settings, names)
+        except StartupError as exc:
+            print(f"no se puede iniciar: {exc}", file=sys.stderr)
+            return 2
         problems = [
             problem
             for name in names
@@ -114,11 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for problem in problems:
                 print(f"no se puede iniciar: {problem}", file=sys.stderr)
             return 2
-        try:
-            print(preflight(settings, names), flush=True)
-        except StartupError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        print(banner, flush=True)
         asyncio.run(_run(settings, names))
         return 0
     if args.command == "db":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import unquote_plus
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -57,6 +59,7 @@ def create_app(deps: Deps, settings: IntakeSettings | None = None) -> FastAPI:
     # middleware wraps everything.
     for part in (api, notifications_api, open311, web, observability):
         part.install(app, deps)
+    document_errors(app)
     return app
 
 
@@ -86,3 +89,112 @@ class RefuseControlCharacters:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+# ------------------------------------------------------------------ the documented errors
+
+FIELD_ERROR: dict[str, Any] = {
+    "title": "FieldError",
+    "type": "object",
+    "required": ["field", "rule", "message"],
+    "properties": {
+        "field": {"type": "string", "description": "el campo, con puntos (citizen.id_number)"},
+        "rule": {"type": "string", "description": "la regla incumplida (text_length, cedula…)"},
+        "message": {"type": "string", "description": "explicación en español"},
+    },
+}
+ERROR: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
+            ]
+        }
+    },
+}
+VALIDATION_ERROR: dict[str, Any] = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}}
+    },
+}
+OPEN311_ERRORS: dict[str, Any] = {
+    "title": "Open311Errors",
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["code", "description"],
+        "properties": {"code": {"type": "string"}, "description": {"type": "string"}},
+    },
+}
+API_ERRORS = {
+    "400": "la dirección o el cuerpo no se pudieron leer (carácter de control, JSON ilegible)",
+    "401": "falta el token o no es válido",
+    "403": "el token no permite esta operación",
+    "404": "no existe (o no está al alcance del token)",
+    "405": "método no permitido en esta ruta",
+    "409": "la acción no está permitida en el estado actual del caso",
+    "413": "el cuerpo supera el tamaño máximo",
+    "422": "datos inválidos: cada error nombra el campo y la regla",
+    "429": "demasiadas solicitudes o intentos fallidos desde la conexión (ver Retry-After)",
+}
+OPEN311_ANSWERS = {
+    "200": "documento GeoReport v2 (.json o .xml)",
+    "201": "solicitud creada",
+    "400": "parámetro inválido",
+    "403": "falta la api_key o no es válida",
+    "404": "recurso o formato inexistente",
+    "429": "demasiadas consultas o intentos fallidos desde la conexión",
+}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Every answer the API gives is in its OpenAPI document, with the body it really has:
+    the Spanish field errors (not FastAPI's ``loc``/``msg``/``type``), the errors the
+    middleware and handlers add, and Open311's answers in JSON and XML."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("ValidationError", None)
+        schemas.update(FieldError=FIELD_ERROR, Error=ERROR, HTTPValidationError=VALIDATION_ERROR)
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for path, operations in document.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if path.startswith("/open311/"):
+                    _document_open311(responses)
+                elif path.startswith("/api/"):
+                    for code, description in API_ERRORS.items():
+                        answer = responses.setdefault(code, {"description": description})
+                        if code != "422":
+                            answer["content"] = error
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_open311(responses: dict[str, Any]) -> None:
+    responses.pop("422", None)  # Open311 answers a bad parameter with 400 and its error list
+    success = {"application/json": {"schema": {}}, "text/xml": {"schema": {"type": "string"}}}
+    errors = {
+        "application/json": {"schema": OPEN311_ERRORS},
+        "text/xml": {"schema": {"type": "string"}},
+    }
+    for code, description in OPEN311_ANSWERS.items():
+        answer = responses.setdefault(code, {"description": description})
+        answer["content"] = success if code in ("200", "201") else errors

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Path, Query
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from services.intake.auth import Principal, TokenStore, bearer_token
+from services.intake.throttle import client_of, throttle_of
 from services.intake.views import rfc3339
 from services.notifier.models import NotificationRow
 from services.notifier.planning import DONE, IN_PERSON, TASK
@@ -65,10 +66,17 @@ def install(app: FastAPI, deps: Deps) -> None:
         NotifierSettings().templates_dir, tz=deps.config.institution.timezone
     )
 
-    def staff(authorization: str | None) -> Principal:
+    def staff(request: Request, authorization: str | None) -> Principal:
         token = bearer_token(authorization)
+        client, throttle = client_of(request), throttle_of(request)
+        if token:
+            wait = throttle.retry_after(client)
+            if wait:
+                raise HTTPException(429, throttle.message(wait), {"Retry-After": str(wait)})
         principal = tokens.authenticate(token) if token else None
         if principal is None:
+            if token:
+                throttle.failed(client)
             raise HTTPException(
                 status_code=401,
                 detail="se requiere un token válido (Authorization: Bearer <token>)",
@@ -98,11 +106,12 @@ def install(app: FastAPI, deps: Deps) -> None:
 
     @app.get("/api/v1/notifications", tags=["notificaciones"])
     async def list_notifications(
+        request: Request,
         authorization: Annotated[str | None, Header()] = None,
         case: Annotated[str | None, Query(description="código de seguimiento")] = None,
         status: Annotated[str | None, Query(description=" | ".join(STATUSES))] = None,
     ) -> Any:
-        staff(authorization)
+        staff(request, authorization)
         query = select(NotificationRow).order_by(NotificationRow.id).limit(MAX_ROWS)
         if case is not None:
             try:
@@ -120,10 +129,11 @@ def install(app: FastAPI, deps: Deps) -> None:
 
     @app.get("/api/v1/tasks", tags=["notificaciones"])
     async def list_tasks(
+        request: Request,
         authorization: Annotated[str | None, Header()] = None,
         status: Annotated[str, Query(description="task (abiertas) | done")] = TASK,
     ) -> Any:
-        staff(authorization)
+        staff(request, authorization)
         if status not in (TASK, DONE):
             return _invalid("status", "one_of", "estado no válido; use task o done")
         query = (
@@ -140,9 +150,10 @@ def install(app: FastAPI, deps: Deps) -> None:
     @app.post("/api/v1/tasks/{task_id}/done", tags=["notificaciones"])
     async def task_done(
         task_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="id de la tarea")],
+        request: Request,
         authorization: Annotated[str | None, Header()] = None,
     ) -> Any:
-        principal = staff(authorization)
+        principal = staff(request, authorization)
         now = deps.clock.now()
         async with deps.uow() as uow:
             query = select(NotificationRow).where(NotificationRow.id == task_id)

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from services.intake.auth import TokenStore
 from services.intake.open311_catalog import Service, build_catalog
 from services.intake.open311_format import FORMATS, Open311Error, render, render_errors, w3c
+from services.intake.open311_media import MediaSettings, fetch_media
 from services.intake.open311_requests import (
     describe,
     parse_query,
@@ -31,9 +32,18 @@ from services.intake.open311_requests import (
     service_notice,
 )
 from services.intake.throttle import client_of, throttle_of
+from services.intake.web_attachments import attachment_store
 from shared.cases import file_case
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
+from shared.evidence import (
+    AttachmentLimits,
+    AttachmentRefused,
+    AttachmentRow,
+    Prepared,
+    discard,
+    store_blobs,
+)
 from shared.lifecycle import OPEN_STATES
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
@@ -87,6 +97,8 @@ class Open311:
         self.tz = ZoneInfo(deps.config.institution.timezone)
         self.catalog = build_catalog(deps.config)
         self.changeset = self._changeset()
+        self.media = MediaSettings()
+        self.limits = AttachmentLimits()
         self.tokens = TokenStore.build(
             deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
         )
@@ -216,18 +228,31 @@ class Open311:
         except SubmissionInvalid as exc:
             raise Open311Error(400, *(describe(e) for e in exc.errors)) from None
         now = self.deps.clock.now()
+        media = await self._media(form.get("media_url"))
+        blobs = attachment_store(request.app)
 
         async def store() -> tuple[CaseRow, bool]:
-            async with self.deps.uow() as uow:
-                return await file_case(
-                    uow,
-                    self.deps.cases,
-                    submission,
-                    channel="311",
-                    actor="open311",
-                    now=now,
-                    external_ref=filing.external_ref,
-                )
+            rows = await store_blobs(blobs, media, "open311", now)
+            try:
+                async with self.deps.uow() as uow:
+                    case, created = await file_case(
+                        uow,
+                        self.deps.cases,
+                        submission,
+                        channel="311",
+                        actor="open311",
+                        now=now,
+                        external_ref=filing.external_ref,
+                    )
+                    for row in rows if created else []:
+                        row.case_id = case.id
+                        uow.session.add(row)
+            except BaseException:
+                await discard(blobs, rows)
+                raise
+            if not created:
+                await discard(blobs, rows)  # the same 311 request again: its files are stored
+            return case, created
 
         try:
             case, created = await store()
@@ -246,6 +271,39 @@ class Open311:
             }
         ]
         return "service_requests", document, 201 if created else 200
+
+    async def _media(self, url: Any) -> list[Prepared]:
+        if not isinstance(url, str) or not url.strip():
+            return []
+        try:
+            return await fetch_media(url.strip(), self.media, self.limits)
+        except AttachmentRefused as exc:
+            raise Open311Error(
+                400, *(f"media_url: {e.message} (regla: {e.rule})" for e in exc.errors)
+            ) from None
+
+    async def _public_media(self, cases: list[CaseRow]) -> dict[str, str]:
+        """The first attachment staff made public, per case: GeoReport's ``media_url``."""
+        if not cases:
+            return {}
+        async with self.deps.uow() as uow:
+            rows = await uow.session.scalars(
+                select(AttachmentRow)
+                .where(
+                    AttachmentRow.case_id.in_([c.id for c in cases]),
+                    AttachmentRow.public.is_(True),
+                )
+                .order_by(AttachmentRow.created_at)
+            )
+            first: dict[str, str] = {}
+            for row in rows:
+                first.setdefault(row.case_id, row.id)
+        base = self.config.institution.public_url.rstrip("/")
+        codes = {c.id: c.tracking_code for c in cases}
+        return {
+            case_id: f"{base}/seguimiento/{codes[case_id]}/adjuntos/{attachment_id}"
+            for case_id, attachment_id in first.items()
+        }
 
     # ------------------------------------------------------------------- following
 
@@ -282,7 +340,11 @@ class Open311:
         )
         async with self.deps.uow() as uow:
             cases = list(await uow.session.scalars(statement))
-        document = [request_element(c, self.catalog, self.config, self.tz) for c in cases]
+        media = await self._public_media(cases)
+        document = [
+            request_element(c, self.catalog, self.config, self.tz, media_url=media.get(c.id))
+            for c in cases
+        ]
         return "service_requests", document, 200
 
     async def request(self, raw_id: str) -> Answer:
@@ -295,5 +357,8 @@ class Open311:
             case = await uow.session.scalar(select(CaseRow).where(CaseRow.tracking_code == code))
         if case is None:
             raise missing
-        document = [request_element(case, self.catalog, self.config, self.tz)]
+        media = await self._public_media([case])
+        document = [
+            request_element(case, self.catalog, self.config, self.tz, media_url=media.get(case.id))
+        ]
         return "service_requests", document, 200

@@ -322,8 +322,11 @@ def request_element(
     catalog: dict[str, Service],
     config: InstitutionConfig,
     tz: ZoneInfo,
+    *,
+    media_url: str | None = None,
 ) -> dict[str, Any]:
-    """The GeoReport ``request`` element of a case; no personal data of the citizen."""
+    """The GeoReport ``request`` element of a case; no personal data of the citizen.
+    ``media_url``: an attachment staff made public, if any."""
     service = find_service(catalog, case.kind, case.category)
     department = config.department(case.department) if case.department else None
     location = case.location or {}
@@ -343,7 +346,7 @@ def request_element(
         "zipcode": None,
         "lat": location.get("lat"),
         "long": location.get("lon"),
-        "media_url": None,
+        "media_url": media_url,
     }
 
 

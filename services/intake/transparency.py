@@ -25,13 +25,12 @@ from shared.calendar import TZ, BusinessCalendar
 from shared.config import InstitutionConfig
 from shared.db.models import CaseRow
 from shared.domain.clocks import is_overdue
+from shared.domain.labels import CHANNEL_LABELS, KIND_LABELS
 from shared.lifecycle import is_open
 from shared.uow import UnitOfWork
 
 SMALL_SAMPLE = 5
 
-KIND_LABELS = {"denuncia": "Denuncia", "queja": "Queja", "sugerencia": "Sugerencia"}
-CHANNEL_LABELS = {"presencial": "Presencial", "web": "Web", "311": "Plataforma 311"}
 PATH_LABELS = {"inspection": "Inspección del Departamento", "meeting": "Reunión (sugerencias)"}
 UNCLASSIFIED = "Sin clasificar"
 

@@ -136,8 +136,10 @@ def secure_headers(response: Any, *, private: bool) -> None:
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
-    # Tracking codes travel in URLs: never leak them to another site.
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # Tracking codes travel in URLs: never leak them to another site. ("same-origin", not
+    # "no-referrer": under that a browser sends ``Origin: null`` with the page's own forms,
+    # and the console's sign-in refuses an unknown origin as cross-site.)
+    response.headers["Referrer-Policy"] = "same-origin"
     if private:
         response.headers["Cache-Control"] = "no-store"
 

@@ -19,7 +19,6 @@ from sqlalchemy import func, select
 
 from services.intake import web_session
 from services.intake.throttle import client_of, throttle_of
-from services.intake.web import DECISION_LABELS, KIND_LABELS
 from services.intake.web_session import Session
 from shared.cases import (
     CaseNotFound,
@@ -35,6 +34,8 @@ from shared.db.models import CaseRow
 from shared.domain.actions import REGISTRY, allowed_for
 from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import (
+    DECISION_LABELS,
+    KIND_LABELS,
     actor_label,
     timeline_text,
 )

@@ -205,6 +205,10 @@ class Sessions:
         origin = request.headers.get("origin")
         if origin is None:
             return False  # not a browser, or one that says nothing: the CSRF token decides
+        if origin == "null":
+            # An opaque origin (a no-referrer page, a sandboxed frame): only the browser's own
+            # Sec-Fetch-Site can still say the form was ours.
+            return request.headers.get("sec-fetch-site") != "same-origin"
         ours = {request.headers.get("host", ""), urlsplit(self.public_url).netloc}
         return urlsplit(origin).netloc not in ours
 

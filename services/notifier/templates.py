@@ -89,6 +89,7 @@ from jinja2 import (
     select_autoescape,
 )
 
+from shared.domain.labels import KIND_LABELS
 from shared.spanish import WEEKDAYS, long_date
 
 __all__ = [
@@ -112,7 +113,6 @@ MESSAGE_KINDS = (
 SMS_MAX_CHARS = 300
 DEFAULT_TIMEZONE = "America/Panama"
 
-_KIND_LABELS = {"denuncia": "Denuncia", "queja": "Queja", "sugerencia": "Sugerencia"}
 _CLOCK_LABELS = {
     "legal": "plazo legal de resolución",
     "department": "plazo de respuesta del departamento",
@@ -177,7 +177,7 @@ def _format_sms_datetime(value: datetime | date | str, tz: str) -> str:
 
 
 def _kind_label(kind: str) -> str:
-    return _KIND_LABELS.get(str(kind), str(kind).capitalize())
+    return KIND_LABELS.get(str(kind), str(kind).capitalize())
 
 
 def _clock_label(clock: str) -> str:

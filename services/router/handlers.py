@@ -176,6 +176,7 @@ async def apply_answer(
             now=now,
             department=event.department,
             answer_on_wire=True,
+            answers_heard_by=CONSUMER,  # a flagged return we announce comes back to us
         )
     except NotYourCase as exc:
         refusal = FieldError(

@@ -1,8 +1,8 @@
 """The case aggregate: each lifecycle verb checks its guards and returns the events it causes.
 
-Pure: no I/O. A :class:`Case` wraps the case's record (the stored row, or any object with the
-same attributes) and changes it in memory only when every guard has passed; a refusal
-(:class:`~shared.lifecycle.IllegalTransition`, :class:`InvalidActionInput`,
+Pure: no I/O. A :class:`Case` wraps the case's record (:class:`CaseRecord`: the stored row,
+or any object with the same attributes) and changes it in memory only when every guard has
+passed; a refusal (:class:`~shared.lifecycle.IllegalTransition`, :class:`InvalidActionInput`,
 :class:`NotYourCase`) leaves it untouched. Storing the record, the audit row and the events is
 the service layer's job (:func:`shared.cases.actions.perform`), in one transaction.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Container
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from shared.calendar import TZ
 from shared.contract import (
@@ -30,7 +30,6 @@ from shared.contract import (
     InspectionStarted,
     Location,
 )
-from shared.db.models import CaseRow
 from shared.domain.clocks import Terms
 from shared.lifecycle import DomainError, Lifecycle, State
 
@@ -41,6 +40,36 @@ DECISION_TEXT = {
 }
 #: Kinds an anonymous case may not take: the law needs a name and a cédula for them.
 IDENTIFIED_KINDS = frozenset({"denuncia", "queja"})
+
+
+class CaseRecord(Protocol):
+    """What the aggregate reads and writes of a case (the stored row has these attributes)."""
+
+    id: str
+    tracking_code: str
+    kind: str | None
+    category: str | None
+    description: str
+    citizen: dict[str, Any] | None
+    notify: dict[str, Any] | None
+    location: dict[str, Any] | None
+    anonymous: bool
+    state: str
+    department: str | None
+    matched_rule: str | None
+    received_at: datetime
+    due_at: datetime
+    department_due_at: datetime | None
+    remitted_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    resolution: str | None
+    resolution_path: str | None
+    decision: str | None
+    inspector: str | None
+    return_count: int
+    flagged: bool
+    updated_at: datetime
 
 
 class InvalidActionInput(DomainError):
@@ -67,7 +96,7 @@ class Case:
 
     def __init__(
         self,
-        record: CaseRow,
+        record: CaseRecord,
         *,
         lifecycle: Lifecycle,
         terms: Terms,

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.browser
 
 AXE = ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = ROOT / "artifacts" / "screenshots"
-STAFF_TOKEN = "consola-staff-3c9d1a"
+STAFF_TOKEN = "consola-staff-3c9d1a-7e42b8f05d61"
 NOW = datetime(2025, 3, 11, 14, 30, tzinfo=UTC)
 PHONE: dict[str, Any] = {
     "viewport": {"width": 390, "height": 844},

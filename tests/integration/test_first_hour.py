@@ -52,7 +52,7 @@ def assert_one_clear_line(result: subprocess.CompletedProcess[str], setting: str
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"error: {setting}")
+    assert lines[0].startswith(f"no se puede iniciar: {setting}")
     assert "Traceback" not in result.stderr + result.stdout
     assert SECRET not in result.stderr + result.stdout
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import shared.startup
 from services.intake.observability import HttpLimits
 from services.intake.settings import IntakeSettings, startup_problems
 from services.intake.throttle import FailureThrottle
@@ -146,6 +147,12 @@ async def test_a_batch_lookup_names_at_most_fifty_codes(tmp_path: Path) -> None:
 def test_tokens_shorter_than_24_characters_stop_start_up_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    async def reachable(_settings: Settings) -> None:
+        return None
+
+    # The broker, the database and the port are other checks' business.
+    monkeypatch.setattr(shared.startup, "check_services", reachable)
+    monkeypatch.setattr(shared.startup, "check_port", lambda _settings: None)
     secret = "corto-secreto-1"
     monkeypatch.setenv("DEFENSA311_API_TOKENS", f"staff={secret},supervisor={'s' * 24}")
     assert main(["run", "intake"]) == 2
@@ -163,3 +170,14 @@ def test_long_enough_tokens_and_secrets_pass_the_start_up_checks() -> None:
     problems = startup_problems(settings, short_secret)
     assert len(problems) == 1 and problems[0].startswith("DEFENSA311_SESSION_SECRET")
     assert "corta" not in problems[0]
+
+
+async def test_the_notification_routes_spend_the_same_failure_budget(tmp_path: Path) -> None:
+    async with intake_app(tmp_path) as app:
+        app.asgi.state.auth_throttle = FailureThrottle(2, 2.0, monotonic=FakeMonotonic())
+        wrong = {"Authorization": f"Bearer {'w' * 30}"}
+        assert (await app.client.get("/api/v1/tasks", headers=wrong)).status_code == 401
+        assert (await app.client.get("/api/v1/notifications", headers=wrong)).status_code == 401
+        right = {"Authorization": f"Bearer {STAFF_TOKEN}"}
+        assert (await app.client.get("/api/v1/tasks", headers=right)).status_code == 429
+        assert (await app.client.get("/api/v1/cases", headers=right)).status_code == 429

@@ -143,7 +143,12 @@ async def test_sign_in_posted_from_another_site_is_refused(tmp_path: Path) -> No
         fetched = await sign_in(app, **{"sec-fetch-site": "cross-site"})
         assert fetched.status_code == 403
 
+        framed = await sign_in(app, origin="null")  # e.g. a sandboxed frame elsewhere
+        assert framed.status_code == 403
+
         assert (await sign_in(app, origin="http://testserver")).status_code == 303
+        opaque_but_ours = await sign_in(app, origin="null", **{"sec-fetch-site": "same-origin"})
+        assert opaque_but_ours.status_code == 303
         assert signed_in(await app.client.get(CONSOLE))
 
 
