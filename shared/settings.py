@@ -41,10 +41,6 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    # Signs console sessions until they have a secret of their own; the notifier reads the
-    # same variable for its webhooks (services/notifier/settings.py holds its settings).
-    webhook_secret: str = "cambie-este-secreto"  # noqa: S105 - a placeholder to override
-
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
