@@ -46,10 +46,20 @@ async def _db_upgrade(settings: Settings) -> None:
 
 
 def preflight(settings: Settings, names: Sequence[str]) -> str:
-    """Check the settings a start needs; the banner to print, or :class:`StartupError`."""
-    from shared.startup import banner, check_config, check_port, check_services
+    """Check the settings a start needs, cheapest first; the banner to print, or
+    :class:`StartupError` naming every problem of the first kind found."""
+    from shared.startup import StartupError, banner, check_config, check_port, check_services
 
     config = check_config(settings)
+    # Each service's own checks (one line each), before anything is connected to.
+    problems = [
+        problem
+        for name in names
+        for check in service_definition(name).checks
+        for problem in check(settings)
+    ]
+    if problems:
+        raise StartupError("\nno se puede iniciar: ".join(problems))
     if "intake" in names:
         check_port(settings)
     asyncio.run(check_services(settings))
@@ -105,20 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         names = SERVICES if args.service == "all" else (args.service,)
         try:
-            # First: a token list that does not parse is named before anything reads it.
             banner = preflight(settings, names)
         except StartupError as exc:
             print(f"no se puede iniciar: {exc}", file=sys.stderr)
-            return 2
-        problems = [
-            problem
-            for name in names
-            for check in service_definition(name).checks
-            for problem in check(settings)
-        ]
-        if problems:
-            for problem in problems:
-                print(f"no se puede iniciar: {problem}", file=sys.stderr)
             return 2
         print(banner, flush=True)
         asyncio.run(_run(settings, names))

@@ -29,6 +29,8 @@ class DeadlinePolicy(BaseModel):
     # date, which leaves the office time to notify the citizen within the legal term.
     department_margin_days: int = Field(default=2, ge=0, le=60)
     calendar: Literal["business", "calendar"] = "business"
+    # A petition for another public body is forwarded within this many working days of filing.
+    forward_days: int = Field(default=5, ge=1, le=60)
     thresholds: list[int] = Field(default_factory=lambda: [7, 3, 1])
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
 
@@ -51,6 +53,34 @@ class Closure(BaseModel):
     reason: str = Field(min_length=3, max_length=500)
     # Whether the decree suspends administrative terms that day: only then is it not counted.
     suspends_terms: bool = True
+
+
+class Entity(BaseModel):
+    """Another public body a petition may be forwarded to (IDAAN, ENSA, MOP, ATTT, …)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,31}$")
+    name: str = Field(min_length=2, max_length=200)
+    email: EmailStr
+    webhook_url: str | None = None
+
+
+class DeclineReason(BaseModel):
+    """A reason the office may decline a petition for (the citizen is told it, and the recourse)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,39}$")
+    label: str = Field(min_length=3, max_length=200)
+
+
+DEFAULT_DECLINE_REASONS = [
+    DeclineReason(code="fuera_de_competencia", label="Fuera de la competencia de la institución"),
+    DeclineReason(code="duplicada", label="Petición duplicada de otra ya presentada"),
+    DeclineReason(code="desistimiento", label="Desistimiento del peticionario"),
+    DeclineReason(code="improcedente", label="Petición improcedente"),
+]
 
 
 class CalendarSettings(BaseModel):
@@ -94,6 +124,10 @@ class InstitutionConfig(BaseModel):
     institution: Institution = Field(default_factory=Institution)
     deadlines: DeadlinePolicy = Field(default_factory=DeadlinePolicy)
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
+    entities: list[Entity] = Field(default_factory=list)
+    decline_reasons: list[DeclineReason] = Field(
+        default_factory=lambda: list(DEFAULT_DECLINE_REASONS), min_length=1
+    )
     departments: list[Department] = Field(default_factory=list)
     rules: list[dict[str, Any]] = Field(default_factory=list)
     tokens: list[TokenEntry] = Field(default_factory=list)
@@ -104,7 +138,17 @@ class InstitutionConfig(BaseModel):
         codes = [d.code for d in self.departments]
         if len(codes) != len(set(codes)):
             raise ValueError("códigos de departamento repetidos")
+        entities = [e.code for e in self.entities]
+        if len(entities) != len(set(entities)):
+            raise ValueError("códigos de entidad repetidos en [[entities]]")
         return self
+
+    def entity(self, code: str) -> Entity | None:
+        return next((e for e in self.entities if e.code == code), None)
+
+    @property
+    def decline_labels(self) -> dict[str, str]:
+        return {r.code: r.label for r in self.decline_reasons}
 
     def department(self, code: str) -> Department | None:
         return next((d for d in self.departments if d.code == code), None)

@@ -20,14 +20,16 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
 from shared.validation import (
     check_in_panama,
     clean_text,
-    normalize_cedula,
+    normalize_dv,
     normalize_email,
+    normalize_identity,
     normalize_phone,
     spanish_errors,
 )
@@ -57,7 +59,6 @@ def _reason(value: str) -> str:
 Description = Annotated[str, AfterValidator(_description)]
 ShortText = Annotated[str, AfterValidator(_short_text)]
 LongText = Annotated[str, AfterValidator(_reason)]
-Cedula = Annotated[str, AfterValidator(normalize_cedula)]
 Phone = Annotated[str, AfterValidator(normalize_phone)]
 Email = Annotated[str, AfterValidator(normalize_email)]
 
@@ -70,9 +71,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+IdType = Literal["cedula", "pasaporte", "ruc"]
+
+
+def _identity(value: str, info: ValidationInfo) -> str:
+    # ``id_type`` is declared before ``id_number``: pydantic has validated it already.
+    return normalize_identity(str(info.data.get("id_type") or "cedula"), value)
+
+
+IdNumber = Annotated[str, AfterValidator(_identity)]
+
+
+class Representative(_Strict):
+    """The legal representative of a juridical person (name and document)."""
+
+    full_name: ShortText
+    id_type: Literal["cedula", "pasaporte"] = "cedula"
+    id_number: IdNumber
+
+
 class Citizen(_Strict):
+    """Who files: a natural person (cédula or passport) or a juridical one (RUC with its DV and
+    its legal representative). ``full_name`` is the person's or the company's name."""
+
     full_name: ShortText | None = None
-    id_number: Cedula | None = None
+    id_type: IdType = "cedula"
+    id_number: IdNumber | None = None
+    ruc_dv: Annotated[str, AfterValidator(normalize_dv)] | None = None
+    representative: Representative | None = None
     phone: Phone | None = None
     email: Email | None = None
 
@@ -136,14 +162,15 @@ def law_errors(submission: Submission) -> list[FieldError]:
             )
         )
     if submission.kind in ("denuncia", "queja"):
+        # Ley 38 de 2000, art. 65: the denunciante must "identify himself duly" (any document);
+        # the office asks the same of a queja (no anonymous complaints).
+        why = " (Ley 38 de 2000, art. 65)" if submission.kind == "denuncia" else ""
         if not citizen.full_name:
             errors.append(
                 FieldError(
                     field="citizen.full_name",
                     rule="required_for_kind",
-                    message=(
-                        f"campo obligatorio para una {submission.kind} (Ley 38 de 2000, art. 65)"
-                    ),
+                    message=f"campo obligatorio para una {submission.kind}{why}",
                 )
             )
         if not citizen.id_number:
@@ -152,11 +179,12 @@ def law_errors(submission: Submission) -> list[FieldError]:
                     field="citizen.id_number",
                     rule="required_for_kind",
                     message=(
-                        f"la cédula es obligatoria para una {submission.kind} "
-                        "(Ley 38 de 2000, art. 65)"
+                        f"identifíquese debidamente: indique su documento de identidad (cédula, "
+                        f"pasaporte o RUC) para una {submission.kind}{why}"
                     ),
                 )
             )
+    errors += _juridical_errors(citizen)
     if not submission.anonymous and (submission.notify is None or submission.notify.is_empty()):
         errors.append(
             FieldError(
@@ -168,6 +196,42 @@ def law_errors(submission: Submission) -> list[FieldError]:
                 ),
             )
         )
+    return errors
+
+
+def _juridical_errors(citizen: Citizen) -> list[FieldError]:
+    """A RUC comes with its DV and the legal representative; neither goes with another document."""
+    errors: list[FieldError] = []
+    if citizen.id_type == "ruc":
+        if citizen.id_number and not citizen.ruc_dv:
+            errors.append(
+                FieldError(
+                    field="citizen.ruc_dv",
+                    rule="required_for_ruc",
+                    message="indique el dígito verificador (DV) del RUC",
+                )
+            )
+        if citizen.id_number and citizen.representative is None:
+            errors.append(
+                FieldError(
+                    field="citizen.representative",
+                    rule="required_for_ruc",
+                    message=(
+                        "una persona jurídica presenta por medio de su representante legal: "
+                        "indique su nombre y documento"
+                    ),
+                )
+            )
+    else:
+        for name, value in (("ruc_dv", citizen.ruc_dv), ("representative", citizen.representative)):
+            if value is not None:
+                errors.append(
+                    FieldError(
+                        field=f"citizen.{name}",
+                        rule="only_for_ruc",
+                        message="solo corresponde a una persona jurídica (documento RUC)",
+                    )
+                )
     return errors
 
 
@@ -201,7 +265,11 @@ def _lenient(data: Any) -> Submission:
         kind=kind,
         anonymous=data.get("anonymous") is True,
         citizen=Citizen.model_construct(
-            full_name=citizen.get("full_name"), id_number=citizen.get("id_number")
+            full_name=citizen.get("full_name"),
+            id_type="ruc" if citizen.get("id_type") == "ruc" else "cedula",
+            id_number=citizen.get("id_number"),
+            ruc_dv=citizen.get("ruc_dv"),
+            representative=citizen.get("representative"),
         ),
         notify=Notify.model_construct(
             email=notify.get("email"), phone=notify.get("phone"), address=notify.get("address")
@@ -279,12 +347,26 @@ class CitizenContact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     full_name: str | None = None
+    id_type: str | None = None
     id_number: str | None = None
+    ruc_dv: str | None = None
+    representative: dict[str, str] | None = None
     phone: str | None = None
     email: str | None = None
     notify_email: str | None = None
     notify_phone: str | None = None
     notify_address: str | None = None
+
+
+class AttachmentLink(BaseModel):
+    """A link to one of the case's attachments that stops working at ``expires_at``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    media_type: str
+    url: str
+    expires_at: AwareDatetime
 
 
 class CaseRemitted(CaseEvent):
@@ -300,6 +382,8 @@ class CaseRemitted(CaseEvent):
     due_at: AwareDatetime
     #: True when the legal due date capped the department's own term.
     due_capped: bool = False
+    #: The case's photos and documents as expiring links, never their bytes.
+    attachments: list[AttachmentLink] = Field(default_factory=list)
 
     def routing_key(self) -> str:
         return f"case.remitted.{self.department}"
@@ -354,7 +438,24 @@ class CaseClosed(CaseEvent):
     event_type: Literal["CaseClosed"] = "CaseClosed"
     declined: bool = False
     reason: str | None = None
+    #: A declined case: the configured reason's code and label (the citizen is told both).
+    decline_reason: str | None = None
+    decline_label: str | None = None
     routing_prefix: ClassVar[str] = "case.closed"
+
+
+class CaseForwarded(CaseEvent):
+    """The petition belongs to another public body: sent there, and the case closed here."""
+
+    event_type: Literal["CaseForwarded"] = "CaseForwarded"
+    entity: str
+    entity_name: str
+    note: str
+    forwarded_at: AwareDatetime
+    #: The last day it should have been forwarded (``[deadlines] forward_days`` after filing).
+    forward_due_at: AwareDatetime
+    late: bool = False
+    routing_prefix: ClassVar[str] = "case.forwarded"
 
 
 class SubmissionRejected(Event):
@@ -429,6 +530,7 @@ AnyEvent = Annotated[
     | CaseAddedToAgenda
     | CaseResolved
     | CaseClosed
+    | CaseForwarded
     | SubmissionRejected
     | DeadlineNear
     | DeadlineMissed
@@ -451,6 +553,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CaseAddedToAgenda,
         CaseResolved,
         CaseClosed,
+        CaseForwarded,
         SubmissionRejected,
         DeadlineNear,
         DeadlineMissed,

@@ -14,14 +14,14 @@ import re
 import uuid
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Boolean, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.contract import FieldError
+from shared.contract import AttachmentLink, CaseRemitted, Event, FieldError
 from shared.db.models import Base
 from shared.storage import BlobStore
 from shared.uow import UnitOfWork
@@ -245,3 +245,25 @@ async def of_case(
     if public_only:
         statement = statement.where(AttachmentRow.public.is_(True))
     return list(await uow.session.scalars(statement.order_by(AttachmentRow.created_at)))
+
+
+class RemitLinks:
+    """Puts the case's attachments, as links that expire, on a ``CaseRemitted``."""
+
+    def __init__(self, store: BlobStore, valid_for: timedelta) -> None:
+        self.store = store
+        self.valid_for = valid_for
+
+    async def __call__(self, uow: UnitOfWork, event: Event, now: datetime) -> Event:
+        if not isinstance(event, CaseRemitted):
+            return event
+        links = [
+            AttachmentLink(
+                name=row.name,
+                media_type=row.media_type,
+                url=await self.store.link(row.key, self.valid_for, now),
+                expires_at=now + self.valid_for,
+            )
+            for row in await of_case(uow, str(event.case_id))
+        ]
+        return event.model_copy(update={"attachments": links}) if links else event

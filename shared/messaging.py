@@ -60,6 +60,7 @@ DEADLINES = QueueSpec(
         "case.return_accepted",
         "case.resolved",
         "case.closed",
+        "case.forwarded",
         "deadline.changed",
     ),
     "Events that start, stop and move the legal and department clocks (the system's verdicts "
@@ -73,6 +74,8 @@ NOTIFIER = QueueSpec(
         "case.received",
         "case.remitted.*",
         "case.resolved",
+        "case.closed",
+        "case.forwarded",
         "deadline.near",
         "deadline.missed",
         "deadline.changed",

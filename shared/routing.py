@@ -23,6 +23,7 @@ from shared.contract import (
     CaseAddedToAgenda,
     CaseClassified,
     CaseClosed,
+    CaseForwarded,
     CaseReceived,
     CaseRemitted,
     CaseResolved,
@@ -101,6 +102,12 @@ ROUTES: tuple[Route, ...] = (
     Route("case.on_agenda", (CaseAddedToAgenda,), "system", "a suggestion on the agenda"),
     Route("case.resolved", (CaseResolved,), "system", "a case resolved (any path)"),
     Route("case.closed", (CaseClosed,), "system", "a case closed or declined"),
+    Route(
+        "case.forwarded",
+        (CaseForwarded,),
+        "system",
+        "a petition forwarded to the competent public body",
+    ),
     Route("case.rejected", (SubmissionRejected,), "system", "a 311 submission refused"),
     Route(
         "case.rejected.*",

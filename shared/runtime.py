@@ -14,6 +14,7 @@ import gc
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from faststream.middlewares import AckPolicy
@@ -29,6 +30,7 @@ from shared.consumer import Consumer, Handler
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.domain.clocks import Terms
+from shared.evidence import RemitLinks
 from shared.messaging import (
     QueueSpec,
     declare_topology,
@@ -41,6 +43,7 @@ from shared.metrics import Gauges, Metrics
 from shared.outbox import OutboxRelay
 from shared.routing import Identities, account_of
 from shared.settings import Settings
+from shared.storage import StorageSettings, make_store
 from shared.uow import UnitOfWork
 
 if TYPE_CHECKING:
@@ -149,6 +152,13 @@ def http_server_config(settings: Settings, app: Any) -> uvicorn.Config:
     )
 
 
+def remit_links(config: InstitutionConfig) -> RemitLinks:
+    """The attachment store every part of this process shares (one local signing key)."""
+    storage = StorageSettings()
+    store = make_store(storage, base_url=config.institution.public_url)
+    return RemitLinks(store, timedelta(days=storage.storage_link_days))
+
+
 class Runtime:
     def __init__(
         self,
@@ -183,7 +193,9 @@ class Runtime:
             engine=engine,
             sessionmaker=sessionmaker,
             broker=broker,
-            cases=CaseServices(config=config, terms=Terms.from_config(config)),
+            cases=CaseServices(
+                config=config, terms=Terms.from_config(config), complete_event=remit_links(config)
+            ),
             relay=self.relay,
             metrics=Metrics(),
         )

@@ -38,6 +38,8 @@ class StorageSettings(BaseSettings):
     storage_s3_bucket: str = "defensa311-adjuntos"
     storage_s3_endpoint_url: str | None = None
     storage_s3_region: str = "us-east-1"
+    # How long the links a department receives with a remitted case keep working.
+    storage_link_days: float = 7.0
 
 
 class ObjectMissing(LookupError):

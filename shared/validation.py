@@ -19,13 +19,15 @@ el tomo", example ``E-8-102017``):
   ("antes de la vigencia");
 * ``<provincia>PI-<folio>-<asiento>``: indigenous population.
 
-``folio`` (also called libro/tomo/imagen) has 1–4 digits, ``asiento`` (ficha) 1–6 digits.
+``folio`` (also called libro/tomo/imagen) has 1–4 digits, ``asiento`` (ficha) 1–6 digits. No other
+prefix is accepted (``SB``, listed by some third-party validators, has no source and is refused).
 
-``SB`` is NOT in that source nor in the DGI's list of RUC letters for natural persons (E, N, PE,
-AV, PI, NT); we found it only in third-party tax-id validators that list it among the letter
-series without saying what it means or its exact shape. We accept it in both shapes the letter
-series take (``SB-<folio>-<asiento>`` and ``<provincia>SB-<folio>-<asiento>``) so that a real
-holder is never refused; narrow it once the Tribunal Electoral's definition is at hand.
+Other identity documents (:func:`normalize_identity`, one entry for every door): a **passport**
+(foreigners without cédula): 5–20 letters and digits, as printed; the **RUC** of a juridical person
+(``<número>-<tomo o rollo>-<asiento o año>``, e.g. ``155587169-2-2014`` or ``253-92-57027``, the
+shapes the DGI publishes) with its **DV** (dígito verificador, 1–2 digits) given apart. Only the
+formats are checked: the DV algorithm is published by the DGI but we could not check it against
+the DGI's own document, so a RUC/DV pair is not verified arithmetically.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pydantic import ValidationError
 
 __all__ = [
     "CEDULA_EXAMPLES",
+    "ID_TYPES",
     "PANAMA_BOUNDS",
     "Bounds",
     "InvalidValue",
@@ -48,8 +51,12 @@ __all__ = [
     "clean_text",
     "control_character",
     "normalize_cedula",
+    "normalize_dv",
     "normalize_email",
+    "normalize_identity",
+    "normalize_passport",
     "normalize_phone",
+    "normalize_ruc",
     "spanish_errors",
 ]
 
@@ -77,8 +84,8 @@ _PROVINCE = r"(?:1[0-3]|[1-9])"
 _CEDULA_RE = re.compile(
     rf"""
     (?:
-        (?:PE|E|N|SB)                  # letter series without province
-      | {_PROVINCE}(?:AV|PI|SB)?       # province 1-13, optionally AV / PI / SB
+        (?:PE|E|N)                     # letter series without province
+      | {_PROVINCE}(?:AV|PI)?          # province 1-13, optionally AV / PI
     )
     -\d{{1,4}}                         # folio (libro, tomo)
     -\d{{1,6}}                         # asiento (ficha)
@@ -94,7 +101,6 @@ CEDULA_EXAMPLES = (
     "N-12-345",
     "1AV-12-345",
     "4PI-12-1234",
-    "SB-12-345",
 )
 
 
@@ -108,6 +114,57 @@ def normalize_cedula(value: str) -> str:
             f"especial; formatos aceptados {', '.join(CEDULA_EXAMPLES)}",
         )
     return candidate
+
+
+# --- other identity documents ---------------------------------------------------------------
+
+#: The identity documents a petitioner may give (``id_type``); the cédula is the default.
+ID_TYPES: tuple[str, ...] = ("cedula", "pasaporte", "ruc")
+
+_PASSPORT_RE = re.compile(r"[A-Z0-9]{5,20}", re.ASCII)
+_RUC_RE = re.compile(r"\d{1,10}-\d{1,4}-\d{1,6}", re.ASCII)
+_DV_RE = re.compile(r"\d{1,2}", re.ASCII)
+
+
+def normalize_passport(value: str) -> str:
+    """Return the passport number uppercased, without spaces or hyphens."""
+    candidate = re.sub(r"[\s-]", "", value.translate(_DASHES)).upper()
+    if not _PASSPORT_RE.fullmatch(candidate):
+        raise InvalidValue(
+            "pasaporte",
+            "número de pasaporte inválido: use de 5 a 20 letras y dígitos, como figura en el "
+            "pasaporte (ej. PA1234567)",
+        )
+    return candidate
+
+
+def normalize_ruc(value: str) -> str:
+    """Return a juridical person's RUC without spaces, hyphens kept (``155587169-2-2014``)."""
+    candidate = _WHITESPACE.sub("", value.translate(_DASHES))
+    if not _RUC_RE.fullmatch(candidate):
+        raise InvalidValue(
+            "ruc",
+            "RUC de persona jurídica inválido: use número-tomo-asiento, sin el DV "
+            "(ej. 155587169-2-2014 o 253-92-57027); el DV va en su propio campo",
+        )
+    return candidate
+
+
+def normalize_dv(value: str) -> str:
+    """Return the RUC's dígito verificador (1 or 2 digits)."""
+    candidate = _WHITESPACE.sub("", value).upper().removeprefix("DV").removeprefix(".")
+    if not _DV_RE.fullmatch(candidate):
+        raise InvalidValue("dv", "dígito verificador (DV) inválido: uno o dos dígitos (ej. 09)")
+    return candidate
+
+
+def normalize_identity(id_type: str, value: str) -> str:
+    """The document number checked by its type's rule (the one place every door uses)."""
+    if id_type == "pasaporte":
+        return normalize_passport(value)
+    if id_type == "ruc":
+        return normalize_ruc(value)
+    return normalize_cedula(value)
 
 
 # --- phone ----------------------------------------------------------------------------------

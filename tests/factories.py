@@ -31,6 +31,7 @@ def config(**overrides: Any) -> InstitutionConfig:
             {"code": code, "name": name, "email": f"{code}@example.com"}
             for code, name in DEPARTMENTS.items()
         ],
+        "entities": [{"code": "idaan", "name": "IDAAN", "email": "atencion@idaan.example"}],
         **overrides,
     }
     return InstitutionConfig.model_validate(values)
@@ -110,7 +111,8 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "record_meeting_outcome": {"decision": "accepted", "meeting_date": "2026-03-02"},
     "return": {"reason": "Corresponde a Aseo, no a Vías."},
     "close": {"reason": "Ciudadano notificado."},
-    "decline": {"reason": "Duplicado de otro caso."},
+    "decline": {"reason_code": "duplicada", "reason": "Duplicado de otro caso."},
+    "forward": {"entity": "idaan", "note": "Falta de agua: competencia del IDAAN."},
 }
 
 

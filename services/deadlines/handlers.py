@@ -34,6 +34,7 @@ from shared.consumer import Handler, Poison, Work
 from shared.contract import (
     CaseClosed,
     CaseEvent,
+    CaseForwarded,
     CaseReceived,
     CaseRemitted,
     CaseResolved,
@@ -139,7 +140,7 @@ async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str |
     if isinstance(event, CaseReturnAccepted):
         await stop(uow, event, DEPARTMENT, event.department, event.occurred_at)
         return "department clock stopped"
-    if isinstance(event, CaseResolved | CaseClosed):
+    if isinstance(event, CaseResolved | CaseClosed | CaseForwarded):
         at = event.resolved_at if isinstance(event, CaseResolved) else event.occurred_at
         await stop(uow, event, LEGAL, None, at)
         await stop(uow, event, DEPARTMENT, None, at)

@@ -124,10 +124,20 @@ def attributes_for(kind: str) -> list[Attribute]:
             required=identified,
             order=1,
             description=(
-                "Cédula de identidad personal del ciudadano"
-                + (" (obligatoria: Ley 38 de 2000, art. 65)" if identified else "")
+                "Documento de identidad del ciudadano (ver id_type)"
+                + (
+                    " (obligatorio: el denunciante debe identificarse debidamente, Ley 38 de "
+                    "2000, art. 65)"
+                    if kind == "denuncia"
+                    else " (obligatorio para una queja)"
+                    if identified
+                    else ""
+                )
             ),
-            datatype_description="Cédula panameña, ej. 8-123-4567, E-8-12345, PE-1-123",
+            datatype_description=(
+                "Cédula panameña (8-123-4567, E-8-12345, PE-1-123), pasaporte (5 a 20 letras y "
+                "dígitos) o RUC de persona jurídica (155587169-2-2014)"
+            ),
         ),
         Attribute(
             code="notify_email",
@@ -182,6 +192,37 @@ def attributes_for(kind: str) -> list[Attribute]:
             required=False,
             order=8,
             description="Corregimiento del lugar de los hechos",
+        ),
+    ]
+    attributes += [
+        Attribute(
+            code="id_type",
+            datatype="singlevaluelist",
+            required=False,
+            order=10,
+            description="Tipo de documento de id_number (por defecto, cédula)",
+            values=(("cedula", "Cédula"), ("pasaporte", "Pasaporte"), ("ruc", "RUC")),
+        ),
+        Attribute(
+            code="ruc_dv",
+            datatype="string",
+            required=False,
+            order=11,
+            description="Dígito verificador del RUC (persona jurídica)",
+        ),
+        Attribute(
+            code="representative_name",
+            datatype="string",
+            required=False,
+            order=12,
+            description="Nombre del representante legal (persona jurídica)",
+        ),
+        Attribute(
+            code="representative_id_number",
+            datatype="string",
+            required=False,
+            order=13,
+            description="Cédula del representante legal (persona jurídica)",
         ),
     ]
     if kind == "sugerencia":

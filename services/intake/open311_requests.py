@@ -43,6 +43,11 @@ _PARAMETERS = {
     "citizen": "first_name, last_name, email, phone, attribute[id_number]",
     "citizen.full_name": "first_name, last_name",
     "citizen.id_number": "attribute[id_number]",
+    "citizen.id_type": "attribute[id_type]",
+    "citizen.ruc_dv": "attribute[ruc_dv]",
+    "citizen.representative": "attribute[representative_name], attribute[representative_id_number]",
+    "citizen.representative.full_name": "attribute[representative_name]",
+    "citizen.representative.id_number": "attribute[representative_id_number]",
     "citizen.phone": "phone",
     "citizen.email": "email",
     "notify": (
@@ -171,7 +176,16 @@ def read_filing(form: Mapping[str, Any], service: Service) -> Filing:
     citizen = _compact(
         {
             "full_name": full_name or None,
+            "id_type": attributes.get("id_type") if attributes.get("id_number") else None,
             "id_number": attributes.get("id_number"),
+            "ruc_dv": attributes.get("ruc_dv"),
+            "representative": _compact(
+                {
+                    "full_name": attributes.get("representative_name"),
+                    "id_number": attributes.get("representative_id_number"),
+                }
+            )
+            or None,
             "email": _single(form, "email"),
             "phone": _single(form, "phone"),
         }

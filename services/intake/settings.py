@@ -38,11 +38,14 @@ class IntakeSettings(BaseSettings):
 def startup_problems(settings: Settings, intake: IntakeSettings | None = None) -> list[str]:
     """What stops intake from starting, one Spanish line each; no secret is ever echoed."""
     intake = intake or IntakeSettings()
-    problems: list[str] = []
+    # A list that does not parse is named first and alone: its parts may be tokens.
+    problems: list[str] = token_problems(settings)
     short = []
-    for item in settings.api_tokens.split(","):
+    for item in settings.api_tokens.split(",") if not problems else ():
         role, sep, token = item.strip().partition("=")
-        if sep and token.strip() and len(token.strip()) < MIN_TOKEN_LENGTH:
+        if sep and token.strip() and len(token.strip()) < MIN_TOKEN_LENGTH and _is_role(role):
+            # (not a role, e.g. "token=role" written backwards: never echoed; the
+            # malformed-list line below covers it)
             short.append(role.strip())
     if short:
         # The roles are named, never the tokens (nor their length).
@@ -58,7 +61,17 @@ def startup_problems(settings: Settings, intake: IntakeSettings | None = None) -
             f"DEFENSA311_SESSION_SECRET: debe tener al menos {MIN_SECRET_LENGTH} caracteres "
             "(o no lo defina y se generará uno aleatorio)"
         )
-    return problems + token_problems(settings)
+    return problems
+
+
+def _is_role(role: str) -> bool:
+    from services.intake.auth import TokenConfigError, check_role
+
+    try:
+        check_role(role)
+    except TokenConfigError:
+        return False
+    return True
 
 
 def token_problems(settings: Settings) -> list[str]:

@@ -72,6 +72,8 @@ class Figures:
     on_time: int = 0
     open_count: int = 0
     overdue_count: int = 0
+    #: Answered by sending the petition to the competent public body (counted apart).
+    forwarded: int = 0
     medians: list[Median] = field(default_factory=list)
 
     @property
@@ -127,6 +129,8 @@ def figures(
                     case.received_at.astimezone(TZ).date(), case.resolved_at.astimezone(TZ).date()
                 )
             )
+        elif case.resolution_path == "forwarded":
+            result.forwarded += 1
         elif is_open(case.state):
             result.open_count += 1
             if is_overdue(case, now):

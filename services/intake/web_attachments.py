@@ -15,7 +15,7 @@ from services.intake.web import secure_headers
 from services.intake.web_session import Session
 from shared.cases import CaseNotFound, get_case
 from shared.db.models import CaseRow
-from shared.evidence import AttachmentRow, of_case
+from shared.evidence import AttachmentRow, RemitLinks, of_case
 from shared.lifecycle import State
 from shared.runtime import Deps
 from shared.storage import (
@@ -66,7 +66,13 @@ def _file(data: bytes, key: str, name: str | None = None) -> Response:
 
 
 def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
-    store = make_store(StorageSettings(), base_url=deps.config.institution.public_url)
+    links = deps.cases.complete_event
+    # The process's one store (its local signing key is the one the remitted links carry).
+    store: BlobStore = (
+        links.store
+        if isinstance(links, RemitLinks)
+        else make_store(StorageSettings(), base_url=deps.config.institution.public_url)
+    )
     app.state.attachment_store = store
 
     async def load(attachment_id: str) -> tuple[AttachmentRow, CaseRow] | None:

@@ -57,7 +57,12 @@ FIELD_LABELS = {
     "description": "Descripción",
     "anonymous": "Anónimo",
     "citizen.full_name": "Nombre completo",
-    "citizen.id_number": "Cédula",
+    "citizen.id_type": "Tipo de documento",
+    "citizen.id_number": "Documento de identidad",
+    "citizen.ruc_dv": "DV del RUC",
+    "citizen.representative": "Representante legal",
+    "citizen.representative.full_name": "Nombre del representante legal",
+    "citizen.representative.id_number": "Documento del representante legal",
     "citizen.phone": "Teléfono",
     "citizen.email": "Correo electrónico",
     "notify": "Notificaciones",
@@ -70,7 +75,7 @@ FIELD_LABELS = {
     "location.address": "Dirección o referencia",
 }
 FORM_FIELDS = {
-    "citizen": ("full_name", "id_number", "phone", "email"),
+    "citizen": ("full_name", "id_type", "id_number", "ruc_dv", "phone", "email"),
     "notify": ("email", "phone", "address"),
     "location": ("district", "corregimiento", "address"),
 }
@@ -151,11 +156,31 @@ def clocks_for(
     ]
 
 
+ID_TYPE_LABELS = {"cedula": "Cédula", "pasaporte": "Pasaporte", "ruc": "RUC"}
+
+
+def _document(citizen: dict[str, Any]) -> str | None:
+    number = citizen.get("id_number")
+    if not number:
+        return None
+    label = ID_TYPE_LABELS.get(citizen.get("id_type") or "cedula", "Documento")
+    dv = f" DV {citizen['ruc_dv']}" if citizen.get("ruc_dv") else ""
+    return f"{label} {number}{dv}"
+
+
+def _representative(citizen: dict[str, Any]) -> str | None:
+    rep = citizen.get("representative")
+    if not isinstance(rep, dict):
+        return None
+    return f"{rep.get('full_name', '')} ({rep.get('id_number', '')})"
+
+
 def person_data(case: CaseRow) -> list[tuple[str, str]]:
     citizen, notify, location = case.citizen or {}, case.notify or {}, case.location or {}
     items = [
         ("Nombre", citizen.get("full_name")),
-        ("Cédula", citizen.get("id_number")),
+        ("Documento", _document(citizen)),
+        ("Representante legal", _representative(citizen)),
         ("Teléfono", citizen.get("phone")),
         ("Correo", citizen.get("email")),
         ("Notificar por correo", notify.get("email")),
@@ -208,6 +233,18 @@ def submission_data(form: dict[str, str]) -> dict[str, Any]:
         }
         if values:
             data[group] = values
+    citizen = data.get("citizen", {})
+    if "id_number" not in citizen:
+        citizen.pop("id_type", None)  # a document type alone says nothing
+    representative = {
+        n: form[f"citizen.representative.{n}"].strip()
+        for n in ("full_name", "id_number")
+        if form.get(f"citizen.representative.{n}", "").strip()
+    }
+    if representative:
+        data.setdefault("citizen", {})["representative"] = representative
+    if not data.get("citizen"):
+        data.pop("citizen", None)
     return data
 
 
@@ -502,6 +539,8 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 "kinds": list(KIND_LABELS.items()),
                 "decisions": list(DECISION_LABELS.items()),
                 "departments": [(d.code, d.name) for d in deps.config.departments],
+                "decline_reasons": list(deps.config.decline_labels.items()),
+                "entities": [(e.code, e.name) for e in deps.config.entities],
             },
             problem=problem,
             notice=notice,

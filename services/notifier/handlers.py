@@ -42,6 +42,7 @@ def case_facts(case: CaseRow) -> CaseFacts:
         citizen_name=citizen.get("full_name"),
         notify={k: v for k, v in (case.notify or {}).items() if isinstance(v, str) and v},
         department=case.department,
+        description=case.description,
     )
 
 

@@ -9,6 +9,8 @@ event                  recipients
                        (and the department holding the case, if any)
 ``DeadlineMissed``     the supervisors and the department
 ``CaseResolved``       the citizen's notification address (the resolution)
+``CaseClosed``         declined: the citizen (the reason and the recourse)
+``CaseForwarded``      the citizen (where it went) and the entity (the petition)
 ``DueDateChanged``     legal term: the citizen; department term: the department
 anything else          nobody (``SubmissionRejected`` is read by 311 from the event)
 =====================  ===============================================================
@@ -31,6 +33,8 @@ from urllib.parse import urlsplit
 from services.notifier.channels import mask_email, mask_phone
 from shared.config import Department, InstitutionConfig
 from shared.contract import (
+    CaseClosed,
+    CaseForwarded,
     CaseReceived,
     CaseRemitted,
     CaseResolved,
@@ -71,6 +75,8 @@ class CaseFacts:
     citizen_name: str | None = None
     notify: Mapping[str, str] = field(default_factory=dict)
     department: str | None = None
+    # The petition's text (sent to another public body when the case is forwarded there).
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,16 @@ class Planner:
             self._remitted(plan, event, case)
         elif isinstance(event, DeadlineNear | DeadlineMissed):
             self._deadline(plan, event, case)
+        elif isinstance(event, CaseClosed) and event.declined:
+            context = self._base(case) | {
+                "decline_label": event.decline_label or "Petición declinada",
+                "reason": event.reason or "",
+                "received_at": _iso(case.received_at),
+                "citizen": self._citizen(case),
+            }
+            self._to_citizen(plan, "case_declined", case, context)
+        elif isinstance(event, CaseForwarded):
+            self._forwarded(plan, event, case)
         elif isinstance(event, DueDateChanged):
             self._due_changed(plan, event, case)
         return plan
@@ -262,6 +278,43 @@ class Planner:
             "due_at": _iso(event.due_at),
         }
         self._to_department(plan, "case_remitted", event.department, context, event)
+
+    def _forwarded(self, plan: Plan, event: CaseForwarded, case: CaseFacts) -> None:
+        context = self._base(case) | {
+            "entity_name": event.entity_name,
+            "note": event.note,
+            "received_at": _iso(case.received_at),
+            "forwarded_at": _iso(event.forwarded_at),
+        }
+        self._to_citizen(plan, "case_forwarded", case, context | {"citizen": self._citizen(case)})
+        entity = self._config.entity(event.entity)
+        if entity is None:
+            plan.gaps.append(f"entity not configured: {event.entity}")
+            return
+        petition = context | {
+            "description": case.description,
+            "citizen": {
+                "name": None if case.anonymous else case.citizen_name,
+                "email": case.notify.get("email"),
+                "phone": case.notify.get("phone"),
+                "address": case.notify.get("address"),
+            },
+        }
+        email = str(entity.email)
+        plan.add(
+            Planned("case_forwarded_entity", EMAIL, email, mask_email(email), PENDING, petition)
+        )
+        if entity.webhook_url:
+            plan.add(
+                Planned(
+                    "case_forwarded_entity",
+                    WEBHOOK,
+                    entity.webhook_url,
+                    mask_url(entity.webhook_url),
+                    PENDING,
+                    {"event": event.model_dump(mode="json")},
+                )
+            )
 
     def _due_changed(self, plan: Plan, event: DueDateChanged, case: CaseFacts) -> None:
         context = self._base(case) | {

@@ -66,6 +66,15 @@ Common to every kind:
     (required, naming the decree); optional: ``department_name`` (addressed to the department),
     ``citizen`` (``citizen.name``), ``console_url``.
 
+``case_declined`` (to the citizen; the office declined the petition):
+    ``decline_label`` (required, the configured reason), ``reason`` (required, the explanation),
+    ``received_at`` (required); optional: ``citizen`` (``citizen.name``), ``appeal_days``.
+
+``case_forwarded`` (to the citizen) and ``case_forwarded_entity`` (to the competent body):
+    ``entity_name`` (required), ``note`` (required), ``received_at`` (required); the entity's
+    also ``description`` (required) and ``citizen`` (mapping: ``name``, ``email``, ``phone``,
+    ``address``, the notification address).
+
 ``render_sms(kind, context)`` takes the same context as ``render(kind, context)``.
 """
 
@@ -109,6 +118,9 @@ MESSAGE_KINDS = (
     "deadline_missed",
     "case_resolved",
     "due_date_changed",
+    "case_declined",
+    "case_forwarded",
+    "case_forwarded_entity",
 )
 SMS_MAX_CHARS = 300
 DEFAULT_TIMEZONE = "America/Panama"

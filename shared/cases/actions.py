@@ -74,6 +74,8 @@ async def perform(
     events = spec.take(services.case(case), checked, Acting(now, department))
     if answer_on_wire:
         events = [e for e in events if not isinstance(e, DEPARTMENT_FACTS)]
+    if services.complete_event is not None:
+        events = [await services.complete_event(uow, e, now) for e in events]
     for event in events:
         uow.publish(event)
         if answers_heard_by is not None and isinstance(event, DEPARTMENT_FACTS):

@@ -100,7 +100,17 @@ class CloseBody(ActionBody):
 
 
 class DeclineBody(ActionBody):
+    reason_code: str = Field(
+        min_length=1, max_length=40, description="motivo de la lista configurada (decline_reasons)"
+    )
     reason: LongText
+
+
+class ForwardBody(ActionBody):
+    entity: str = Field(
+        min_length=1, max_length=32, description="código de la entidad ([[entities]])"
+    )
+    note: LongText
 
 
 # ------------------------------------------------------------------------------ the spec
@@ -173,7 +183,7 @@ def _record_meeting_outcome(case: Case, body: MeetingOutcomeBody, acting: Acting
     return case.record_meeting_outcome(body.decision, body.meeting_date, body.notes, acting.now)
 
 
-_SPECS = (
+_SPECS: tuple[ActionSpec, ...] = (
     ActionSpec(
         name="classify",
         body=ClassifyBody,
@@ -295,8 +305,28 @@ _SPECS = (
         takers=_OFFICE,
         label="Caso declinado",
         button="Declinar el caso",
-        take=lambda case, body, acting: case.decline(body.reason, acting.now),
-        fields=(_REASON,),
+        take=lambda case, body, acting: case.decline(body.reason_code, body.reason, acting.now),
+        fields=(
+            FormField("reason_code", "Motivo", "select", required=True, choices="decline_reasons"),
+            FormField("reason", "Explicación para el ciudadano", "textarea", required=True),
+        ),
+        secondary=True,
+    ),
+)
+
+_SPECS += (
+    ActionSpec(
+        name="forward",
+        body=ForwardBody,
+        transition=Transition("forward", OPEN_BEFORE_ROUTING, State.CLOSED),
+        takers=_OFFICE,
+        label="Enviado a la entidad competente",
+        button="Enviar a la entidad competente",
+        take=lambda case, body, acting: case.forward(body.entity, body.note, acting.now),
+        fields=(
+            FormField("entity", "Entidad competente", "select", required=True, choices="entities"),
+            FormField("note", "Nota para la entidad y el ciudadano", "textarea", required=True),
+        ),
         secondary=True,
     ),
 )

@@ -10,16 +10,17 @@ the service layer's job (:func:`shared.cases.actions.perform`), in one transacti
 from __future__ import annotations
 
 import uuid
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from shared.calendar import TZ
+from shared.calendar import TZ, TermPolicy, due_at
 from shared.contract import (
     KINDS,
     CaseAddedToAgenda,
     CaseClassified,
     CaseClosed,
+    CaseForwarded,
     CaseRemitted,
     CaseResolved,
     CaseReturnAccepted,
@@ -101,8 +102,14 @@ class Case:
         lifecycle: Lifecycle,
         terms: Terms,
         departments: Container[str],
+        decline_reasons: Mapping[str, str] | None = None,
+        entities: Mapping[str, str] | None = None,
+        forward_days: int = 5,
     ) -> None:
         self.record = record
+        self._decline_reasons = decline_reasons or {}
+        self._entities = entities or {}
+        self._forward_days = forward_days
         self._lifecycle = lifecycle
         self._terms = terms
         self._departments = departments
@@ -267,12 +274,59 @@ class Case:
         self._enter(to, now)
         return [CaseClosed(**self._ids(), declined=False, reason=reason, occurred_at=now)]
 
-    def decline(self, reason: str, now: datetime) -> list[Event]:
+    def decline(self, reason_code: str, reason: str, now: datetime) -> list[Event]:
+        """Decline with a reason from the configured list and a text for the citizen."""
         to = self._next("decline")
+        label = self._decline_reasons.get(reason_code)
+        if label is None:
+            known = ", ".join(self._decline_reasons) or "ninguno configurado"
+            raise InvalidActionInput(
+                "reason_code", "unknown_reason", f"motivo desconocido; use uno de: {known}"
+            )
         self.record.closed_at = now
-        self.record.resolution = reason
+        self.record.resolution = f"{label}. {reason}"
         self._enter(to, now)
-        return [CaseClosed(**self._ids(), declined=True, reason=reason, occurred_at=now)]
+        return [
+            CaseClosed(
+                **self._ids(),
+                declined=True,
+                reason=reason,
+                decline_reason=reason_code,
+                decline_label=label,
+                occurred_at=now,
+            )
+        ]
+
+    def forward(self, entity: str, note: str, now: datetime) -> list[Event]:
+        """Send the petition to the competent public body and close it here."""
+        to = self._next("forward")
+        name = self._entities.get(entity)
+        if name is None:
+            known = ", ".join(self._entities) or "ninguna configurada"
+            raise InvalidActionInput(
+                "entity", "unknown_entity", f"entidad desconocida; use una de: {known}"
+            )
+        due = due_at(
+            self.record.received_at,
+            TermPolicy(self._forward_days, self._terms.calendar.kind),
+            self._terms.calendar,
+        )
+        self.record.closed_at = now
+        self.record.resolution = f"Enviada por competencia a {name}. {note}"
+        self.record.resolution_path = "forwarded"
+        self._enter(to, now)
+        return [
+            CaseForwarded(
+                **self._ids(),
+                entity=entity,
+                entity_name=name,
+                note=note,
+                forwarded_at=now,
+                forward_due_at=due,
+                late=now > due,
+                occurred_at=now,
+            )
+        ]
 
     # -------------------------------------------------------------------------- events
 
@@ -309,7 +363,10 @@ class Case:
             location=Location.model_validate(case.location) if case.location else None,
             citizen=CitizenContact(
                 full_name=citizen.get("full_name"),
+                id_type=citizen.get("id_type"),
                 id_number=citizen.get("id_number"),
+                ruc_dv=citizen.get("ruc_dv"),
+                representative=citizen.get("representative"),
                 phone=citizen.get("phone"),
                 email=citizen.get("email"),
                 notify_email=notify.get("email"),

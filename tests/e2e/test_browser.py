@@ -171,7 +171,7 @@ async def test_file_remit_answer_and_follow_a_case_in_chromium(amqp_url: str, pg
             await staff.get_by_label("Correo para notificaciones").fill("rosa.q@example.com")
             await staff.get_by_role("button", name="Registrar caso").click()
             error = staff.locator("#error-citizen-id_number")
-            await expect(error).to_contain_text("la cédula es obligatoria para una denuncia")
+            await expect(error).to_contain_text("identifíquese debidamente")
             await expect(staff.get_by_label("Cédula")).to_have_attribute("aria-invalid", "true")
             await shot(staff, "02-consola-nuevo-errores")
             await staff.get_by_label("Cédula").fill("8-765-4321")

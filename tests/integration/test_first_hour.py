@@ -21,7 +21,7 @@ from services.notifier.templates import RenderedMessage
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade
 from shared.runtime import Runtime
-from tests.support import ROOT, free_port, running, settings_for
+from tests.support import ROOT, free_port, settings_for
 
 SECRET = "clave-muy-secreta-42"
 
@@ -152,12 +152,13 @@ async def test_a_department_does_not_read_the_local_mailbox(console: httpx.Async
 
 
 @pytest.mark.connected
-async def test_post_and_get_answer_every_timestamp_with_the_panama_offset(
-    amqp_url: str, pg_url: str
-) -> None:
-    settings = settings_for(amqp_url, pg_url)
+async def test_post_and_get_answer_every_timestamp_with_the_panama_offset(pg_url: str) -> None:
+    # PostgreSQL hands timestamps back in UTC: what made GET answer +00:00 before.
+    settings = settings_for("amqp://guest:guest@127.0.0.1:5672/", pg_url)
     clock = FixedClock(datetime(2025, 3, 3, 14, 0, tzinfo=UTC))
-    async with running(settings, [intake_service()], clock=clock) as runtime:
+    runtime = Runtime(settings, [intake_service()], clock=clock)
+    await upgrade(runtime.deps.engine)
+    try:
         transport = httpx.ASGITransport(app=create_app(runtime.deps))
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
             filed = await client.post(
@@ -172,6 +173,8 @@ async def test_post_and_get_answer_every_timestamp_with_the_panama_offset(
             assert filed.status_code == 201, filed.text
             code = filed.json()["tracking_code"]
             read = (await client.get(f"/api/v1/cases/{code}")).json()
+    finally:
+        await runtime.deps.engine.dispose()
     assert filed.json()["due_at"] == read["due_at"]
     assert filed.json()["received_at"] == read["received_at"] == "2025-03-03T09:00:00-05:00"
     stamps = [read["received_at"], read["due_at"], *(h["at"] for h in read["history"])]

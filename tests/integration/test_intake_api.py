@@ -156,7 +156,7 @@ async def test_file_on_the_web_and_track_without_personal_data(api: Api) -> None
     assert staff["notify"]["email"] == EMAIL
     assert staff["notify"]["address"] == ADDRESS
     assert staff["case_id"] == filed["case_id"]
-    assert set(staff["allowed_actions"]) == {"classify", "decline"}
+    assert set(staff["allowed_actions"]) == {"classify", "decline", "forward"}
 
     # The 311 platform sees the public view and the ids, not the citizen.
     p311 = await api.client.get(f"/api/v1/cases/{filed['tracking_code']}", headers=P311)
@@ -367,7 +367,7 @@ async def test_inspection_path_through_the_api(api: Api) -> None:
     code = await api.file(denuncia(kind="queja", category=None))
     view = await api.act(code, "classify", {"kind": "queja", "category": "Atención al usuario"})
     assert view["state"] == "classified" and view["category"] == "Atención al usuario"
-    assert set(view["allowed_actions"]) == {"classify", "start_inspection", "decline"}
+    assert set(view["allowed_actions"]) == {"classify", "start_inspection", "decline", "forward"}
     view = await api.act(
         code,
         "start_inspection",
@@ -506,11 +506,21 @@ async def test_sugerencia_goes_on_the_agenda_and_the_meeting_decides(api: Api) -
 async def test_decline_needs_a_reason(api: Api) -> None:
     code = await api.file(denuncia())
     detail = (await api.act(code, "decline", {}, status=422))["detail"]
-    assert detail == [{"field": "reason", "rule": "missing", "message": "campo obligatorio"}]
-    view = await api.act(code, "decline", {"reason": "Duplicado del caso anterior."})
-    assert view["state"] == "closed" and view["resolution"] == "Duplicado del caso anterior."
+    assert detail == [
+        {"field": "reason_code", "rule": "missing", "message": "campo obligatorio"},
+        {"field": "reason", "rule": "missing", "message": "campo obligatorio"},
+    ]
+    unknown = {"reason_code": "capricho", "reason": "Duplicado del caso anterior."}
+    detail = (await api.act(code, "decline", unknown, status=422))["detail"]
+    assert [(d["field"], d["rule"]) for d in detail] == [("reason_code", "unknown_reason")]
+    body = {"reason_code": "duplicada", "reason": "Duplicado del caso anterior."}
+    view = await api.act(code, "decline", body)
+    assert view["state"] == "closed"
+    assert view["resolution"] == (
+        "Petición duplicada de otra ya presentada. Duplicado del caso anterior."
+    )
     closed = [json.loads(r.body) for r in await api.outbox() if r.event_type == "CaseClosed"]
-    assert closed[0]["declined"] is True
+    assert closed[0]["declined"] is True and closed[0]["decline_reason"] == "duplicada"
 
 
 # ------------------------------------------------------------------------ each error code
@@ -531,11 +541,11 @@ async def test_action_errors(api: Api) -> None:
     # 409: the state does not allow it, and the answer says what would be.
     conflict = await api.act(code, "close", {}, status=409)
     assert conflict["state"] == "received"
-    assert conflict["allowed"] == ["classify", "decline"]
+    assert conflict["allowed"] == ["classify", "decline", "forward"]
     assert "close" in conflict["detail"]
     await api.act(code, "classify", {"kind": "queja"})
     conflict = await api.act(code, "remit", {"department": "vias"}, status=409)
-    assert conflict["allowed"] == ["classify", "start_inspection", "decline"]
+    assert conflict["allowed"] == ["classify", "start_inspection", "decline", "forward"]
     # 422: invalid body, unknown department, anonymous case classified as denuncia, not JSON.
     bad = await api.act(code, "classify", {"kind": "reclamo", "extra": 1}, status=422)
     assert {(e["field"], e["rule"]) for e in bad["detail"]} == {
@@ -609,7 +619,7 @@ async def test_list_filters_and_pagination(api: Api) -> None:
 
     # An hour past the legal term of the first three: the sugerencia, filed ten days later,
     # still has time, and a closed case is never overdue.
-    await api.act(web, "decline", {"reason": "Duplicado."})
+    await api.act(web, "decline", {"reason_code": "duplicada", "reason": "Duplicado."})
     first_due = datetime.fromisoformat(everything["items"][-1]["due_at"])
     last_due = datetime.fromisoformat(everything["items"][0]["due_at"])
     api.clock.at = first_due + timedelta(hours=1)
@@ -683,3 +693,29 @@ async def test_the_router_does_not_apply_an_http_answer_twice(amqp_url: str, pg_
                 types = list(await uow.session.scalars(select(OutboxRow.event_type)))
             assert "SubmissionRejected" not in types
             assert types.count("CaseResolved") == 1
+
+
+async def test_a_juridical_person_files_through_its_legal_representative(api: Api) -> None:
+    company = {
+        "full_name": "Comercial Ejemplo, S.A.",
+        "id_type": "ruc",
+        "id_number": "155587169-2-2014",
+        "email": EMAIL,
+    }
+    refused = await api.client.post("/api/v1/cases", json=denuncia(citizen=company))
+    assert refused.status_code == 422
+    fields = {(e["field"], e["rule"]) for e in refused.json()["errors"]}
+    assert fields == {
+        ("citizen.ruc_dv", "required_for_ruc"),
+        ("citizen.representative", "required_for_ruc"),
+    }
+    assert await api.count_cases() == 0
+
+    company |= {"ruc_dv": "09", "representative": {"full_name": NAME, "id_number": CEDULA}}
+    filed = await api.client.post("/api/v1/cases", json=denuncia(citizen=company))
+    assert filed.status_code == 201, filed.text
+    passport = {"full_name": NAME, "id_type": "pasaporte", "id_number": "12"}
+    bad = await api.client.post("/api/v1/cases", json=denuncia(citizen=passport))
+    assert bad.status_code == 422
+    (error,) = bad.json()["errors"]
+    assert (error["field"], error["rule"]) == ("citizen.id_number", "pasaporte")

@@ -36,6 +36,7 @@ ROLES: list[str | None] = [*TOKENS, None]  # None: anonymous
 SETUP: dict[str, list[tuple[str, dict[str, str]]]] = {
     "classify": [],
     "decline": [],
+    "forward": [],
     "start_inspection": [("classify", {"kind": "queja"})],
     "remit": [("classify", {"kind": "denuncia"})],
     "add_to_agenda": [("classify", {"kind": "sugerencia"})],

@@ -346,7 +346,7 @@ async def test_staff_route_from_triage_and_the_kind_guards(
     assert await act(runtime, case.id, "classify", {"kind": "queja"}) == ["CaseClassified"]
     with pytest.raises(IllegalTransition) as refused:
         await act(runtime, case.id, "remit", {"department": "obras"})
-    assert refused.value.allowed == ["classify", "start_inspection", "decline"]
+    assert refused.value.allowed == ["classify", "start_inspection", "decline", "forward"]
     with pytest.raises(IllegalTransition):
         await act(runtime, case.id, "add_to_agenda", {})
     with pytest.raises(InvalidActionInput) as bad_kind:
@@ -382,7 +382,10 @@ async def test_staff_route_from_triage_and_the_kind_guards(
     with pytest.raises(InvalidActionInput) as no_reason:
         await act(runtime, duplicate.id, "decline", {})
     assert (no_reason.value.field, no_reason.value.rule) == ("reason", "missing")
-    assert await act(runtime, duplicate.id, "decline", {"reason": "Duplicado de otro caso."}) == [
-        "CaseClosed"
-    ]
+    assert await act(
+        runtime,
+        duplicate.id,
+        "decline",
+        {"reason_code": "duplicada", "reason": "Duplicado de otro caso."},
+    ) == ["CaseClosed"]
     await follows(platform, duplicate.id, ["CaseReceived", "CaseClassified", "CaseClosed"])

@@ -158,7 +158,13 @@ async def test_posts_without_the_csrf_token_change_nothing(web: Web) -> None:
     csrf = await sign_in(web.client, STAFF_TOKEN)
     code = await file_presencial(web.client, csrf)
     refused = await act(
-        web.client, "forged", code, "decline", estado="received", reason="duplicado"
+        web.client,
+        "forged",
+        code,
+        "decline",
+        estado="received",
+        reason_code="duplicada",
+        reason="duplicado",
     )
     assert refused.status_code == 403
     no_token = await web.client.post("/consola/nuevo", data={"description": DESCRIPTION, **CITIZEN})
@@ -189,7 +195,7 @@ async def test_presencial_form_shows_spanish_errors_next_to_fields_and_stores_no
     for field, words in (
         ("description", "entre 10 y 4000"),
         ("citizen-full_name", "obligatorio para una denuncia"),
-        ("citizen-id_number", "cédula es obligatoria"),
+        ("citizen-id_number", "identifíquese debidamente"),
         ("citizen-email", "correo electrónico inválido"),
         ("notify", "al menos un lugar donde recibir notificaciones"),
     ):
@@ -263,7 +269,15 @@ async def test_department_sees_only_its_cases_answers_and_the_router_inbox_is_ma
         web.client, dept_csrf, theirs, "respond", estado="remitted", response="No es nuestro"
     )
     assert refused.status_code == 404
-    not_allowed = await act(web.client, dept_csrf, ours, "decline", estado="remitted", reason="xx")
+    not_allowed = await act(
+        web.client,
+        dept_csrf,
+        ours,
+        "decline",
+        estado="remitted",
+        reason_code="duplicada",
+        reason="xx",
+    )
     assert not_allowed.status_code == 403
 
     page = (await web.client.get(f"/consola/casos/{ours}")).text
@@ -302,7 +316,15 @@ async def test_stale_form_is_refused_with_409(web: Web) -> None:
     csrf = await sign_in(web.client, STAFF_TOKEN)
     code = await file_presencial(web.client, csrf)
     await act(web.client, csrf, code, "classify", estado="received", kind="denuncia")
-    stale = await act(web.client, csrf, code, "decline", estado="received", reason="duplicado")
+    stale = await act(
+        web.client,
+        csrf,
+        code,
+        "decline",
+        estado="received",
+        reason_code="duplicada",
+        reason="duplicado",
+    )
     assert stale.status_code == 409 and "cambió de estado" in stale.text
     async with web.deps.uow() as uow:
         assert (await get_case(uow, tracking_code=code)).state == "classified"

@@ -154,3 +154,46 @@ def test_description_length_counts_after_trimming() -> None:
         {"kind": "sugerencia", "anonymous": True, "description": "  " + "a" * 10 + "  "}
     )
     assert long_enough.description == "a" * 10
+
+
+def _denuncia(citizen: dict[str, object]) -> dict[str, object]:
+    return {
+        "kind": "denuncia",
+        "description": "Denuncia de prueba con la descripción suficiente.",
+        "citizen": citizen,
+        "notify": {"email": "ana@example.com"},
+    }
+
+
+def test_a_foreigner_may_file_a_denuncia_with_a_passport() -> None:
+    submission = validate_submission(
+        _denuncia({"full_name": "Ann Lee", "id_type": "pasaporte", "id_number": "x123 4567"})
+    )
+    assert submission.citizen is not None and submission.citizen.id_number == "X1234567"
+
+
+def test_a_juridical_person_files_with_its_ruc_dv_and_legal_representative() -> None:
+    citizen = {
+        "full_name": "Comercial Ejemplo, S.A.",
+        "id_type": "ruc",
+        "id_number": "155587169-2-2014",
+        "ruc_dv": "09",
+        "representative": {"full_name": "Ana Ruiz", "id_number": "8-123-4567"},
+    }
+    submission = validate_submission(_denuncia(citizen))
+    assert submission.citizen is not None and submission.citizen.representative is not None
+    missing = {k: v for k, v in citizen.items() if k not in ("ruc_dv", "representative")}
+    with pytest.raises(SubmissionInvalid) as info:
+        validate_submission(_denuncia(missing))
+    assert {(e.field, e.rule) for e in info.value.errors} == {
+        ("citizen.ruc_dv", "required_for_ruc"),
+        ("citizen.representative", "required_for_ruc"),
+    }
+
+
+def test_a_denuncia_without_a_document_cites_the_duty_to_identify_oneself() -> None:
+    with pytest.raises(SubmissionInvalid) as info:
+        validate_submission(_denuncia({"full_name": "Ana Ruiz"}))
+    (error,) = info.value.errors
+    assert error.field == "citizen.id_number"
+    assert "identifíquese debidamente" in error.message and "art. 65" in error.message

@@ -28,6 +28,7 @@ OFFICE = [
     "record_meeting_outcome",
     "close",
     "decline",
+    "forward",
 ]
 # Role → the actions it may take; the API and the console both ask the registry.
 ROLES: dict[str | None, list[str]] = {
@@ -84,6 +85,7 @@ def test_allowed_actions_are_the_states_and_the_callers() -> None:
         "classify",
         "start_inspection",
         "decline",
+        "forward",
     ]
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from shared.calendar import TZ
+from shared.contract import CaseForwarded
 from shared.db.models import CaseRow
 from shared.domain.actions import ACTIONS, REGISTRY, Acting
 from shared.domain.case import InvalidActionInput, NotYourCase
@@ -29,6 +31,7 @@ EMITS = {
     "return": (["CaseReturned", "CaseReturnAccepted"], "classified"),
     "close": (["CaseClosed"], "closed"),
     "decline": (["CaseClosed"], "closed"),
+    "forward": (["CaseForwarded"], "closed"),
 }
 COLUMNS = [c.key for c in CaseRow.__table__.columns]
 
@@ -190,11 +193,37 @@ def test_findings_resolve_an_inspection_and_close_then_ends_the_case() -> None:
     assert row.closed_at == NOW and events[0].model_dump()["declined"] is False
 
 
-def test_decline_closes_with_the_reason_as_the_resolution() -> None:
+def test_decline_closes_with_the_configured_reason_and_the_text_as_the_resolution() -> None:
     row = case_in("classified")
     (event,) = REGISTRY["decline"].take(aggregate(row), body("decline"), Acting(NOW))
-    assert row.resolution == "Duplicado de otro caso."
-    assert event.model_dump(include={"declined", "reason"}) == {
+    assert row.resolution == "Petición duplicada de otra ya presentada. Duplicado de otro caso."
+    assert event.model_dump(include={"declined", "reason", "decline_reason"}) == {
         "declined": True,
         "reason": "Duplicado de otro caso.",
+        "decline_reason": "duplicada",
     }
+
+
+def test_forward_sends_the_petition_to_a_configured_body_and_closes_it_here() -> None:
+    row = case_in("classified")
+    with pytest.raises(InvalidActionInput) as refused:
+        REGISTRY["forward"].take(aggregate(row), body("forward", entity="ensa"), Acting(NOW))
+    assert (refused.value.field, refused.value.rule) == ("entity", "unknown_entity")
+    assert row.state == "classified"
+
+    (event,) = REGISTRY["forward"].take(aggregate(row), body("forward"), Acting(NOW))
+    assert isinstance(event, CaseForwarded)
+    assert (event.entity, event.entity_name, event.late) == ("idaan", "IDAAN", False)
+    assert row.state == "closed" and row.resolution_path == "forwarded"
+    assert (
+        row.resolution == "Enviada por competencia a IDAAN. Falta de agua: competencia del IDAAN."
+    )
+    # Filed Monday 2 March 2026: five working days later is Monday 9 March, end of day.
+    assert event.forward_due_at == datetime(2026, 3, 9, 23, 59, 59, tzinfo=TZ)
+
+
+def test_a_forward_after_its_term_is_marked_late() -> None:
+    row = case_in("received")
+    later = Acting(datetime(2026, 3, 10, 15, 0, tzinfo=UTC))
+    (event,) = REGISTRY["forward"].take(aggregate(row), body("forward"), later)
+    assert isinstance(event, CaseForwarded) and event.late

@@ -111,6 +111,12 @@ async def test_an_action_stores_the_state_the_audit_row_and_its_events_together(
     [
         ("close", {}, IllegalTransition, None),
         ("decline", {}, InvalidActionInput, "missing"),
+        (
+            "decline",
+            {"reason_code": "capricho", "reason": "Sin motivo."},
+            InvalidActionInput,
+            "unknown_reason",
+        ),
         ("classify", {"kind": "reclamo"}, InvalidActionInput, "literal_error"),
         ("classify", {"kind": "denuncia", "by": "x"}, InvalidActionInput, "extra_forbidden"),
         ("escalate", {}, UnknownAction, None),

@@ -33,6 +33,8 @@ LEGAL: dict[tuple[str, str], tuple[str, frozenset[str | None]]] = {
     ("resolved", "close"): ("closed", ALL_KINDS),
     ("received", "decline"): ("closed", ALL_KINDS),
     ("classified", "decline"): ("closed", ALL_KINDS),
+    ("received", "forward"): ("closed", ALL_KINDS),
+    ("classified", "forward"): ("closed", ALL_KINDS),
 }
 
 EXPECTED_ACTIONS = {
@@ -46,6 +48,7 @@ EXPECTED_ACTIONS = {
     "return",
     "close",
     "decline",
+    "forward",
 }
 
 STATES = [s.value for s in State]
@@ -112,9 +115,9 @@ def test_every_illegal_transition_is_refused_naming_the_allowed_ones(
 
 def test_the_table_has_as_many_legal_moves_as_the_design() -> None:
     legal_moves = [c for c in CASES if legal(*c) is not None]
-    # 9 kind-free transitions x 4 kinds + inspection (2 kinds) + remit (1) + agenda (1).
-    assert len(legal_moves) == 9 * 4 + 2 + 1 + 1
-    assert len(CASES) == 7 * 10 * 4
+    # 11 kind-free transitions x 4 kinds + inspection (2 kinds) + remit (1) + agenda (1).
+    assert len(legal_moves) == 11 * 4 + 2 + 1 + 1
+    assert len(CASES) == 7 * 11 * 4
 
 
 @pytest.mark.parametrize(
@@ -140,7 +143,7 @@ def test_kind_guards(lifecycle: Lifecycle, action: str, only: set[str]) -> None:
 def test_a_queja_cannot_be_remitted_but_may_be_inspected(lifecycle: Lifecycle) -> None:
     with pytest.raises(IllegalTransition) as refused:
         lifecycle.apply("classified", "remit", "queja")
-    assert refused.value.allowed == ["classify", "start_inspection", "decline"]
+    assert refused.value.allowed == ["classify", "start_inspection", "decline", "forward"]
 
 
 def test_closed_is_final(lifecycle: Lifecycle) -> None:

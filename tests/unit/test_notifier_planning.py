@@ -20,6 +20,8 @@ from services.notifier.planning import (
 from services.notifier.templates import TemplateRenderer
 from shared.config import InstitutionConfig
 from shared.contract import (
+    CaseClosed,
+    CaseForwarded,
     CaseReceived,
     CaseRemitted,
     CaseResolved,
@@ -49,6 +51,14 @@ CONFIG = InstitutionConfig.model_validate(
                 "webhook_url": "https://aseo.example/hook?k=1",
             },
             {"code": "vias", "name": "Vías", "email": "vias@alcaldia.example"},
+        ],
+        "entities": [
+            {
+                "code": "idaan",
+                "name": "IDAAN",
+                "email": "atencion@idaan.example",
+                "webhook_url": "https://idaan.example/hook",
+            }
         ],
     }
 )
@@ -258,3 +268,50 @@ def test_a_moved_legal_term_tells_the_citizen_and_a_moved_department_term_the_de
     rendered = TemplateRenderer().render(department[0].template, department[0].context)
     assert "Nueva fecha límite" in rendered.text and "consola" in rendered.text
     assert TemplateRenderer().render_sms(citizen.template, citizen.context)
+
+
+def test_a_declined_petition_tells_the_citizen_the_reason_and_the_recourse() -> None:
+    event = CaseClosed(
+        case_id=CASE_ID,
+        tracking_code=CODE,
+        declined=True,
+        reason="Ya existe el caso D311-2026-000100 por el mismo hueco.",
+        decline_reason="duplicada",
+        decline_label="Petición duplicada de otra ya presentada",
+    )
+    planner = Planner(CONFIG, sms_gateway=False)
+    (mail,) = planner.plan(event, facts(notify={"email": "ana@example.com"})).notifications
+    assert (mail.template, mail.recipient) == ("case_declined", "ana@example.com")
+    text = TemplateRenderer().render(mail.template, mail.context).text
+    assert "Petición duplicada" in text and "D311-2026-000100" in text
+    assert "reconsideración" in text and "apelación" in text and "5 días hábiles" in text
+    # A case closed after its resolution was notified is not a decline: nobody is told again.
+    closed = CaseClosed(case_id=CASE_ID, tracking_code=CODE, declined=False)
+    assert planner.plan(closed, facts(notify={"email": "ana@example.com"})).notifications == []
+
+
+def test_a_forwarded_petition_goes_to_the_body_and_the_citizen_learns_where() -> None:
+    event = CaseForwarded(
+        case_id=CASE_ID,
+        tracking_code=CODE,
+        entity="idaan",
+        entity_name="IDAAN",
+        note="Falta de agua: competencia del IDAAN.",
+        forwarded_at=NOW,
+        forward_due_at=NOW + timedelta(days=7),
+    )
+    case = facts(notify={"email": "ana@example.com"}, description="No hay agua desde el lunes.")
+    plan = Planner(CONFIG, sms_gateway=False).plan(event, case)
+    assert sorted((p.template, p.channel, p.recipient) for p in plan.notifications) == [
+        ("case_forwarded", "email", "ana@example.com"),
+        ("case_forwarded_entity", "email", "atencion@idaan.example"),
+        ("case_forwarded_entity", "webhook", "https://idaan.example/hook"),
+    ]
+    renderer = TemplateRenderer()
+    by_template = {p.template: p for p in plan.notifications if p.channel == "email"}
+    citizen = renderer.render("case_forwarded", by_template["case_forwarded"].context).text
+    assert "IDAAN" in citizen and CODE in citizen
+    body = renderer.render(
+        "case_forwarded_entity", by_template["case_forwarded_entity"].context
+    ).text
+    assert "No hay agua desde el lunes." in body and "ana@example.com" in body

@@ -201,7 +201,14 @@ def test_missing_key_raises(renderer: TemplateRenderer, kind: str, missing: str)
 @pytest.mark.parametrize("kind", MESSAGE_KINDS)
 def test_sms_is_short_and_has_the_code(renderer: TemplateRenderer, kind: str) -> None:
     ctx = remitted_context(
-        clock="department", days_left=2, days_overdue=1, response="Resuelto. " * 200
+        clock="department",
+        days_left=2,
+        days_overdue=1,
+        response="Resuelto. " * 200,
+        decline_label="Petición improcedente",
+        reason="No corresponde. " * 50,
+        entity_name="Instituto de Acueductos y Alcantarillados Nacionales",
+        note="Corresponde al IDAAN. " * 20,
     )
     sms = renderer.render_sms(kind, ctx)
     assert len(sms) <= SMS_MAX_CHARS

@@ -15,7 +15,9 @@ from shared.validation import (
     clean_text,
     control_character,
     normalize_cedula,
+    normalize_dv,
     normalize_email,
+    normalize_identity,
     normalize_phone,
     spanish_errors,
 )
@@ -40,8 +42,6 @@ from shared.validation import (
         ("13av-1234-12345", "13AV-1234-12345"),
         ("4PI-12-1234", "4PI-12-1234"),
         ("10PI-1-1", "10PI-1-1"),
-        ("SB-12-345", "SB-12-345"),
-        ("8SB-12-345", "8SB-12-345"),
         (" 8 - 123 - 4567 ", "8-123-4567"),
         ("8–123–4567", "8-123-4567"),
     ],
@@ -59,6 +59,8 @@ def test_cedula_accepted(raw: str, expected: str) -> None:
         "81234567",
         "8 123 4567",
         "0-123-4567",  # no province 0
+        "SB-12-345",  # no source for an SB series
+        "8SB-12-345",
         "14-123-4567",  # provinces go up to 13
         "08-123-4567",
         "8-12345-1",  # folio has at most 4 digits
@@ -96,11 +98,7 @@ def test_cedula_message_lists_the_formats() -> None:
 @st.composite
 def cedulas(draw: st.DrawFn) -> str:
     province = str(draw(st.integers(1, 13)))
-    prefix = draw(
-        st.sampled_from(
-            ["PE", "E", "N", "SB", province, province + "AV", province + "PI", province + "SB"]
-        )
-    )
+    prefix = draw(st.sampled_from(["PE", "E", "N", province, province + "AV", province + "PI"]))
     folio = draw(st.from_regex(r"[0-9]{1,4}", fullmatch=True))
     asiento = draw(st.from_regex(r"[0-9]{1,6}", fullmatch=True))
     return f"{prefix}-{folio}-{asiento}"
@@ -478,3 +476,47 @@ def test_spanish_validation_error() -> None:
     exc = SpanishValidationError.from_pydantic(info.value)
     assert exc.errors == spanish_errors(info.value)
     assert "citizen: campo obligatorio" in str(exc)
+
+
+# --- other identity documents ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("id_type", "raw", "expected"),
+    [
+        ("cedula", "8-123-4567", "8-123-4567"),
+        ("pasaporte", "pa 123-4567", "PA1234567"),
+        ("pasaporte", "X1234567", "X1234567"),
+        ("ruc", "155587169-2-2014", "155587169-2-2014"),
+        ("ruc", " 253-92-57027 ", "253-92-57027"),
+    ],
+)
+def test_each_identity_document_is_checked_by_its_own_rule(
+    id_type: str, raw: str, expected: str
+) -> None:
+    assert normalize_identity(id_type, raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("id_type", "raw", "rule"),
+    [
+        ("pasaporte", "12", "pasaporte"),
+        ("pasaporte", "PA#123456", "pasaporte"),
+        ("ruc", "155587169", "ruc"),
+        ("ruc", "155587169-2-2014 DV 9", "ruc"),  # the DV goes in its own field
+        ("cedula", "PA1234567", "cedula"),
+    ],
+)
+def test_a_document_that_breaks_its_rule_is_refused_naming_the_rule(
+    id_type: str, raw: str, rule: str
+) -> None:
+    with pytest.raises(InvalidValue) as info:
+        normalize_identity(id_type, raw)
+    assert info.value.rule == rule
+
+
+def test_the_dv_is_one_or_two_digits() -> None:
+    assert normalize_dv("DV 9") == "9"
+    assert normalize_dv("09") == "09"
+    with pytest.raises(InvalidValue, match="DV"):
+        normalize_dv("123")
