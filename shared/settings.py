@@ -41,9 +41,6 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    # Signs console sessions until they have a secret of their own; the notifier reads the
-    # same variable for its webhooks (services/notifier/settings.py holds its settings).
-    webhook_secret: str = "cambie-este-secreto"  # noqa: S105 - a placeholder to override
     # The public transparency figures are recomputed at most this often (0: every request).
     transparency_cache_seconds: float = Field(default=30.0, ge=0)
     # Published outbox rows and inbox marks older than this are pruned (shared/outbox.py).

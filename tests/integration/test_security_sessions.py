@@ -19,6 +19,7 @@ from services.intake.auth import digest
 from services.intake.models import WebSessionRow
 from services.intake.settings import IntakeSettings
 from services.intake.web_session import COOKIE
+from services.notifier.settings import NotifierSettings
 from tests.integration.security_app import STAFF_TOKEN, TOKENS, App, intake_app
 
 CONSOLE = "/consola"
@@ -70,16 +71,15 @@ async def test_a_cookie_minted_from_the_webhook_secret_and_the_token_hash_is_ref
 ) -> None:
     async with intake_app(tmp_path) as app:
         settings = app.deps.settings
-        forged = old_style_cookie(
-            settings.webhook_secret, settings.api_tokens, "staff", digest(STAFF_TOKEN)
-        )
+        webhook_secret = NotifierSettings().webhook_secret  # the notifier's, known to receivers
+        forged = old_style_cookie(webhook_secret, settings.api_tokens, "staff", digest(STAFF_TOKEN))
         page = await console_with(app, forged)
         assert not signed_in(page)
         assert 'name="token"' in page.text  # the sign-in form, nothing of the console
 
         # The same material in the new cookie's shape is refused too: the key is not derived.
         session_id = "a" * 43
-        for material in (settings.webhook_secret, settings.api_tokens, digest(STAFF_TOKEN)):
+        for material in (webhook_secret, settings.api_tokens, digest(STAFF_TOKEN)):
             mac = hmac.new(material.encode(), session_id.encode(), hashlib.sha256).hexdigest()
             page = await console_with(app, f"{session_id}.{mac}")
             assert not signed_in(page)
