@@ -477,8 +477,8 @@ class CaseClosed(CaseEvent):
 class CitizenAddedInformation(CaseEvent):
     """The person who filed added information to an open case (with their clave).
 
-    It carries no text: what the citizen wrote may hold personal data, and 311 follows every
-    ``case.#`` key. Staff and the department read it on the case's timeline (console, API).
+    It carries no text: what the citizen wrote may hold personal data. Staff and the
+    department read it on the case's timeline (console, API).
     """
 
     event_type: Literal["CitizenAddedInformation"] = "CitizenAddedInformation"

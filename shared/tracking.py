@@ -8,9 +8,11 @@ and one check symbol, in groups of three so it can be dictated like a phone numb
   a code: ``O`` → ``0``, ``I``/``L`` → ``1``. We keep ``0`` and ``1`` (rather than also dropping
   them) because that mapping is the standard Crockford one and keeps 32 symbols = 5 bits each.
 * **Randomness**: 8 symbols from :mod:`secrets` = 40 bits per year. The codes are not
-  sequential, so they cannot be enumerated: with ``N`` cases filed in a year, a blind guess
-  hits one in about ``2**40 / N`` tries (about 11 million tries for 100 000 cases). The HTTP
-  lookup is rate-limited elsewhere, and a lookup shows status, not personal data.
+  sequential, so they cannot be counted through: with ``N`` cases filed in a year, a blind
+  guess hits one in about ``2**40 / N`` tries (about 11 million tries for 100 000 cases). They
+  are not secret either: the public Open311 listing shows recent ones (small pages, few,
+  rate-limited). The HTTP lookup is rate-limited elsewhere, and a lookup shows status, not
+  personal data.
 * **Check symbol**: a Damm check over the year and the random symbols, computed in the
   quasigroup ``x ∘ y = 2·x + y`` over GF(32) (a totally anti-symmetric quasigroup, as Damm's
   algorithm needs). It catches every single wrong symbol and every swap of two adjacent

@@ -1,4 +1,4 @@
-"""Bearer tokens with roles (issue 3, "Who may do what").
+"""Bearer tokens with roles: who may do what.
 
 Tokens come from ``DEFENSA311_API_TOKENS`` (``role=token,role=token``) and from the
 institution config's ``[[tokens]]`` (``role`` + the hex SHA-256 of the token). Both are

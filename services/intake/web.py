@@ -1,4 +1,4 @@
-"""The web pages (issue 8): the staff console, the citizen's tracking page, transparency.
+"""The web pages: the staff console, the citizen's tracking page, transparency.
 
 Server-rendered HTML (Jinja2), in Spanish, with every asset served by the app. ``install``
 mounts the stylesheet and adds the public pages (:mod:`services.intake.web_public`) and the
