@@ -164,7 +164,7 @@ async def test_file_remit_answer_and_follow_a_case_in_chromium(amqp_url: str, pg
 
             # --- file a presencial case; the first try misses the cédula
             await staff.get_by_role("link", name="Registrar caso presencial").click()
-            await staff.get_by_label("Tipo").select_option("denuncia")
+            await staff.get_by_label("Tipo", exact=True).select_option("denuncia")
             await staff.get_by_label("Descripción de los hechos").fill(DESCRIPTION)
             await staff.get_by_label("Nombre completo").fill("Rosa Elena Quintero")
             await staff.get_by_label("Teléfono", exact=True).fill("6234-5678")
@@ -172,9 +172,11 @@ async def test_file_remit_answer_and_follow_a_case_in_chromium(amqp_url: str, pg
             await staff.get_by_role("button", name="Registrar caso").click()
             error = staff.locator("#error-citizen-id_number")
             await expect(error).to_contain_text("identifíquese debidamente")
-            await expect(staff.get_by_label("Cédula")).to_have_attribute("aria-invalid", "true")
+            await expect(staff.get_by_label("Número del documento", exact=True)).to_have_attribute(
+                "aria-invalid", "true"
+            )
             await shot(staff, "02-consola-nuevo-errores")
-            await staff.get_by_label("Cédula").fill("8-765-4321")
+            await staff.get_by_label("Número del documento", exact=True).fill("8-765-4321")
             await staff.get_by_role("button", name="Registrar caso").click()
             notice = staff.get_by_role("status")
             await expect(notice).to_contain_text("Entregue al ciudadano su código de seguimiento")

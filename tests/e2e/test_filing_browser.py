@@ -146,15 +146,15 @@ async def file_a_denuncia(site: Site, page: Page, name: str) -> str:
 
     summary = page.locator("#resumen-errores")
     await expect(summary).to_be_focused()
-    await expect(summary).to_contain_text("la cédula es obligatoria para una denuncia")
-    await expect(page.get_by_label("Cédula")).to_have_attribute("aria-invalid", "true")
+    await expect(summary).to_contain_text("indique su documento de identidad")
+    await expect(page.get_by_label("Cédula", exact=True)).to_have_attribute("aria-invalid", "true")
     await expect(page.get_by_label("Nombre completo")).to_have_value("Rosa Elena Quintero")
     await site.accessible(page)
     await shot(page, f"presentar-errores-{name}")
     await summary.get_by_role("link", name="Cédula").click()
-    await expect(page.get_by_label("Cédula")).to_be_in_viewport()
+    await expect(page.get_by_label("Cédula", exact=True)).to_be_in_viewport()
 
-    await page.get_by_label("Cédula").fill("8-765-4321")
+    await page.get_by_label("Cédula", exact=True).fill("8-765-4321")
     await page.get_by_label("Qué ocurrió").fill(
         "Un funcionario pidió dinero para agilizar un permiso de construcción en la oficina."
     )
@@ -251,7 +251,7 @@ async def test_the_filing_page_works_without_javascript(tmp_path: Path) -> None:
             "La basura no se recoge en mi calle desde hace tres semanas."
         )
         await page.get_by_label("Nombre completo").fill("Pedro Pérez")
-        await page.get_by_label("Cédula").fill("8-222-3333")
+        await page.get_by_label("Cédula", exact=True).fill("8-222-3333")
         await page.get_by_label("Teléfono").fill("6234-5678")
         s.clock.advance(timedelta(minutes=1))
         await page.get_by_role("button", name="Enviar caso").click()
