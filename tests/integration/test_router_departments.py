@@ -182,7 +182,10 @@ async def test_department_reads_its_queue_and_answers_once(
     assert remitted["location"]["address"] == "Calle 50, casa 12"
     assert remitted["citizen"] == {
         "full_name": "María Pérez",
+        "id_type": "cedula",
         "id_number": "8-123-4567",
+        "ruc_dv": None,
+        "representative": None,
         "phone": "+50761234567",
         "email": None,
         "notify_email": "maria.perez@example.com",
