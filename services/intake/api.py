@@ -44,7 +44,7 @@ from shared.cases import (
 )
 from shared.contract import FieldError, with_law_errors
 from shared.db.models import CaseHistoryRow, CaseRow
-from shared.domain.actions import REGISTRY, actions_of, allowed_for, may_take, refusal
+from shared.domain.actions import REGISTRY, actions_of, may_take, offered_to, refusal
 from shared.domain.clocks import overdue_clause
 from shared.lifecycle import IllegalTransition
 from shared.messaging import ANSWERS_INBOX
@@ -180,7 +180,7 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
             return public_view(case, rows, terms, now)
         if who.is_platform311:
             return platform311_view(case, rows, terms, now)
-        mine = allowed_for(deps.cases.lifecycle, who.role, case.state, case.kind)
+        mine = offered_to(deps.cases.lifecycle, who.role, case)
         return staff_view(case, rows, terms, now, mine, department_name)
 
     # ------------------------------------------------------------------------ filing

@@ -35,7 +35,7 @@ from shared.cases import (
 from shared.cases.duplicates import joined_to, possible_duplicates
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
-from shared.domain.actions import REGISTRY, STAFF_ROLES, allowed_for
+from shared.domain.actions import REGISTRY, STAFF_ROLES, allowed_for, offered_to
 from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import (
     DECISION_LABELS,
@@ -579,13 +579,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                     main = await uow.session.get(CaseRow, case.duplicate_of)
                 elif is_open(case.state):
                     duplicates = await possible_duplicates(uow, case, deps.config.duplicates)
-        actions = [
-            a
-            for a in allowed_for(deps.cases.lifecycle, session.role, case.state, case.kind)
-            if REGISTRY[a].offered_on(case)
-            # a joined case follows its main case: staff act there, or separate it first
-            and (case.duplicate_of is None or a == "separate")
-        ]
+        actions = offered_to(deps.cases.lifecycle, session.role, case)
         now = deps.clock.now()
         return pages.render(
             request,

@@ -464,3 +464,14 @@ def refusal(role: str | None, action: str) -> str:
 def allowed_for(lifecycle: Lifecycle, role: str | None, state: str, kind: str | None) -> list[str]:
     """The actions the state and kind allow that ``role`` may take, in the table's order."""
     return [a for a in lifecycle.allowed(state, kind) if may_take(role, a)]
+
+
+def offered_to(lifecycle: Lifecycle, role: str | None, case: CaseRecord) -> list[str]:
+    """What ``role`` is offered on this case: :func:`allowed_for`, less the actions that do not
+    fit it (``applies``); a case joined to another follows its main case and offers only to be
+    separated from it. The API's ``allowed_actions`` and the console's buttons are this list."""
+    return [
+        a
+        for a in allowed_for(lifecycle, role, case.state, case.kind)
+        if REGISTRY[a].offered_on(case) and (case.duplicate_of is None or a == "separate")
+    ]

@@ -120,7 +120,11 @@ async def test_a_citizen_files_a_denuncia_and_gets_a_printable_receipt(page: Pag
     async with page.runtime.deps.uow() as uow:
         case = await get_case(uow, tracking_code=code)
     assert (case.channel, case.kind, case.category) == ("web", "denuncia", "Calles y huecos")
-    assert case.citizen == {"full_name": "Maribel Quintero", "id_number": "8-123-4567"}
+    assert case.citizen == {
+        "full_name": "Maribel Quintero",
+        "id_type": "cedula",
+        "id_number": "8-123-4567",
+    }
     assert case.location == {
         "province": "Panamá",
         "district": "Panamá",

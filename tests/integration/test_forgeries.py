@@ -39,7 +39,6 @@ from shared.clock import FixedClock
 from shared.contract import (
     CaseRemitted,
     CaseResolved,
-    CitizenContact,
     DepartmentResponded,
     Event,
     Submission,
@@ -232,8 +231,6 @@ async def test_a_remittance_forged_on_a_departments_key_alerts_nobody(
         department="salud",
         kind="denuncia",
         category=None,
-        description="Remisión falsa.",
-        citizen=CitizenContact(),
         remitted_at=NOW - timedelta(days=60),
         due_at=NOW - timedelta(days=1),  # already missed: it would alert at the next sweep
     )
@@ -247,7 +244,7 @@ async def test_a_remittance_forged_on_a_departments_key_alerts_nobody(
     assert result.alerts == []
     notified = await notifications_of(system, case["case_id"])
     assert "salud@alcaldia.example" not in {n.recipient for n in notified}
-    assert {n.event_type for n in notified} <= {"CaseReceived", "CaseRemitted"}
+    assert {n.event_type for n in notified} <= {"CaseReceived", "CaseRemittedToDepartment"}
 
 
 async def test_an_answer_with_a_wrong_tracking_code_stops_no_clock(

@@ -93,7 +93,12 @@ async def test_a_valid_submission_becomes_a_case(intake: Runtime, amqp_url: str)
     [case] = await eventually(lambda: cases(intake))
     assert case.channel == "311" and case.external_ref == "311-PA-1001"
     assert case.state == "received" and case.received_at == START
-    assert case.citizen == {"full_name": NAME, "id_number": CEDULA, "phone": PHONE}
+    assert case.citizen == {
+        "full_name": NAME,
+        "id_type": "cedula",
+        "id_number": CEDULA,
+        "phone": PHONE,
+    }
     [row] = await outbox(intake)
     assert row.event_type == "CaseReceived"
     event = json.loads(row.body)

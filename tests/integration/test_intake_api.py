@@ -156,7 +156,7 @@ async def test_file_on_the_web_and_track_without_personal_data(api: Api) -> None
     assert staff["notify"]["email"] == EMAIL
     assert staff["notify"]["address"] == ADDRESS
     assert staff["case_id"] == filed["case_id"]
-    assert set(staff["allowed_actions"]) == {"classify", "decline", "forward"}
+    assert set(staff["allowed_actions"]) == {"classify", "decline", "forward", "join"}
 
     # The 311 platform sees the public view and the ids, not the citizen.
     p311 = await api.client.get(f"/api/v1/cases/{filed['tracking_code']}", headers=P311)
@@ -367,7 +367,13 @@ async def test_inspection_path_through_the_api(api: Api) -> None:
     code = await api.file(denuncia(kind="queja", category=None))
     view = await api.act(code, "classify", {"kind": "queja", "category": "Atención al usuario"})
     assert view["state"] == "classified" and view["category"] == "Atención al usuario"
-    assert set(view["allowed_actions"]) == {"classify", "start_inspection", "decline", "forward"}
+    assert set(view["allowed_actions"]) == {
+        "classify",
+        "start_inspection",
+        "decline",
+        "forward",
+        "join",
+    }
     view = await api.act(
         code,
         "start_inspection",
@@ -551,7 +557,7 @@ async def test_action_errors(api: Api) -> None:
     # 409: the state does not allow it, and the answer says what would be.
     conflict = await api.act(code, "close", {}, status=409)
     assert conflict["state"] == "received"
-    assert conflict["allowed"] == ["classify", "decline", "forward"]
+    assert conflict["allowed"] == ["classify", "decline", "forward", "join"]
     assert "close" in conflict["detail"]
     await api.act(code, "classify", {"kind": "queja"})
     conflict = await api.act(code, "remit", {"department": "vias"}, status=409)
