@@ -196,12 +196,11 @@ async def test_file_remit_answer_and_follow_a_case_in_chromium(amqp_url: str, pg
             await shot(staff, "03-consola-bandeja")
 
             # --- search by code, remit to Obras from the case page
-            await staff.get_by_label("Buscar por código de seguimiento").fill(code.lower())
+            await staff.get_by_label("Buscar casos").fill(code.lower())
             await staff.get_by_role("button", name="Buscar").click()
             await expect(staff.get_by_role("heading", name=f"Caso {code}")).to_be_visible()
-            await expect(staff.locator("form.accion")).to_have_count(
-                4
-            )  # classify/inspect/remit/decline
+            # classify, inspect, remit, decline, forward, join, and a new clave for the citizen
+            await expect(staff.locator("form.accion")).to_have_count(7)
             await staff.get_by_label("Dependencia").select_option("obras")
             await staff.get_by_role("button", name="Remitir").click()
             await expect(staff.locator(".estado-actual")).to_contain_text(
