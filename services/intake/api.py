@@ -405,17 +405,20 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
         try:
             async with deps.uow() as uow:
                 case = await _visible_case(uow, tracking_code, who, lock=True)
-                await perform(
-                    uow,
-                    deps.cases,
-                    case,
-                    action,
-                    body,
-                    actor=who.actor,
-                    now=now,
-                    department=who.department,
-                    answers_heard_by=ANSWERS_INBOX,
-                )
+                try:
+                    await perform(
+                        uow,
+                        deps.cases,
+                        case,
+                        action,
+                        body,
+                        actor=who.actor,
+                        now=now,
+                        department=who.department,
+                        answers_heard_by=ANSWERS_INBOX,
+                    )
+                except IllegalTransition as exc:  # name what this caller is offered on it
+                    raise exc.only(offered_to(deps.cases.lifecycle, who.role, case)) from None
                 rows = await history(uow, case.id)
                 view = render(case, rows, who)
         except IllegalTransition as exc:

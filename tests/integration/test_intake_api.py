@@ -561,7 +561,7 @@ async def test_action_errors(api: Api) -> None:
     assert "close" in conflict["detail"]
     await api.act(code, "classify", {"kind": "queja"})
     conflict = await api.act(code, "remit", {"department": "vias"}, status=409)
-    assert conflict["allowed"] == ["classify", "start_inspection", "decline", "forward"]
+    assert conflict["allowed"] == ["classify", "start_inspection", "decline", "forward", "join"]
     # 422: invalid body, unknown department, anonymous case classified as denuncia, not JSON.
     bad = await api.act(code, "classify", {"kind": "reclamo", "extra": 1}, status=422)
     assert {(e["field"], e["rule"]) for e in bad["detail"]} == {
