@@ -18,7 +18,7 @@ from services.intake.transparency import CaseFacts, figures, to_csv
 from shared.cases import get_case
 from shared.clock import FixedClock
 from shared.db.models import CaseRow, InboxRow, OutboxRow
-from shared.domain.actions import allowed_for, new_lifecycle
+from shared.domain.actions import new_lifecycle, offered_to
 from shared.runtime import Deps
 from tests.support import running, settings_for
 
@@ -225,9 +225,14 @@ async def test_case_page_offers_exactly_the_allowed_actions_and_tracking_hides_p
             assert response.status_code == 303, response.text
         page = (await web.client.get(f"/consola/casos/{code}")).text
         offered = set(re.findall(rf'action="/consola/casos/{code}/([a-z_]+)"', page))
-        # Staff are offered what the state allows and staff may do (a remitted case: nothing,
-        # the department answers it).
-        assert offered == set(allowed_for(lifecycle, "staff", state, "denuncia")), state
+        # Staff are offered what the state allows, staff may do and fits the case (an unjoined
+        # case is not offered 'separate'; a remitted case: nothing, the department answers it).
+        async with web.deps.uow() as uow:
+            case = await get_case(uow, tracking_code=code)
+            assert case.state == state
+            expected = set(offered_to(lifecycle, "staff", case))
+        assert "separate" not in expected
+        assert offered == expected, state
         assert "Ana María Pérez" in page and "8-123-4567" in page  # staff see all data
 
     tracking = await web.client.get(f"/seguimiento/{code}")
