@@ -341,11 +341,13 @@ async def test_inbox_highlights_near_and_overdue_cases(web: Web) -> None:
     inbox = (await web.client.get("/consola")).text
     assert "fila-vencida" not in inbox and "fila-proxima" not in inbox
     web.clock.advance(timedelta(days=40))  # Saturday 12 April: due 15 April, 2 business days left
+    await sign_in(web.client, STAFF_TOKEN)  # the console's session has long expired
     inbox = (await web.client.get("/consola")).text
     assert re.search(
         rf'<tr class="fila-proxima">\s*<th scope="row"><a href="/consola/casos/{code}"', inbox
     )
     web.clock.advance(timedelta(days=5))
+    await sign_in(web.client, STAFF_TOKEN)
     inbox = (await web.client.get("/consola")).text
     assert re.search(
         rf'<tr class="fila-vencida">\s*<th scope="row"><a href="/consola/casos/{code}"', inbox
