@@ -364,7 +364,8 @@ async def test_transparency_page_and_csv_give_the_same_numbers(web: Web) -> None
         await act(web.client, csrf, code, "classify", estado="received", kind="denuncia")
         await act(web.client, csrf, code, "start_inspection", estado="classified")
     web.clock.advance(timedelta(days=7))  # Monday 10 March: 4 business days (Carnival Tuesday)
-    await act(
+    csrf = await sign_in(web.client, STAFF_TOKEN)  # the console's session has expired
+    response = await act(
         web.client,
         csrf,
         codes[0],
@@ -372,6 +373,7 @@ async def test_transparency_page_and_csv_give_the_same_numbers(web: Web) -> None
         estado="inspection",
         findings="Se verificó y corrigió la situación.",
     )
+    assert response.status_code == 303 and "hecho=" in response.headers["location"]
     page = (await web.client.get("/transparencia")).text
     check_page(page)
     assert page.count("<svg") == 4 and 'role="img"' in page
