@@ -720,7 +720,7 @@ async def test_a_juridical_person_files_through_its_legal_representative(api: Ap
     }
     refused = await api.client.post("/api/v1/cases", json=denuncia(citizen=company))
     assert refused.status_code == 422
-    fields = {(e["field"], e["rule"]) for e in refused.json()["errors"]}
+    fields = {(e["field"], e["rule"]) for e in refused.json()["detail"]}
     assert fields == {
         ("citizen.ruc_dv", "required_for_ruc"),
         ("citizen.representative", "required_for_ruc"),
@@ -733,5 +733,5 @@ async def test_a_juridical_person_files_through_its_legal_representative(api: Ap
     passport = {"full_name": NAME, "id_type": "pasaporte", "id_number": "12"}
     bad = await api.client.post("/api/v1/cases", json=denuncia(citizen=passport))
     assert bad.status_code == 422
-    (error,) = bad.json()["errors"]
+    (error,) = bad.json()["detail"]
     assert (error["field"], error["rule"]) == ("citizen.id_number", "pasaporte")
