@@ -397,7 +397,8 @@ def free_port() -> int:
 
 @dataclass
 class ServiceProcess:
-    """``defensa311 run <service>`` as its own OS process."""
+    """``defensa311 run <service>`` as its own OS process: its logs (stderr) in ``log_path``,
+    what it prints for people (stdout: the start banner) beside it in ``<log_path>.out``."""
 
     service: str
     env: dict[str, str]
@@ -406,12 +407,11 @@ class ServiceProcess:
     restarts: int = field(default=0)
 
     def start(self) -> None:
-        handle = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shared.cli", "run", self.service],
             env=self.env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
+            stdout=self._printed_path().open("ab"),
+            stderr=self.log_path.open("ab"),
             cwd=str(ROOT),
         )
 
@@ -438,6 +438,13 @@ class ServiceProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def printed(self) -> str:
+        path = self._printed_path()
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _printed_path(self) -> Path:
+        return self.log_path.with_name(self.log_path.name + ".out")
 
     def started(self) -> bool:
         return '"msg": "started"' in self.log()

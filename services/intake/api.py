@@ -44,7 +44,7 @@ from shared.cases import (
 )
 from shared.contract import FieldError, with_law_errors
 from shared.db.models import CaseHistoryRow, CaseRow
-from shared.domain.actions import REGISTRY, actions_of, may_take, offered_to, refusal
+from shared.domain.actions import REGISTRY, may_take, offered_to, refusal
 from shared.domain.clocks import overdue_clause
 from shared.lifecycle import IllegalTransition
 from shared.messaging import ANSWERS_INBOX
@@ -402,27 +402,26 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
         except ValidationError as exc:
             raise invalid(spanish_errors(exc)) from None
         now = deps.clock.now()
+        offered: list[str] = []
         try:
             async with deps.uow() as uow:
                 case = await _visible_case(uow, tracking_code, who, lock=True)
-                try:
-                    await perform(
-                        uow,
-                        deps.cases,
-                        case,
-                        action,
-                        body,
-                        actor=who.actor,
-                        now=now,
-                        department=who.department,
-                        answers_heard_by=ANSWERS_INBOX,
-                    )
-                except IllegalTransition as exc:  # name what this caller is offered on it
-                    raise exc.only(offered_to(deps.cases.lifecycle, who.role, case)) from None
+                offered = offered_to(deps.cases.lifecycle, who.role, case)
+                await perform(
+                    uow,
+                    deps.cases,
+                    case,
+                    action,
+                    body,
+                    actor=who.actor,
+                    now=now,
+                    department=who.department,
+                    answers_heard_by=ANSWERS_INBOX,
+                )
                 rows = await history(uow, case.id)
                 view = render(case, rows, who)
         except IllegalTransition as exc:
-            mine = exc.only(actions_of(who.role))  # name only what this caller may do
+            mine = exc.only(offered)  # name only what this caller may do on this case
             log.info(
                 "illegal transition refused",
                 extra={"tracking_code": tracking_code[:20], "action": action, "state": exc.state},

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
 from shared.cases.audit import audit
 from shared.cases.services import CaseServices
-from shared.contract import CaseReceived, Submission
+from shared.contract import CaseReceived, Citizen, Submission
 from shared.db.models import CaseRow
 from shared.lifecycle import State
 from shared.tracking import new_tracking_code
@@ -54,7 +55,7 @@ async def file_case(
         kind=submission.kind,
         category=submission.category,
         description=submission.description,
-        citizen=submission.citizen.model_dump(exclude_none=True) if submission.citizen else None,
+        citizen=_stored_citizen(submission.citizen),
         notify=submission.notify.model_dump(exclude_none=True) if submission.notify else None,
         location=submission.location.model_dump(exclude_none=True) if submission.location else None,
         anonymous=submission.anonymous,
@@ -105,3 +106,14 @@ async def _unique_tracking_code(uow: UnitOfWork, now: datetime) -> str:
         if taken is None:
             return code
     raise RuntimeError("could not draw a free tracking code")  # ~never: 40 random bits
+
+
+def _stored_citizen(citizen: Citizen | None) -> dict[str, Any] | None:
+    """The citizen as the case keeps it: the document's type only beside a document (the
+    model's default ``cedula`` alone says nothing)."""
+    if citizen is None:
+        return None
+    stored = citizen.model_dump(exclude_none=True)
+    if "id_number" not in stored:
+        stored.pop("id_type", None)
+    return stored

@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from services.intake import notifications_api
+from services.intake.throttle import FailureThrottle
 from tests.integration.test_notifier_service import citizen, harness
 
 pytestmark = pytest.mark.connected
@@ -41,6 +42,8 @@ async def test_log_and_tasks(amqp_url: str, pg_url: str, tmp_path: Path) -> None
         assert (post_task.status, phone_task.status, failed.status) == ("task", "task", "failed")
 
         app = FastAPI()
+        # The intake app's one budget of failed authentications, which every door reads.
+        app.state.auth_throttle = FailureThrottle(10, 2.0)
         notifications_api.install(app, h.deps)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

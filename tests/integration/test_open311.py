@@ -244,6 +244,7 @@ async def test_file_and_follow_requests(amqp_url: str, pg_url: str) -> None:
         assert case.external_ref == "311-2025-000123"
         assert case.citizen == {
             "full_name": "Ana Pérez",
+            "id_type": "cedula",
             "id_number": CEDULA,
             "email": EMAIL,
             "phone": "+50761234567",

@@ -90,10 +90,19 @@ async def platform(amqp_url: str) -> AsyncIterator[Platform311]:
         await connection.close()
 
 
-async def act(rt: Runtime, case_id: str, action: str, params: dict[str, Any], actor: str) -> None:
+async def act(
+    rt: Runtime,
+    case_id: str,
+    action: str,
+    params: dict[str, Any],
+    actor: str,
+    department: str | None = None,
+) -> None:
     async with rt.deps.uow() as uow:
         case = await get_case(uow, case_id=case_id, lock=True)
-        await perform(uow, rt.deps.cases, case, action, params, actor=actor, now=NOW)
+        await perform(
+            uow, rt.deps.cases, case, action, params, actor=actor, now=NOW, department=department
+        )
 
 
 async def filed_by_staff_or_web(rt: Runtime, channel: str) -> CaseRow:
@@ -137,8 +146,9 @@ async def test_no_personal_data_reaches_the_311_queue_over_a_case_life_of_each_c
             runtime,
             case_id,
             "respond",
-            {"department": "rrhh", "response": "Se abrió un proceso disciplinario."},
+            {"response": "Se abrió un proceso disciplinario."},
             "department:rrhh",
+            department="rrhh",
         )
         await act(runtime, case_id, "close", {}, "staff:ana")
 
