@@ -162,7 +162,16 @@ async def start(
     department: str | None,
     started_at: datetime,
 ) -> str:
-    stopped = await _stopped_at(uow, str(event.case_id), clock, department, started_at)
+    # A reopened case's new clock is stopped only by a later stop: the closure it reopens may
+    # carry the very same instant.
+    stopped = await _stopped_at(
+        uow,
+        str(event.case_id),
+        clock,
+        department,
+        started_at,
+        after_only=isinstance(event, CaseReopened),
+    )
     first = None if stopped is not None else policy.first(event.due_at, started_at)
     uow.session.add(
         ClockRow(
@@ -185,15 +194,21 @@ async def start(
 
 
 async def _stopped_at(
-    uow: UnitOfWork, case_id: str, clock: str, department: str | None, started_at: datetime
+    uow: UnitOfWork,
+    case_id: str,
+    clock: str,
+    department: str | None,
+    started_at: datetime,
+    *,
+    after_only: bool = False,
 ) -> datetime | None:
-    """The earliest recorded stop that covers a clock started at ``started_at``."""
+    """The earliest recorded stop that covers a clock started at ``started_at`` (with
+    ``after_only``, a stop at that very instant does not count)."""
     if case_id in lookahead(uow).no_stops:
         return None
+    since = StopRow.stopped_at > started_at if after_only else StopRow.stopped_at >= started_at
     query = select(func.min(StopRow.stopped_at)).where(
-        StopRow.case_id == case_id,
-        StopRow.clock == clock,
-        StopRow.stopped_at >= started_at,
+        StopRow.case_id == case_id, StopRow.clock == clock, since
     )
     if department is not None:
         query = query.where(or_(StopRow.department.is_(None), StopRow.department == department))

@@ -49,7 +49,23 @@ SETUP: dict[str, list[tuple[str, dict[str, str]]]] = {
         ("start_inspection", {}),
         ("record_findings", {"findings": "Se verificó y se corrigió."}),
     ],
+    "join": [],
+    "separate": [("join", {})],
+    "add_information": [],
+    "reopen": [
+        ("classify", {"kind": "queja"}),
+        ("start_inspection", {}),
+        ("record_findings", {"findings": "Se verificó y se corrigió."}),
+    ],
+    "answer_survey": [
+        ("classify", {"kind": "queja"}),
+        ("start_inspection", {}),
+        ("record_findings", {"findings": "Se verificó y se corrigió."}),
+        ("close", {}),
+    ],
 }
+#: The actions whose body names another case (a join's main case): a fresh one per try.
+NAMES_A_MAIN_CASE = {"join"}
 
 
 @dataclass
@@ -61,14 +77,23 @@ class Doors:
         transport = httpx.ASGITransport(app=self.app)  # type: ignore[arg-type]
         return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
-    async def case_ready_for(self, action: str) -> str:
+    async def case_ready_for(self, action: str) -> tuple[str, dict[str, object]]:
+        """A case where ``action`` is allowed, and the action's body for it."""
         async with self.deps.uow() as uow:
+            main, _ = await file_case(
+                uow, self.deps.cases, submission(), channel="web", actor="ciudadano", now=NOW
+            )
             case, _ = await file_case(
                 uow, self.deps.cases, submission(), channel="web", actor="ciudadano", now=NOW
             )
+            names_main = {"main": main.tracking_code}
             for step, data in SETUP[action]:
+                data = {**data, **names_main} if step in NAMES_A_MAIN_CASE else data
                 await perform(uow, self.deps.cases, case, step, data, actor="staff", now=NOW)
-            return case.tracking_code
+            body = dict(VALID_BODIES[action])
+            if action in NAMES_A_MAIN_CASE:
+                body.update(names_main)
+            return case.tracking_code, body
 
     async def state_of(self, code: str) -> str:
         async with self.deps.uow() as uow:
@@ -84,12 +109,12 @@ async def doors(amqp_url: str, pg_url: str) -> AsyncIterator[Doors]:
 
 
 async def through_the_api(doors: Doors, role: str | None, action: str) -> bool:
-    code = await doors.case_ready_for(action)
+    code, body = await doors.case_ready_for(action)
     before = await doors.state_of(code)
     headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
     async with doors.client() as client:
         response = await client.post(
-            f"/api/v1/cases/{code}/actions/{action}", json=VALID_BODIES[action], headers=headers
+            f"/api/v1/cases/{code}/actions/{action}", json=body, headers=headers
         )
     allowed = response.status_code == 200
     if not allowed:
@@ -99,7 +124,7 @@ async def through_the_api(doors: Doors, role: str | None, action: str) -> bool:
 
 
 async def through_the_console(doors: Doors, role: str | None, action: str) -> bool:
-    code = await doors.case_ready_for(action)
+    code, body = await doors.case_ready_for(action)
     before = await doors.state_of(code)
     async with doors.client() as client:
         csrf = ""
@@ -108,9 +133,7 @@ async def through_the_console(doors: Doors, role: str | None, action: str) -> bo
             page = await client.get("/consola")
             found = re.search(r'name="csrf" value="([^"]+)"', page.text)
             csrf = found.group(1) if found else ""
-        response = await client.post(
-            f"/consola/casos/{code}/{action}", data={"csrf": csrf, **VALID_BODIES[action]}
-        )
+        response = await client.post(f"/consola/casos/{code}/{action}", data={"csrf": csrf, **body})
     location = response.headers.get("location", "")
     allowed = response.status_code == 303 and "hecho=" in location
     if not allowed:

@@ -345,7 +345,17 @@ async def test_staff_route_from_triage_and_the_kind_guards(
     assert await act(runtime, case.id, "classify", {"kind": "queja"}) == ["CaseClassified"]
     with pytest.raises(IllegalTransition) as refused:
         await act(runtime, case.id, "remit", {"department": "obras"})
-    assert refused.value.allowed == ["classify", "start_inspection", "decline", "forward"]
+    # The domain names what its table allows in the state for anyone; each door narrows it
+    # to what its caller is offered on the case.
+    assert refused.value.allowed == [
+        "classify",
+        "start_inspection",
+        "decline",
+        "forward",
+        "join",
+        "separate",
+        "add_information",
+    ]
     with pytest.raises(IllegalTransition):
         await act(runtime, case.id, "add_to_agenda", {})
     with pytest.raises(InvalidActionInput) as bad_kind:
@@ -378,11 +388,11 @@ async def test_staff_route_from_triage_and_the_kind_guards(
     suggestion = await settled(runtime, "311-U", "on_agenda")
     with pytest.raises(IllegalTransition) as refused:
         await act(runtime, suggestion.id, "start_inspection", {})
-    assert refused.value.allowed == ["record_meeting_outcome"]
+    assert refused.value.allowed == ["record_meeting_outcome", "separate", "add_information"]
     await platform.submit(submission(None, UNMATCHED + " Es un duplicado.", "311-V"))
     duplicate = await settled(runtime, "311-V", "classified")
     with pytest.raises(InvalidActionInput) as no_reason:
-        await act(runtime, duplicate.id, "decline", {})
+        await act(runtime, duplicate.id, "decline", {"reason_code": "duplicada"})
     assert (no_reason.value.field, no_reason.value.rule) == ("reason", "missing")
     assert await act(
         runtime,

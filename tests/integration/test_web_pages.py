@@ -18,7 +18,7 @@ from services.intake.transparency import CaseFacts, figures, to_csv
 from shared.cases import get_case
 from shared.clock import FixedClock
 from shared.db.models import CaseRow, InboxRow, OutboxRow
-from shared.domain.actions import allowed_for, new_lifecycle
+from shared.domain.actions import new_lifecycle, offered_to
 from shared.runtime import Deps
 from tests.support import running, settings_for
 
@@ -225,9 +225,14 @@ async def test_case_page_offers_exactly_the_allowed_actions_and_tracking_hides_p
             assert response.status_code == 303, response.text
         page = (await web.client.get(f"/consola/casos/{code}")).text
         offered = set(re.findall(rf'action="/consola/casos/{code}/([a-z_]+)"', page))
-        # Staff are offered what the state allows and staff may do (a remitted case: nothing,
-        # the department answers it).
-        assert offered == set(allowed_for(lifecycle, "staff", state, "denuncia")), state
+        # Staff are offered what the state allows, staff may do and fits the case (an unjoined
+        # case is not offered 'separate'; a remitted case: nothing, the department answers it).
+        async with web.deps.uow() as uow:
+            case = await get_case(uow, tracking_code=code)
+            assert case.state == state
+            expected = set(offered_to(lifecycle, "staff", case))
+        assert "separate" not in expected
+        assert offered == expected, state
         assert "Ana María Pérez" in page and "8-123-4567" in page  # staff see all data
 
     tracking = await web.client.get(f"/seguimiento/{code}")
@@ -336,11 +341,13 @@ async def test_inbox_highlights_near_and_overdue_cases(web: Web) -> None:
     inbox = (await web.client.get("/consola")).text
     assert "fila-vencida" not in inbox and "fila-proxima" not in inbox
     web.clock.advance(timedelta(days=40))  # Saturday 12 April: due 15 April, 2 business days left
+    await sign_in(web.client, STAFF_TOKEN)  # the console's session has long expired
     inbox = (await web.client.get("/consola")).text
     assert re.search(
         rf'<tr class="fila-proxima">\s*<th scope="row"><a href="/consola/casos/{code}"', inbox
     )
     web.clock.advance(timedelta(days=5))
+    await sign_in(web.client, STAFF_TOKEN)
     inbox = (await web.client.get("/consola")).text
     assert re.search(
         rf'<tr class="fila-vencida">\s*<th scope="row"><a href="/consola/casos/{code}"', inbox
@@ -357,7 +364,8 @@ async def test_transparency_page_and_csv_give_the_same_numbers(web: Web) -> None
         await act(web.client, csrf, code, "classify", estado="received", kind="denuncia")
         await act(web.client, csrf, code, "start_inspection", estado="classified")
     web.clock.advance(timedelta(days=7))  # Monday 10 March: 4 business days (Carnival Tuesday)
-    await act(
+    csrf = await sign_in(web.client, STAFF_TOKEN)  # the console's session has expired
+    response = await act(
         web.client,
         csrf,
         codes[0],
@@ -365,6 +373,7 @@ async def test_transparency_page_and_csv_give_the_same_numbers(web: Web) -> None
         estado="inspection",
         findings="Se verificó y corrigió la situación.",
     )
+    assert response.status_code == 303 and "hecho=" in response.headers["location"]
     page = (await web.client.get("/transparencia")).text
     check_page(page)
     assert page.count("<svg") == 4 and 'role="img"' in page
