@@ -35,7 +35,7 @@ from shared.cases import (
 from shared.cases.duplicates import joined_to, possible_duplicates
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
-from shared.domain.actions import REGISTRY, STAFF_ROLES, allowed_for, offered_to
+from shared.domain.actions import REGISTRY, STAFF_ROLES, offered_to
 from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import (
     DECISION_LABELS,
@@ -697,7 +697,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                     raise IllegalTransition(
                         case.state,
                         action,
-                        allowed_for(deps.cases.lifecycle, session.role, case.state, case.kind),
+                        offered_to(deps.cases.lifecycle, session.role, case),
                         case.kind,
                     )
                 await perform(
