@@ -431,3 +431,50 @@ def test_figures_count_overdue_open_cases_as_late_and_keep_counts_with_medians()
     [median] = data.medians
     assert (median.label, median.median_days, median.count, median.small) == ("Obras", 9.0, 3, True)
     assert "resolved_within_legal_term_share,,0.5000,4" in to_csv(data)
+
+
+async def test_every_surface_agrees_on_which_cases_are_overdue(web: Web) -> None:
+    """The API's filter, the console's rows, the transparency figures and /metrics all ask the
+    one rule (shared/domain/clocks.py): the legal term, and the department's while remitted."""
+    csrf = await sign_in(web.client, STAFF_TOKEN)
+    codes = [await file_presencial(web.client, csrf) for _ in range(5)]
+    now = web.clock.now()
+    past, future = now - timedelta(days=1), now + timedelta(days=20)
+    # (state, legal due, department, department due): overdue are the first two only.
+    seeded = [
+        ("inspection", past, None, None),  # the legal term has passed
+        ("remitted", future, "obras", past),  # the department's term has passed
+        ("remitted", future, "obras", future),  # both terms running
+        ("resolved", past, None, None),  # decided: no term runs
+        ("classified", future, None, past),  # a stale department date, no longer remitted
+    ]
+    async with web.deps.uow() as uow:
+        for code, (state, due, department, department_due) in zip(codes, seeded, strict=True):
+            case = await get_case(uow, tracking_code=code)
+            case.kind, case.state, case.due_at = "denuncia", state, due
+            case.department, case.department_due_at = department, department_due
+            if state == "resolved":
+                case.resolved_at, case.resolution_path = now, "inspection"
+    overdue = set(codes[:2])
+
+    listed = await web.client.get(
+        "/api/v1/cases",
+        params={"overdue": "true"},
+        headers={"Authorization": f"Bearer {STAFF_TOKEN}"},
+    )
+    assert listed.status_code == 200, listed.text
+    assert {item["tracking_code"] for item in listed.json()["items"]} == overdue
+
+    inbox = (await web.client.get("/consola")).text
+    late_rows = set(
+        re.findall(
+            r'<tr class="fila-vencida">\s*<th scope="row"><a href="/consola/casos/([^"]+)"', inbox
+        )
+    )
+    assert late_rows == overdue
+
+    lines = set((await web.client.get("/transparencia.csv")).text.splitlines())
+    assert f"overdue_open_cases,,{len(overdue)}," in lines
+
+    metrics = (await web.client.get("/metrics")).text
+    assert re.search(rf"^defensa311_cases_overdue {len(overdue)}(\.0)?$", metrics, re.M), metrics
