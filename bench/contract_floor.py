@@ -40,7 +40,12 @@ from pipeline import (
 )
 
 from shared.contract import EXCHANGE
-from shared.messaging import declare_topology, make_broker, system_topology
+from shared.messaging import (
+    declare_topology,
+    department_remitted_key,
+    make_broker,
+    system_topology,
+)
 
 ROLES = ("intake", "router", "deadlines", "notifier")
 
@@ -89,7 +94,7 @@ async def null_service(role: str, amqp_url: str, prefetch: int) -> None:
                 department = department_of(data["description"])
                 await emit("CaseClassified", "case.classified", data)
                 await emit("CaseRemitted", f"case.remitted.{department}", data)
-                await emit("CaseRemittedToDepartment", f"department.{department}.remitted", data)
+                await emit("CaseRemittedToDepartment", department_remitted_key(department), data)
             await message.ack()
 
         queue = await consume.get_queue(f"defensa311.{role}")

@@ -33,6 +33,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aio_pika
 import asyncpg
 
+from shared.messaging import department_remitted_key
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("intake", "router", "deadlines", "notifier")
 AMQP = os.environ.get("DEFENSA311_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -47,8 +49,15 @@ DESCRIPTIONS = {
     "salud": "Hay ratas y cucarachas por todo el mercado municipal",
 }
 # What one case publishes on its way to the department: the submission, then CaseReceived,
-# CaseClassified and CaseRemitted from the services' outboxes (each confirmed).
-PATH_KEYS = ("case.submitted", "case.received", "case.classified", "case.remitted.{department}")
+# CaseClassified, CaseRemitted and the department's copy from the services' outboxes (each
+# confirmed).
+PATH_KEYS = (
+    "case.submitted",
+    "case.received",
+    "case.classified",
+    "case.remitted.{department}",
+    department_remitted_key("{department}"),
+)
 PUBLISHES_PER_CASE = len(PATH_KEYS)
 
 
@@ -68,9 +77,9 @@ def topic_matches(pattern: str, key: str) -> bool:
 def deliveries_per_case() -> int:
     """The queue deliveries one case causes on its way to the department, counted on the
     services' own topology: each publish reaches every queue with a binding that matches its
-    key, once. Today 11: intake; router, deadlines, notifier and 311 (CaseReceived); 311
-    (CaseClassified); the department, deadlines, notifier and 311 (CaseRemitted); and 311's
-    copy of the submission itself (its queue is bound to ``case.#``)."""
+    key, once: intake (the submission); router, deadlines, notifier and 311 (CaseReceived); 311
+    (CaseClassified); deadlines and 311 (CaseRemitted); the department and the notifier (the
+    department's copy, CaseRemittedToDepartment). 311 never sees the submission itself."""
     from shared.messaging import system_topology
 
     department = sorted(DESCRIPTIONS)[0]
