@@ -218,7 +218,11 @@ def _juridical_errors(citizen: Citizen) -> list[FieldError]:
                     message="indique el dígito verificador (DV) del RUC",
                 )
             )
-        elif citizen.id_number and not ruc_dv_matches(citizen.id_number, citizen.ruc_dv):
+        elif (
+            citizen.id_number
+            and citizen.ruc_dv is not None
+            and not ruc_dv_matches(citizen.id_number, citizen.ruc_dv)
+        ):
             errors.append(
                 FieldError(
                     field="citizen.ruc_dv",

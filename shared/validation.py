@@ -28,8 +28,9 @@ Other identity documents (:func:`normalize_identity`, one entry for every door):
 shapes the DGI publishes) with its **DV** (dígito verificador, 1–2 digits) given apart. The pair
 is checked arithmetically (:func:`ruc_dv_matches`): the DGI's modulus-11 algorithm for a juridical
 person's RUC, as implemented by python-stdnum (``stdnum/pa/ruc.py``, which cites the DGI's
-"Algoritmo para el cálculo del dígito verificador de la RUC") and by github.com/apple314159/panama-dv
-(``ruc.py``, citing the DGI's ``DV_RUC.pdf``); both agree, and the valid pairs in
+"Algoritmo para el cálculo del dígito verificador de la RUC") and by
+github.com/apple314159/panama-dv (``ruc.py``, citing the DGI's ``DV_RUC.pdf``); both agree, and
+the valid pairs in
 ``tests/unit/test_validation.py`` come from python-stdnum's test data.
 """
 
@@ -187,7 +188,7 @@ def _ruc_mod11_digit(digits: str, *, old: bool) -> str:
 
 
 def ruc_check_digits(ruc: str) -> str:
-    """The two-digit DV the DGI's algorithm gives a juridical person's RUC (``253-92-57027`` → ``76``)."""
+    """The two-digit DV the DGI's algorithm gives a juridical RUC (``253-92-57027`` → ``76``)."""
     number, tomo, asiento = normalize_ruc(ruc).split("-")
     digits = number.zfill(10) + tomo.zfill(4) + asiento.zfill(6)
     old = digits[3:5] == "00" and digits[5] in "01234"
@@ -198,7 +199,7 @@ def ruc_check_digits(ruc: str) -> str:
 
 
 def ruc_dv_matches(ruc: str, dv: str) -> bool:
-    """Whether ``dv`` (as printed: ``9``, ``09``, ``DV 76``) is the DV of the juridical RUC ``ruc``."""
+    """Whether ``dv`` (as printed: ``9``, ``09``, ``DV 76``) is the juridical RUC's DV."""
     try:
         return normalize_dv(dv).zfill(2) == ruc_check_digits(ruc)
     except InvalidValue:

@@ -1,4 +1,4 @@
-"""The shipped list of Panama's provinces, comarcas, districts and corregimientos (the filing page)."""
+"""The shipped list of Panama's provinces, comarcas, districts and corregimientos."""
 
 import json
 import unicodedata
@@ -26,7 +26,8 @@ def test_there_are_81_districts_besides_the_comarcas_without_districts() -> None
         assert districts and len(districts) == len(set(districts))
     without = ("Comarca Guna Yala", "Comarca Naso Tjër Di")
     assert sum(len(d) for name, d in by_province.items() if name not in without) == 81
-    assert by_province["Panamá Oeste"] == ["Arraiján", "Capira", "Chame", "La Chorrera", "San Carlos"]
+    oeste = ["Arraiján", "Capira", "Chame", "La Chorrera", "San Carlos"]
+    assert by_province["Panamá Oeste"] == oeste
     assert "Omar Torrijos Herrera" in by_province["Colón"]
     assert "Tierras Altas" in by_province["Chiriquí"]
     # Checked against the DGI e-invoice location catalogue (github.com/iSolpa/isfehka).

@@ -554,8 +554,15 @@ def test_the_dgi_check_digits_of_published_rucs_match(ruc: str, dv: str) -> None
     assert ruc_dv_matches(ruc, f"DV {dv}")
 
 
-@pytest.mark.parametrize(("ruc", "dv"), [("253-92-57027", "23"), ("253-92-57027", "26"),
-                                         ("155587169-2-2014", "90"), ("155587169-2-2014", "abc")])
+@pytest.mark.parametrize(
+    ("ruc", "dv"),
+    [
+        ("253-92-57027", "23"),
+        ("253-92-57027", "26"),
+        ("155587169-2-2014", "90"),
+        ("155587169-2-2014", "abc"),
+    ],
+)
 def test_a_dv_that_is_not_the_rucs_does_not_match(ruc: str, dv: str) -> None:
     assert not ruc_dv_matches(ruc, dv)
 
