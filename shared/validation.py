@@ -30,8 +30,7 @@ is checked arithmetically (:func:`ruc_dv_matches`): the DGI's modulus-11 algorit
 person's RUC, as implemented by python-stdnum (``stdnum/pa/ruc.py``, which cites the DGI's
 "Algoritmo para el cálculo del dígito verificador de la RUC") and by
 github.com/apple314159/panama-dv (``ruc.py``, citing the DGI's ``DV_RUC.pdf``); both agree, and
-the valid pairs in
-``tests/unit/test_validation.py`` come from python-stdnum's test data.
+the valid pairs in ``tests/unit/test_validation.py`` come from python-stdnum's test data.
 """
 
 from __future__ import annotations
