@@ -37,6 +37,7 @@ from shared.validation import (
     normalize_email,
     normalize_identity,
     normalize_phone,
+    ruc_dv_matches,
     spanish_errors,
 )
 
@@ -215,6 +216,21 @@ def _juridical_errors(citizen: Citizen) -> list[FieldError]:
                     field="citizen.ruc_dv",
                     rule="required_for_ruc",
                     message="indique el dígito verificador (DV) del RUC",
+                )
+            )
+        elif (
+            citizen.id_number
+            and citizen.ruc_dv is not None
+            and not ruc_dv_matches(citizen.id_number, citizen.ruc_dv)
+        ):
+            errors.append(
+                FieldError(
+                    field="citizen.ruc_dv",
+                    rule="ruc_dv_mismatch",
+                    message=(
+                        "el dígito verificador (DV) no corresponde a ese RUC: revise el RUC y "
+                        "el DV tal como figuran en el aviso de operación o en la DGI"
+                    ),
                 )
             )
         if citizen.id_number and citizen.representative is None:

@@ -25,9 +25,12 @@ prefix is accepted (``SB``, listed by some third-party validators, has no source
 Other identity documents (:func:`normalize_identity`, one entry for every door): a **passport**
 (foreigners without cédula): 5–20 letters and digits, as printed; the **RUC** of a juridical person
 (``<número>-<tomo o rollo>-<asiento o año>``, e.g. ``155587169-2-2014`` or ``253-92-57027``, the
-shapes the DGI publishes) with its **DV** (dígito verificador, 1–2 digits) given apart. Only the
-formats are checked: the DV algorithm is published by the DGI but we could not check it against
-the DGI's own document, so a RUC/DV pair is not verified arithmetically.
+shapes the DGI publishes) with its **DV** (dígito verificador, 1–2 digits) given apart. The pair
+is checked arithmetically (:func:`ruc_dv_matches`): the DGI's modulus-11 algorithm for a juridical
+person's RUC, as implemented by python-stdnum (``stdnum/pa/ruc.py``, which cites the DGI's
+"Algoritmo para el cálculo del dígito verificador de la RUC") and by
+github.com/apple314159/panama-dv (``ruc.py``, citing the DGI's ``DV_RUC.pdf``); both agree, and
+the valid pairs in ``tests/unit/test_validation.py`` come from python-stdnum's test data.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ __all__ = [
     "normalize_passport",
     "normalize_phone",
     "normalize_ruc",
+    "ruc_check_digits",
+    "ruc_dv_matches",
     "spanish_errors",
 ]
 
@@ -122,7 +127,8 @@ def normalize_cedula(value: str) -> str:
 ID_TYPES: tuple[str, ...] = ("cedula", "pasaporte", "ruc")
 
 _PASSPORT_RE = re.compile(r"[A-Z0-9]{5,20}", re.ASCII)
-_RUC_RE = re.compile(r"\d{1,10}-\d{1,4}-\d{1,6}", re.ASCII)
+# A juridical person's RUC; 1–2 digits before the first hyphen is a natural person's cédula.
+_RUC_RE = re.compile(r"\d{3,10}-\d{1,4}-\d{1,6}", re.ASCII)
 _DV_RE = re.compile(r"\d{1,2}", re.ASCII)
 
 
@@ -144,8 +150,8 @@ def normalize_ruc(value: str) -> str:
     if not _RUC_RE.fullmatch(candidate):
         raise InvalidValue(
             "ruc",
-            "RUC de persona jurídica inválido: use número-tomo-asiento, sin el DV "
-            "(ej. 155587169-2-2014 o 253-92-57027); el DV va en su propio campo",
+            "RUC de persona jurídica inválido: use número (3 a 10 dígitos)-tomo-asiento, "
+            "sin el DV (ej. 155587169-2-2014 o 253-92-57027); el DV va en su propio campo",
         )
     return candidate
 
@@ -156,6 +162,47 @@ def normalize_dv(value: str) -> str:
     if not _DV_RE.fullmatch(candidate):
         raise InvalidValue("dv", "dígito verificador (DV) inválido: uno o dos dígitos (ej. 09)")
     return candidate
+
+
+# The DGI's cross-reference for an "old" juridical RUC (digits 4–6 of the padded number are
+# 000–004): digits 6–7 are replaced by this value before weighting.
+_RUC_OLD_CROSS_REFERENCE: dict[str, str] = {
+    "00": "00", "10": "01", "11": "02", "12": "03", "13": "04", "14": "05", "15": "06",
+    "16": "07", "17": "08", "18": "09", "19": "01", "20": "02", "21": "03", "22": "04",
+    "23": "07", "24": "08", "25": "09", "26": "02", "27": "03", "28": "04", "29": "05",
+    "30": "06", "31": "07", "32": "08", "33": "09", "34": "01", "35": "02", "36": "03",
+    "37": "04", "38": "05", "39": "06", "40": "07", "41": "08", "42": "09", "43": "01",
+    "44": "02", "45": "03", "46": "04", "47": "05", "48": "06", "49": "07",
+}  # fmt: skip
+
+
+def _ruc_mod11_digit(digits: str, *, old: bool) -> str:
+    """One DV digit: weights 2, 3, … from the right (an old RUC repeats 11), modulus 11."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        weight = position + 1 if old and position >= 10 else position + 2
+        total += weight * int(char)
+    remainder = total % 11
+    return str(11 - remainder) if remainder > 1 else "0"
+
+
+def ruc_check_digits(ruc: str) -> str:
+    """The two-digit DV the DGI's algorithm gives a juridical RUC (``253-92-57027`` → ``76``)."""
+    number, tomo, asiento = normalize_ruc(ruc).split("-")
+    digits = number.zfill(10) + tomo.zfill(4) + asiento.zfill(6)
+    old = digits[3:5] == "00" and digits[5] in "01234"
+    if old:
+        digits = digits[:5] + _RUC_OLD_CROSS_REFERENCE.get(digits[5:7], digits[5:7]) + digits[7:]
+    first = _ruc_mod11_digit(digits, old=old)
+    return first + _ruc_mod11_digit(digits + first, old=old)
+
+
+def ruc_dv_matches(ruc: str, dv: str) -> bool:
+    """Whether ``dv`` (as printed: ``9``, ``09``, ``DV 76``) is the juridical RUC's DV."""
+    try:
+        return normalize_dv(dv).zfill(2) == ruc_check_digits(ruc)
+    except InvalidValue:
+        return False
 
 
 def normalize_identity(id_type: str, value: str) -> str:

@@ -17,7 +17,10 @@ from shared.settings import DEFAULT_CONFIG
 
 # Decreto Ejecutivo N.° 37 de 5 de diciembre de 2025 (terms suspended 24 and 31 December 2025)
 # and the Carnival 2026 closures (Monday 16 and Wednesday 18 February 2026).
-SHIPPED = {date(2025, 12, 24), date(2025, 12, 31), date(2026, 2, 16), date(2026, 2, 18)}
+# Shipped closures that suspend terms (DE 37 de 2025); the Carnival 2026 closures (DE 3 de 2026)
+# are shipped as leaving terms running.
+SHIPPED = {date(2025, 12, 24), date(2025, 12, 31)}
+CARNIVAL_2026 = {date(2026, 2, 16), date(2026, 2, 18)}
 
 
 def at(day: date, hour: int = 10) -> datetime:
@@ -47,11 +50,15 @@ def test_over_the_year_end_the_decreed_afternoons_and_the_holidays_do_not_count(
     assert terms(10, set()).legal_due(at(date(2025, 12, 22))).date() == date(2026, 1, 7)
 
 
-def test_the_carnival_2026_closures_and_carnival_tuesday_do_not_count() -> None:
-    # From Friday 13 February 2026, five working days: 16 closed, 17 Carnival Tuesday (law), 18
-    # closed, then 19 (1), 20 (2), 23 (3), 24 (4), 25 (5).
-    assert terms(5, SHIPPED).legal_due(at(date(2026, 2, 13))).date() == date(2026, 2, 25)
-    assert terms(5, set()).legal_due(at(date(2026, 2, 13))).date() == date(2026, 2, 23)
+def test_carnival_tuesday_never_counts_and_the_2026_closures_count_unless_they_suspend() -> None:
+    # From Friday 13 February 2026, five working days, as shipped: 16 (1), 17 Carnival Tuesday
+    # (law), 18 (2), 19 (3), 20 (4), 23 (5).
+    assert terms(5, SHIPPED).legal_due(at(date(2026, 2, 13))).date() == date(2026, 2, 23)
+    # Were the closures to suspend terms: 16 closed, 17 holiday, 18 closed, 19 (1) … 25 (5).
+    suspended = SHIPPED | CARNIVAL_2026
+    assert terms(5, suspended).legal_due(at(date(2026, 2, 13))).date() == date(2026, 2, 25)
+    shipped = {c.date: c.suspends_terms for c in load_config(DEFAULT_CONFIG).calendar.closures}
+    assert {shipped[day] for day in CARNIVAL_2026} == {False}
 
 
 def test_a_closure_that_leaves_terms_running_is_still_a_working_day() -> None:

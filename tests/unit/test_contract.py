@@ -207,3 +207,17 @@ def test_a_denuncia_without_a_document_cites_the_duty_to_identify_oneself() -> N
     (error,) = info.value.errors
     assert error.field == "citizen.id_number"
     assert "identifíquese debidamente" in error.message and "art. 65" in error.message
+
+
+def test_a_ruc_whose_dv_is_not_its_own_is_refused_naming_the_dv() -> None:
+    citizen = {
+        "full_name": "Comercial Ejemplo, S.A.",
+        "id_type": "ruc",
+        "id_number": "253-92-57027",
+        "ruc_dv": "23",
+        "representative": {"full_name": "Ana Ruiz", "id_number": "8-123-4567"},
+    }
+    with pytest.raises(SubmissionInvalid) as info:
+        validate_submission(_denuncia(citizen))
+    assert {(e.field, e.rule) for e in info.value.errors} == {("citizen.ruc_dv", "ruc_dv_mismatch")}
+    assert validate_submission(_denuncia(citizen | {"ruc_dv": "76"})).citizen is not None

@@ -19,6 +19,9 @@ from shared.validation import (
     normalize_email,
     normalize_identity,
     normalize_phone,
+    normalize_ruc,
+    ruc_check_digits,
+    ruc_dv_matches,
     spanish_errors,
 )
 
@@ -520,3 +523,51 @@ def test_the_dv_is_one_or_two_digits() -> None:
     assert normalize_dv("09") == "09"
     with pytest.raises(InvalidValue, match="DV"):
         normalize_dv("123")
+
+
+# Valid juridical RUC / DV pairs from python-stdnum's test data (github.com/arthurdejong/
+# python-stdnum, tests/test_pa_ruc.doctest, "found online and should all be valid numbers"),
+# new-style (nine-digit número) and old-style (cross-referenced) RUCs alike.
+STDNUM_VALID_RUC_DV = [
+    ("155587169-2-2014", "9"),
+    ("253-92-57027", "76"),
+    ("32812-2-249262", "63"),
+    ("155625946-2-2016", "00"),
+    ("130-377-34706", "2"),
+    ("58223-2-855", "04"),
+    ("410-0018-001604", "26"),
+    ("2251567-0001-781630", "00"),
+    ("1897412-1-722027", "1"),
+    ("4265-60-58061", "00"),
+    ("36101-76-262338", "11"),
+    ("155698228-2-2020", "68"),
+    ("85253 -1-376213", "18"),
+    ("196-8-47222", "21"),
+    ("3724-0103-053659", "43"),
+]
+
+
+@pytest.mark.parametrize(("ruc", "dv"), STDNUM_VALID_RUC_DV)
+def test_the_dgi_check_digits_of_published_rucs_match(ruc: str, dv: str) -> None:
+    assert ruc_check_digits(ruc) == dv.zfill(2)
+    assert ruc_dv_matches(ruc, dv)
+    assert ruc_dv_matches(ruc, f"DV {dv}")
+
+
+@pytest.mark.parametrize(
+    ("ruc", "dv"),
+    [
+        ("253-92-57027", "23"),
+        ("253-92-57027", "26"),
+        ("155587169-2-2014", "90"),
+        ("155587169-2-2014", "abc"),
+    ],
+)
+def test_a_dv_that_is_not_the_rucs_does_not_match(ruc: str, dv: str) -> None:
+    assert not ruc_dv_matches(ruc, dv)
+
+
+def test_a_natural_persons_cedula_is_not_a_juridical_ruc() -> None:
+    with pytest.raises(InvalidValue) as info:
+        normalize_ruc("8-123-4567")
+    assert info.value.rule == "ruc"
