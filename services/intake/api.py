@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.intake.auth import Principal, TokenStore, bearer_token
+from services.intake.refusals import refused
 from services.intake.schemas import (
     Filed,
     FilingRequest,
@@ -496,11 +497,13 @@ def error_handlers(app: FastAPI) -> None:
             detail = [e.model_dump() for e in errors]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    async def http_error(_request: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         detail: Any = exc.detail
         if detail in _ENGLISH_DEFAULTS:
             detail = SPANISH_HTTP.get(exc.status_code, "error en la solicitud")
+        if exc.status_code in (413, 429):  # a browser on a page gets a page
+            return refused(request.scope, exc.status_code, detail, exc.headers)
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     async def unreadable(request: Request, exc: Exception) -> Response:

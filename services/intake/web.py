@@ -179,6 +179,7 @@ def format_datetime(value: datetime | None) -> str:
 def install(app: FastAPI, deps: Deps) -> None:
     """Mount the assets and add the public pages and the console."""
     from services.intake import (
+        refusals,
         web_attachments,
         web_console,
         web_filing,
@@ -188,6 +189,7 @@ def install(app: FastAPI, deps: Deps) -> None:
     )
 
     pages = Pages(deps)
+    refusals.install(app, pages)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="web-static")
     web_public.install(app, deps, pages)
     sessions = web_session.install(app, deps, app.state.intake_settings)

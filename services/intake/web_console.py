@@ -33,6 +33,7 @@ from shared.cases import (
     perform,
 )
 from shared.cases.duplicates import joined_to, possible_duplicates
+from shared.cases.form import submission_data
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
 from shared.domain.actions import REGISTRY, STAFF_ROLES, offered_to
@@ -71,6 +72,7 @@ FIELD_LABELS = {
     "citizen.ruc_dv": "DV del RUC",
     "citizen.representative": "Representante legal",
     "citizen.representative.full_name": "Nombre del representante legal",
+    "citizen.representative.id_type": "Tipo de documento del representante legal",
     "citizen.representative.id_number": "Documento del representante legal",
     "citizen.phone": "Teléfono",
     "citizen.email": "Correo electrónico",
@@ -83,12 +85,8 @@ FIELD_LABELS = {
     "location.corregimiento": "Corregimiento",
     "location.address": "Dirección o referencia",
 }
-FORM_FIELDS = {
-    "citizen": ("full_name", "id_type", "id_number", "ruc_dv", "phone", "email"),
-    "notify": ("email", "phone", "address"),
-    "location": ("district", "corregimiento", "address"),
-}
 ANCHORS = {
+    "citizen.representative": "grupo-juridica",
     "notify": "grupo-notify",
     "location": "grupo-location",
 }
@@ -181,7 +179,7 @@ def _representative(citizen: dict[str, Any]) -> str | None:
     rep = citizen.get("representative")
     if not isinstance(rep, dict):
         return None
-    return f"{rep.get('full_name', '')} ({rep.get('id_number', '')})"
+    return f"{rep.get('full_name', '')} ({_document(rep) or '—'})"
 
 
 def person_data(case: CaseRow) -> list[tuple[str, str]]:
@@ -225,36 +223,6 @@ async def timeline_for(
             )
         )
     return sorted(items, key=lambda item: item.at)
-
-
-def submission_data(form: dict[str, str]) -> dict[str, Any]:
-    """The presencial form as a submission: blank fields are absent."""
-    data: dict[str, Any] = {
-        "description": form.get("description", ""),
-        "anonymous": form.get("anonymous") == "si",
-    }
-    for name in ("kind", "category"):
-        if form.get(name, "").strip():
-            data[name] = form[name].strip()
-    for group, names in FORM_FIELDS.items():
-        values = {
-            n: form[f"{group}.{n}"].strip() for n in names if form.get(f"{group}.{n}", "").strip()
-        }
-        if values:
-            data[group] = values
-    citizen = data.get("citizen", {})
-    if "id_number" not in citizen:
-        citizen.pop("id_type", None)  # a document type alone says nothing
-    representative = {
-        n: form[f"citizen.representative.{n}"].strip()
-        for n in ("full_name", "id_number")
-        if form.get(f"citizen.representative.{n}", "").strip()
-    }
-    if representative:
-        data.setdefault("citizen", {})["representative"] = representative
-    if not data.get("citizen"):
-        data.pop("citizen", None)
-    return data
 
 
 def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessions) -> None:
