@@ -144,9 +144,10 @@ def requested_ids(scope: Scope) -> int:
 
 
 UPLOAD_PATH = "/presentar"
-#: Pages that take attachments: filing, and the citizen adding information to a case.
+#: Requests that take attachments: filing, the citizen adding information, a department's answer.
 UPLOAD_PATHS = re.compile(
-    r"/presentar|/seguimiento/[^/]+/add_information|/consola/casos/[^/]+/respond"
+    r"/presentar|/seguimiento/[^/]+/add_information"
+    r"|/consola/casos/[^/]+/respond|/api/v1/cases/[^/]+/respond"
 )
 
 

@@ -9,7 +9,7 @@ handlers answer through :func:`refused`; the web installs the page (:func:`insta
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -49,7 +49,7 @@ def wants_page(scope: Scope) -> bool:
 
 
 def refused(
-    scope: Scope, status: int, detail: Any, headers: dict[str, str] | None = None
+    scope: Scope, status: int, detail: Any, headers: Mapping[str, str] | None = None
 ) -> Response:
     """The refusal as a page for a browser (when the web has a page for it), else as JSON."""
     app = scope.get("app")
