@@ -106,12 +106,14 @@ def install(app: FastAPI, pages: Pages) -> None:
                     "vuelve al formulario con lo que escribió."
                 )
         elif status == 413:
-            megabytes = f"{limits.attachments_max_megabytes:g}"
+            count = limits.attachments_max_files
+            megabytes = f"{limits.attachments_max_megabytes:g}".replace(".", ",")
+            files = "1 archivo" if count == 1 else f"{count} archivos"
             title = "Archivos demasiado grandes"
             message = (
-                "Lo que envió supera el tamaño máximo que aceptamos: hasta "
-                f"{limits.attachments_max_files} archivos de {megabytes} MB cada uno (fotos "
-                "JPEG, PNG o WebP, o documentos PDF)."
+                f"Lo que envió supera el tamaño máximo que aceptamos: hasta {files} de "
+                f"{megabytes} MB{'' if count == 1 else ' cada uno'} (fotos JPEG, PNG o WebP, o "
+                "documentos PDF)."
             )
             advice = (
                 "No se registró nada. Vuelva al formulario, elija menos archivos o archivos más "
