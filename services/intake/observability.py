@@ -147,7 +147,7 @@ UPLOAD_PATH = "/presentar"
 #: Requests that take attachments: filing, the citizen adding information, a department's answer.
 UPLOAD_PATHS = re.compile(
     r"/presentar|/seguimiento/[^/]+/add_information"
-    r"|/consola/casos/[^/]+/respond|/api/v1/cases/[^/]+/respond"
+    r"|/consola/casos/[^/]+/respond|/api/v1/cases/[^/]+/actions/respond"
 )
 
 
