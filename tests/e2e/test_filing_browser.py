@@ -253,7 +253,11 @@ async def test_a_juridical_person_files_through_its_legal_representative_on_a_ph
             "El camión de la basura no pasa por el local de la empresa desde hace un mes."
         )
         await page.get_by_label("Nombre completo").fill("Constructora del Istmo, S.A.")
+        # With the page's script, the juridical person's fields appear for a RUC only.
+        juridical = page.locator("#grupo-juridica")
+        await expect(juridical).to_be_hidden()
         await page.get_by_label("Tipo de documento", exact=True).select_option("ruc")
+        await expect(juridical).to_be_visible()
         await page.get_by_label("Número del documento", exact=True).fill("155587169-2-2014")
         await page.get_by_label("Correo electrónico").fill("legal@istmo.example")
         s.clock.advance(timedelta(minutes=2))
@@ -305,6 +309,7 @@ async def test_the_filing_page_works_without_javascript(tmp_path: Path) -> None:
         page = await context.new_page()
         await page.goto("/presentar")
         await expect(page.get_by_role("button", name="Usar mi ubicación actual")).to_be_hidden()
+        await expect(page.get_by_role("group", name="Solo para personas jurídicas")).to_be_visible()
         await page.get_by_label("Queja", exact=True).check()
         await page.get_by_label("Qué ocurrió").fill(
             "La basura no se recoge en mi calle desde hace tres semanas."
