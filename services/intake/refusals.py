@@ -36,15 +36,18 @@ MACHINE_PATHS = (
 PageMaker = Callable[[Scope, int, dict[str, str]], Response | None]
 
 
+def _header(scope: Scope, wanted: bytes) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == wanted:
+            return str(value.decode("latin-1")).lower()
+    return ""
+
+
 def wants_page(scope: Scope) -> bool:
     """Whether the client is a browser on a page (not an API client)."""
-    path = str(scope.get("path", ""))
-    if path.startswith(MACHINE_PATHS):
+    if str(scope.get("path", "")).startswith(MACHINE_PATHS):
         return False
-    accept = ""
-    for name, value in scope.get("headers", ()):
-        if name == b"accept":
-            accept = value.decode("latin-1").lower()
+    accept = _header(scope, b"accept")
     return not ("application/json" in accept and "text/html" not in accept)
 
 
@@ -105,7 +108,7 @@ def install(app: FastAPI, pages: Pages) -> None:
                     " Lo que envió no se registró todavía: con el botón «Atrás» de su navegador "
                     "vuelve al formulario con lo que escribió."
                 )
-        elif status == 413:
+        elif status == 413 and _header(scope, b"content-type").startswith("multipart/"):
             count = limits.attachments_max_files
             megabytes = f"{limits.attachments_max_megabytes:g}".replace(".", ",")
             files = "1 archivo" if count == 1 else f"{count} archivos"
@@ -118,6 +121,12 @@ def install(app: FastAPI, pages: Pages) -> None:
             advice = (
                 "No se registró nada. Vuelva al formulario, elija menos archivos o archivos más "
                 "pequeños (por ejemplo, fotos con menos resolución) y envíelo de nuevo."
+            )
+        elif status == 413:
+            title = "Formulario demasiado grande"
+            message = "Lo que envió supera el tamaño máximo que acepta este formulario."
+            advice = (
+                "No se registró nada. Vuelva al formulario, acorte el texto y envíelo de nuevo."
             )
         else:
             return None

@@ -97,3 +97,14 @@ async def test_a_browser_sending_too_much_gets_the_size_limits_in_spanish(page: 
         )
         assert answer.status_code == 413
     assert "demasiado grande" in answer.json()["detail"]
+
+
+async def test_a_form_without_files_sent_too_big_is_told_to_shorten_its_text(page: Page) -> None:
+    refused = await page.client.post(
+        "/seguimiento/2025-7K3-M9Q-XD2/reopen",
+        data={"reason": "x" * (300 * 1024)},
+        headers=BROWSER,
+    )
+    assert refused.status_code == 413
+    assert _is_public_page(refused.text)
+    assert "acorte el texto" in refused.text and "archivo" not in refused.text
