@@ -16,12 +16,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.intake.auth import Principal, TokenStore, bearer_token
+from services.intake.refusals import refused
 from services.intake.schemas import (
     Filed,
     FilingRequest,
@@ -30,6 +31,7 @@ from services.intake.schemas import (
     filing_errors,
 )
 from services.intake.throttle import client_of, throttle_of
+from services.intake.uploads import COUNT_FIELD, UPLOADS, prepared_uploads, takes_files
 from services.intake.views import platform311_view, public_view, staff_view, summary
 from shared.agenda import agenda_page
 from shared.calendar import TZ
@@ -46,11 +48,20 @@ from shared.contract import FieldError, with_law_errors
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.domain.actions import REGISTRY, may_take, offered_to, refusal
 from shared.domain.clocks import overdue_clause
+from shared.evidence import (
+    AttachmentLimits,
+    AttachmentRefused,
+    AttachmentRow,
+    Prepared,
+    discard,
+    store_blobs,
+)
 from shared.lifecycle import IllegalTransition
 from shared.messaging import ANSWERS_INBOX
 from shared.paging import MAX_PAGE_SIZE, Cursor, InvalidCursor, after, next_cursor
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
+from shared.storage import BlobStore
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
 
@@ -168,6 +179,7 @@ def install(app: FastAPI, deps: Deps) -> None:
 
 def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
+    limits = AttachmentLimits()
 
     def department_name(code: str) -> str:
         department = deps.config.department(code)
@@ -396,30 +408,44 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
             )
         if not may_take(who.role, action):
             raise forbidden(refusal(who.role, action))
-        data = await _json_body(request)
+        data, files = await _action_input(request, spec.body, limits)
         try:
             body = spec.body.model_validate(data)
         except ValidationError as exc:
             raise invalid(spanish_errors(exc)) from None
         now = deps.clock.now()
         offered: list[str] = []
+        stored: list[AttachmentRow] = []
+        if files:
+            store: BlobStore = request.app.state.attachment_store
+            source = "department" if who.department else "staff"
+            stored = await store_blobs(store, files, source, now)
+            body = body.model_copy(update={COUNT_FIELD: len(stored)})
         try:
-            async with deps.uow() as uow:
-                case = await _visible_case(uow, tracking_code, who, lock=True)
-                offered = offered_to(deps.cases.lifecycle, who.role, case)
-                await perform(
-                    uow,
-                    deps.cases,
-                    case,
-                    action,
-                    body,
-                    actor=who.actor,
-                    now=now,
-                    department=who.department,
-                    answers_heard_by=ANSWERS_INBOX,
-                )
-                rows = await history(uow, case.id)
-                view = render(case, rows, who)
+            try:
+                async with deps.uow() as uow:
+                    case = await _visible_case(uow, tracking_code, who, lock=True)
+                    offered = offered_to(deps.cases.lifecycle, who.role, case)
+                    await perform(
+                        uow,
+                        deps.cases,
+                        case,
+                        action,
+                        body,
+                        actor=who.actor,
+                        now=now,
+                        department=who.department,
+                        answers_heard_by=ANSWERS_INBOX,
+                    )
+                    for attachment in stored:
+                        attachment.case_id = case.id
+                        uow.session.add(attachment)
+                    rows = await history(uow, case.id)
+                    view = render(case, rows, who)
+            except BaseException:
+                if stored:  # nothing half-stored: no files without the answer
+                    await discard(request.app.state.attachment_store, stored)
+                raise
         except IllegalTransition as exc:
             mine = exc.only(offered)  # name only what this caller may do on this case
             log.info(
@@ -447,6 +473,38 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
         return view
 
     return router
+
+
+async def _action_input(
+    request: Request, body: type[BaseModel], limits: AttachmentLimits
+) -> tuple[Any, list[Prepared]]:
+    """An action's input: a JSON body, or for an action that takes files (a department's
+    answer) ``multipart/form-data`` with the body's fields and the files in ``adjuntos``.
+    The file count is the server's to set, never the caller's."""
+    content_type = request.headers.get("content-type", "").lower()
+    if takes_files(body) and content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        data = {k: v for k, v in form.items() if isinstance(v, str) and k != UPLOADS}
+        try:
+            files = await prepared_uploads(form, limits)
+        except AttachmentRefused as exc:
+            raise invalid(exc.errors) from None
+    else:
+        data, files = await _json_body(request), []
+    if takes_files(body) and isinstance(data, dict) and COUNT_FIELD in data:
+        raise invalid(
+            [
+                FieldError(
+                    field=COUNT_FIELD,
+                    rule="set_by_server",
+                    message=(
+                        "lo fija el servidor: envíe los archivos en multipart/form-data, "
+                        f"en la parte «{UPLOADS}»"
+                    ),
+                )
+            ]
+        )
+    return data, files
 
 
 async def _json_body(request: Request) -> Any:
@@ -496,11 +554,13 @@ def error_handlers(app: FastAPI) -> None:
             detail = [e.model_dump() for e in errors]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    async def http_error(_request: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         detail: Any = exc.detail
         if detail in _ENGLISH_DEFAULTS:
             detail = SPANISH_HTTP.get(exc.status_code, "error en la solicitud")
+        if exc.status_code in (413, 429):  # a browser on a page gets a page
+            return refused(request.scope, exc.status_code, detail, exc.headers)
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     async def unreadable(request: Request, exc: Exception) -> Response:

@@ -28,11 +28,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import Field
@@ -43,6 +42,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.intake.auth import TokenStore, bearer_token
+from services.intake.refusals import refused
 from shared.db.models import CaseRow
 from shared.domain.clocks import overdue_clause
 from shared.evidence import AttachmentLimits
@@ -144,8 +144,11 @@ def requested_ids(scope: Scope) -> int:
 
 
 UPLOAD_PATH = "/presentar"
-#: Pages that take attachments: filing, and the citizen adding information to a case.
-UPLOAD_PATHS = re.compile(r"/presentar|/seguimiento/[^/]+/add_information")
+#: Requests that take attachments: filing, the citizen adding information, a department's answer.
+UPLOAD_PATHS = re.compile(
+    r"/presentar|/seguimiento/[^/]+/add_information"
+    r"|/consola/casos/[^/]+/respond|/api/v1/cases/[^/]+/actions/respond"
+)
 
 
 def public_rules(limits: HttpLimits) -> list[LimitRule]:
@@ -268,7 +271,7 @@ class HttpGuard:
             # Raised outside FastAPI's request handling (e.g. a form read by hand).
             if status["started"]:
                 raise
-            await _json(exc.status_code, {"detail": exc.detail})(scope, receive, send_counting)
+            await refused(scope, exc.status_code, exc.detail)(scope, receive, send_counting)
         finally:
             self._count(scope, int(status["code"]))
 
@@ -293,9 +296,10 @@ class HttpGuard:
                     "request refused",
                     extra={"reason": f"rate_limited:{rule.name}", "status_code": 429},
                 )
-                return _json(
+                return refused(
+                    scope,
                     429,
-                    {"detail": TOO_MANY.format(seconds=seconds)},
+                    TOO_MANY.format(seconds=seconds),
                     headers={"Retry-After": str(seconds)},
                 )
         return None
@@ -348,10 +352,6 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 # ---------------------------------------------------------------- /metrics

@@ -87,9 +87,26 @@ def actions_openapi() -> dict[str, Any]:
                             for name, spec in REGISTRY.items()
                         ]
                     }
-                }
+                },
+                # A department's answer with its documents: one request, stored together.
+                "multipart/form-data": {
+                    "schema": {
+                        "title": "respond con adjuntos",
+                        "type": "object",
+                        "required": ["response"],
+                        "properties": {
+                            "response": {"type": "string"},
+                            "adjuntos": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                                "description": "fotos JPEG, PNG o WebP, o documentos PDF",
+                            },
+                        },
+                    }
+                },
             },
-            "description": f"Según la acción: {described}.",
+            "description": f"Según la acción: {described}. La respuesta de una dependencia "
+            "(respond) puede llevar archivos: multipart/form-data con response y adjuntos.",
         }
     }
 

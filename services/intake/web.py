@@ -129,6 +129,21 @@ class Pages:
         secure_headers(response, private=private)
         return response
 
+    def case_not_found(self, request: Request, session: Session | None) -> HTMLResponse:
+        """The console's one answer for a case that does not exist or is not the reader's."""
+        return self.render(
+            request,
+            "no_encontrado.html",
+            status_code=404,
+            session=session,
+            private=True,
+            title="Caso no encontrado",
+            section="consola",
+            message="No hay ningún caso con ese código a su alcance.",
+            back_href="/consola",
+            back_text="Volver a la bandeja",
+        )
+
 
 def secure_headers(response: Any, *, private: bool) -> None:
     response.headers["Content-Security-Policy"] = (
@@ -179,6 +194,7 @@ def format_datetime(value: datetime | None) -> str:
 def install(app: FastAPI, deps: Deps) -> None:
     """Mount the assets and add the public pages and the console."""
     from services.intake import (
+        refusals,
         web_attachments,
         web_console,
         web_filing,
@@ -188,6 +204,7 @@ def install(app: FastAPI, deps: Deps) -> None:
     )
 
     pages = Pages(deps)
+    refusals.install(app, pages)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="web-static")
     web_public.install(app, deps, pages)
     sessions = web_session.install(app, deps, app.state.intake_settings)

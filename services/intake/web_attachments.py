@@ -32,6 +32,14 @@ from shared.tracking import normalize_tracking_code
 if TYPE_CHECKING:
     from services.intake.web import Pages
 
+#: Who sent an attachment (``AttachmentRow.source``), as the console says it.
+SOURCE_LABELS = {
+    "web": "Enviado por el ciudadano al presentar el caso",
+    "open311": "Recibido con la solicitud Open311",
+    "citizen": "Añadido por el ciudadano en el seguimiento",
+    "department": "Adjunto a la respuesta de la dependencia",
+    "staff": "Añadido por el personal",
+}
 MEDIA_TYPES = {
     "jpg": "image/jpeg",
     "png": "image/png",
@@ -122,18 +130,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
         except (ValueError, CaseNotFound):
             case = None
         if case is None or not may_see(session, case):
-            return pages.render(
-                request,
-                "no_encontrado.html",
-                status_code=404,
-                session=session,
-                private=True,
-                title="Caso no encontrado",
-                section="consola",
-                message="No hay ningún caso con ese código a su alcance.",
-                back_href="/consola",
-                back_text="Volver a la bandeja",
-            )
+            return pages.case_not_found(request, session)
         return pages.render(
             request,
             "consola_adjuntos.html",
@@ -143,6 +140,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             section="consola",
             case=case,
             attachments=rows,
+            source_label=lambda source: SOURCE_LABELS.get(source, source),
         )
 
     @app.get("/consola/adjuntos/{attachment_id}", include_in_schema=False)

@@ -21,6 +21,8 @@ from sqlalchemy import func, select
 
 from services.intake import web_session
 from services.intake.throttle import client_of, throttle_of
+from services.intake.uploads import COUNT_FIELD, UPLOADS, prepared_uploads, takes_files
+from services.intake.web_attachments import attachment_store
 from services.intake.web_session import Session
 from shared.cases import (
     CaseNotFound,
@@ -33,6 +35,7 @@ from shared.cases import (
     perform,
 )
 from shared.cases.duplicates import joined_to, possible_duplicates
+from shared.cases.form import submission_data
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
 from shared.domain.actions import REGISTRY, STAFF_ROLES, offered_to
@@ -42,6 +45,14 @@ from shared.domain.labels import (
     KIND_LABELS,
     actor_label,
     timeline_text,
+)
+from shared.evidence import (
+    FIELD,
+    AttachmentLimits,
+    AttachmentRefused,
+    AttachmentRow,
+    discard,
+    store_blobs,
 )
 from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State, is_open
 from shared.messaging import ANSWERS_INBOX
@@ -71,6 +82,7 @@ FIELD_LABELS = {
     "citizen.ruc_dv": "DV del RUC",
     "citizen.representative": "Representante legal",
     "citizen.representative.full_name": "Nombre del representante legal",
+    "citizen.representative.id_type": "Tipo de documento del representante legal",
     "citizen.representative.id_number": "Documento del representante legal",
     "citizen.phone": "Teléfono",
     "citizen.email": "Correo electrónico",
@@ -83,12 +95,8 @@ FIELD_LABELS = {
     "location.corregimiento": "Corregimiento",
     "location.address": "Dirección o referencia",
 }
-FORM_FIELDS = {
-    "citizen": ("full_name", "id_type", "id_number", "ruc_dv", "phone", "email"),
-    "notify": ("email", "phone", "address"),
-    "location": ("district", "corregimiento", "address"),
-}
 ANCHORS = {
+    "citizen.representative": "grupo-juridica",
     "notify": "grupo-notify",
     "location": "grupo-location",
 }
@@ -181,7 +189,7 @@ def _representative(citizen: dict[str, Any]) -> str | None:
     rep = citizen.get("representative")
     if not isinstance(rep, dict):
         return None
-    return f"{rep.get('full_name', '')} ({rep.get('id_number', '')})"
+    return f"{rep.get('full_name', '')} ({_document(rep) or '—'})"
 
 
 def person_data(case: CaseRow) -> list[tuple[str, str]]:
@@ -227,37 +235,9 @@ async def timeline_for(
     return sorted(items, key=lambda item: item.at)
 
 
-def submission_data(form: dict[str, str]) -> dict[str, Any]:
-    """The presencial form as a submission: blank fields are absent."""
-    data: dict[str, Any] = {
-        "description": form.get("description", ""),
-        "anonymous": form.get("anonymous") == "si",
-    }
-    for name in ("kind", "category"):
-        if form.get(name, "").strip():
-            data[name] = form[name].strip()
-    for group, names in FORM_FIELDS.items():
-        values = {
-            n: form[f"{group}.{n}"].strip() for n in names if form.get(f"{group}.{n}", "").strip()
-        }
-        if values:
-            data[group] = values
-    citizen = data.get("citizen", {})
-    if "id_number" not in citizen:
-        citizen.pop("id_type", None)  # a document type alone says nothing
-    representative = {
-        n: form[f"citizen.representative.{n}"].strip()
-        for n in ("full_name", "id_number")
-        if form.get(f"citizen.representative.{n}", "").strip()
-    }
-    if representative:
-        data.setdefault("citizen", {})["representative"] = representative
-    if not data.get("citizen"):
-        data.pop("citizen", None)
-    return data
-
-
 def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessions) -> None:
+    limits = AttachmentLimits()
+
     def session_of(request: Request) -> Session | None:
         return web_session.current(request)
 
@@ -276,20 +256,6 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
             message="El formulario caducó o no es válido. Vuelva a la página e inténtelo de nuevo.",
             back_href="/consola",
             back_text="Volver a la consola",
-        )
-
-    def case_not_found(request: Request, session: Session) -> Response:
-        return pages.render(
-            request,
-            "no_encontrado.html",
-            status_code=404,
-            session=session,
-            private=True,
-            title="Caso no encontrado",
-            section="consola",
-            message="No hay ningún caso con ese código a su alcance.",
-            back_href="/consola",
-            back_text="Volver a la bandeja",
         )
 
     async def form_of(request: Request) -> dict[str, str]:
@@ -450,7 +416,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
             try:
                 code = normalize_tracking_code(codigo)
             except ValueError:
-                return case_not_found(request, session)
+                return pages.case_not_found(request, session)
             return RedirectResponse(f"/consola/casos/{code}", status_code=303)
         if not (session.is_staff or session.department):
             return forbidden(request, session)
@@ -567,11 +533,11 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
             try:
                 case = await get_case(uow, tracking_code=code)
             except CaseNotFound:
-                return case_not_found(request, session)
+                return pages.case_not_found(request, session)
             if session.department is not None and not (
                 case.state == State.REMITTED and case.department == session.department
             ):
-                return case_not_found(request, session)
+                return pages.case_not_found(request, session)
             duplicates, joined, main = [], [], None
             if session.department is None:
                 joined = await joined_to(uow, case)
@@ -610,6 +576,9 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
             form_values=form_values or {},
             form_errors=form_errors or {},
             today=now.date().isoformat(),
+            takes_files=lambda spec: takes_files(spec.body),
+            uploads=UPLOADS,
+            limits=limits,
         )
 
     @app.get("/consola/casos/{code}", include_in_schema=False)
@@ -620,7 +589,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
         try:
             canonical = normalize_tracking_code(code)
         except ValueError:
-            return case_not_found(request, session)
+            return pages.case_not_found(request, session)
         notice = None
         if hecho == "file":
             notice = FILED.format(code=canonical)
@@ -643,7 +612,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 case = await get_case(uow, tracking_code=code, lock=True)
                 key = await issue_key(uow, case, actor=session.actor, now=deps.clock.now())
         except (ValueError, CaseNotFound):
-            return case_not_found(request, session)
+            return pages.case_not_found(request, session)
         log.info("citizen key issued", extra={"case_id": case.id, "tracking_code": code})
         return await case_page(
             request,
@@ -658,13 +627,14 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
         session = session_of(request)
         if session is None:
             return to_login()
-        form = await form_of(request)
+        raw = await request.form()
+        form = {k: v for k, v in raw.items() if isinstance(v, str)}
         if not web_session.csrf_ok(session, form.get("csrf")):
             return forbidden(request, session)
         try:
             code = normalize_tracking_code(code)
         except ValueError:
-            return case_not_found(request, session)
+            return pages.case_not_found(request, session)
         spec = REGISTRY.get(action)
         if spec is None or not spec.may(session.role):
             return forbidden(request, session)
@@ -686,33 +656,60 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 form_values=form,
                 form_errors=errors,
             )
-        try:
-            async with deps.uow() as uow:
-                case = await get_case(uow, tracking_code=code, lock=True)
-                if session.department is not None and not (
-                    case.state == State.REMITTED and case.department == session.department
-                ):
-                    raise CaseNotFound(code)
-                if form.get("estado") and form["estado"] != case.state:
-                    raise IllegalTransition(
-                        case.state,
-                        action,
-                        offered_to(deps.cases.lifecycle, session.role, case),
-                        case.kind,
-                    )
-                await perform(
-                    uow,
-                    deps.cases,
-                    case,
-                    action,
-                    body,
-                    actor=session.actor,
-                    now=deps.clock.now(),
-                    department=session.department,
-                    answers_heard_by=ANSWERS_INBOX,
+        now = deps.clock.now()
+        stored: list[AttachmentRow] = []
+        if takes_files(spec.body):
+            try:
+                files = await prepared_uploads(raw, limits)
+            except AttachmentRefused as exc:
+                message = "; ".join(e.message for e in exc.errors)
+                return await case_page(
+                    request,
+                    session,
+                    code,
+                    status_code=422,
+                    problem="Revise el formulario: " + message,
+                    failed_action=action,
+                    form_values=form,
+                    form_errors={FIELD: message},
                 )
+            source = "department" if session.department is not None else "staff"
+            stored = await store_blobs(attachment_store(app), files, source, now)
+            body = body.model_copy(update={COUNT_FIELD: len(stored)})
+        try:
+            try:
+                async with deps.uow() as uow:
+                    case = await get_case(uow, tracking_code=code, lock=True)
+                    if session.department is not None and not (
+                        case.state == State.REMITTED and case.department == session.department
+                    ):
+                        raise CaseNotFound(code)
+                    if form.get("estado") and form["estado"] != case.state:
+                        raise IllegalTransition(
+                            case.state,
+                            action,
+                            offered_to(deps.cases.lifecycle, session.role, case),
+                            case.kind,
+                        )
+                    await perform(
+                        uow,
+                        deps.cases,
+                        case,
+                        action,
+                        body,
+                        actor=session.actor,
+                        now=now,
+                        department=session.department,
+                        answers_heard_by=ANSWERS_INBOX,
+                    )
+                    for row in stored:
+                        row.case_id = case.id
+                        uow.session.add(row)
+            except BaseException:
+                await discard(attachment_store(app), stored)  # nothing half-stored
+                raise
         except CaseNotFound:
-            return case_not_found(request, session)
+            return pages.case_not_found(request, session)
         except InvalidActionInput as exc:
             return await case_page(
                 request,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.intake.open311_catalog import KIND_GROUPS, build_catalog
 from services.intake.web_attachments import attachment_store
 from shared.cases import CaseNotFound, file_case, get_case
+from shared.cases.form import submission_data
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.domain.citizen_key import hash_key, new_key
 from shared.evidence import (
@@ -103,8 +104,14 @@ FIELD_LABELS = {
     "description": "Qué ocurrió",
     "anonymous": "Sugerencia anónima",
     "citizen": "Sus datos",
-    "citizen.full_name": "Nombre completo",
-    "citizen.id_number": "Cédula",
+    "citizen.full_name": "Nombre completo o razón social",
+    "citizen.id_type": "Tipo de documento",
+    "citizen.id_number": "Número del documento",
+    "citizen.ruc_dv": "DV del RUC",
+    "citizen.representative": "Representante legal",
+    "citizen.representative.full_name": "Nombre del representante legal",
+    "citizen.representative.id_type": "Tipo de documento del representante legal",
+    "citizen.representative.id_number": "Número del documento del representante legal",
     "notify": "Dónde recibir notificaciones",
     "notify.email": "Correo electrónico",
     "notify.phone": "Teléfono",
@@ -127,22 +134,10 @@ GROUP_ANCHORS = {
     "location.lat": "grupo-location",
     "location.lon": "grupo-location",
     "citizen": "grupo-citizen",
+    "citizen.representative": "grupo-juridica",
     "attachments": "campo-adjuntos",
     "form": "enviar",
 }
-TEXT_FIELDS = (
-    "category",
-    "description",
-    "citizen.full_name",
-    "citizen.id_number",
-    "notify.email",
-    "notify.phone",
-    "notify.address",
-    "location.province",
-    "location.district",
-    "location.corregimiento",
-    "location.address",
-)
 
 
 @dataclass(frozen=True)
@@ -172,37 +167,6 @@ def divisions() -> tuple[Province, ...]:
 
 def anchor(field: str) -> str:
     return GROUP_ANCHORS.get(field, "campo-" + field.replace(".", "-"))
-
-
-def submission_data(form: dict[str, str]) -> dict[str, Any]:
-    """The page's fields as the API's filing body (blank fields are absent)."""
-    data: dict[str, Any] = {
-        "description": form.get("description", ""),
-        "anonymous": form.get("anonymous") == "si",
-    }
-    for name in ("kind", "category"):
-        if form.get(name, "").strip():
-            data[name] = form[name].strip()
-    for name in TEXT_FIELDS:
-        group, _, field = name.partition(".")
-        value = form.get(name, "").strip()
-        if field and value:
-            data.setdefault(group, {})[field] = value
-    lat, lon = form.get("location.lat", "").strip(), form.get("location.lon", "").strip()
-    if lat or lon:
-        location = data.setdefault("location", {})
-        location["lat"], location["lon"] = _number(lat), _number(lon)
-    return data
-
-
-def _number(raw: str) -> float | str | None:
-    """A coordinate as a number where it is one; else as given, for the model to refuse."""
-    if not raw:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        return raw
 
 
 class FormStamp:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from shared.cases.audit import audit
+from shared.cases.form import without_lone_document_type
 from shared.cases.services import CaseServices
 from shared.contract import CaseReceived, Citizen, Submission
 from shared.db.models import CaseRow
@@ -109,11 +110,7 @@ async def _unique_tracking_code(uow: UnitOfWork, now: datetime) -> str:
 
 
 def _stored_citizen(citizen: Citizen | None) -> dict[str, Any] | None:
-    """The citizen as the case keeps it: the document's type only beside a document (the
-    model's default ``cedula`` alone says nothing)."""
+    """The citizen as the case keeps it (the model's default ``cedula`` alone says nothing)."""
     if citizen is None:
         return None
-    stored = citizen.model_dump(exclude_none=True)
-    if "id_number" not in stored:
-        stored.pop("id_type", None)
-    return stored
+    return without_lone_document_type(citizen.model_dump(exclude_none=True))

@@ -86,6 +86,13 @@ class RecordFindingsBody(ActionBody):
 
 class RespondBody(ActionBody):
     response: LongText
+    #: Set by the door that stored the documents or photos sent with the answer, never typed.
+    attachments: int = Field(
+        default=0,
+        ge=0,
+        le=20,
+        description="lo fija el servidor: los archivos enviados con la respuesta (multipart)",
+    )
 
 
 class MeetingOutcomeBody(ActionBody):

@@ -172,6 +172,9 @@ def timeline_text(
     shown = [
         f"{DETAIL_LABELS[key]}: {_value(key, value, department_name)}"
         for key, value in details.items()
-        if key in DETAIL_LABELS and isinstance(value, str | int | float) and value is not False
+        if key in DETAIL_LABELS
+        and isinstance(value, str | int | float)
+        and value is not False
+        and not (key == "attachments" and value == 0)  # no files: nothing to say
     ]
     return f"{label} ({'; '.join(shown)})" if shown else label

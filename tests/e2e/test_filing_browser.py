@@ -22,7 +22,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from services.intake.app import service as intake_service
 from services.intake.http import create_app
-from shared.cases import file_case
+from shared.cases import file_case, get_case
 from shared.clock import FixedClock
 from shared.contract import validate_submission
 from shared.db.migrate import upgrade
@@ -147,14 +147,15 @@ async def file_a_denuncia(site: Site, page: Page, name: str) -> str:
     summary = page.locator("#resumen-errores")
     await expect(summary).to_be_focused()
     await expect(summary).to_contain_text("indique su documento de identidad")
-    await expect(page.get_by_label("Cédula", exact=True)).to_have_attribute("aria-invalid", "true")
+    document = page.get_by_label("Número del documento", exact=True)
+    await expect(document).to_have_attribute("aria-invalid", "true")
     await expect(page.get_by_label("Nombre completo")).to_have_value("Rosa Elena Quintero")
     await site.accessible(page)
     await shot(page, f"presentar-errores-{name}")
-    await summary.get_by_role("link", name="Cédula").click()
-    await expect(page.get_by_label("Cédula", exact=True)).to_be_in_viewport()
+    await summary.get_by_role("link", name="Número del documento").click()
+    await expect(document).to_be_in_viewport()
 
-    await page.get_by_label("Cédula", exact=True).fill("8-765-4321")
+    await document.fill("8-765-4321")
     await page.get_by_label("Qué ocurrió").fill(
         "Un funcionario pidió dinero para agilizar un permiso de construcción en la oficina."
     )
@@ -238,6 +239,68 @@ async def test_a_citizen_files_with_a_photo_at_desktop_and_phone_widths_and_staf
         await expect(phone.get_by_role("heading", name="Su caso fue recibido")).to_be_visible()
 
 
+async def test_a_juridical_person_files_through_its_legal_representative_on_a_phone(
+    tmp_path: Path,
+) -> None:
+    """A company files a queja at phone width: the RUC's own fields, their errors in Spanish
+    next to each (linked from the summary), then the receipt; axe finds nothing at each step."""
+    async with site(tmp_path) as s:
+        page = await (await s.context(PHONE)).new_page()
+        await page.goto("/presentar")
+        await s.accessible(page)
+        await page.get_by_label("Queja", exact=True).check()
+        await page.get_by_label("Qué ocurrió").fill(
+            "El camión de la basura no pasa por el local de la empresa desde hace un mes."
+        )
+        await page.get_by_label("Nombre completo").fill("Constructora del Istmo, S.A.")
+        # With the page's script, the juridical person's fields appear for a RUC only.
+        juridical = page.locator("#grupo-juridica")
+        await expect(juridical).to_be_hidden()
+        await page.get_by_label("Tipo de documento", exact=True).select_option("ruc")
+        await expect(juridical).to_be_visible()
+        await page.get_by_label("Número del documento", exact=True).fill("155587169-2-2014")
+        await page.get_by_label("Correo electrónico").fill("legal@istmo.example")
+        s.clock.advance(timedelta(minutes=2))
+        await page.get_by_role("button", name="Enviar caso").click()
+
+        summary = page.locator("#resumen-errores")
+        await expect(summary).to_be_focused()
+        await expect(summary).to_contain_text("indique el dígito verificador (DV) del RUC")
+        await expect(summary).to_contain_text("por medio de su representante legal")
+        dv = page.get_by_label("DV del RUC (solo para personas jurídicas)")
+        await expect(dv).to_have_attribute("aria-invalid", "true")
+        await expect(page.locator("#grupo-juridica")).to_have_attribute(
+            "aria-describedby", "error-citizen-representative"
+        )
+        await s.no_horizontal_scroll(page)
+        await s.accessible(page)
+        await shot(page, "presentar-juridica-errores-movil")
+        await summary.get_by_role("link", name="DV del RUC").click()
+        await expect(dv).to_be_in_viewport()
+
+        await dv.fill("09")
+        await page.get_by_label("Nombre del representante legal").fill("Maribel Quintero")
+        await page.get_by_label("Tipo de documento del representante legal").select_option(
+            "pasaporte"
+        )
+        await page.get_by_label("Número del documento del representante legal").fill("PA1234567")
+        s.clock.advance(timedelta(minutes=1))
+        await page.get_by_role("button", name="Enviar caso").click()
+        await expect(page.get_by_role("heading", name="Su caso fue recibido")).to_be_visible()
+        await s.no_horizontal_scroll(page)
+        await s.accessible(page)
+        code = (await page.locator(".codigo-grande .codigo:not(#clave)").inner_text()).strip()
+        async with s.runtime.deps.uow() as uow:
+            case = await get_case(uow, tracking_code=code)
+        assert case.citizen is not None
+        assert (case.citizen["id_type"], case.citizen["ruc_dv"]) == ("ruc", "09")
+        assert case.citizen["representative"] == {
+            "full_name": "Maribel Quintero",
+            "id_type": "pasaporte",
+            "id_number": "PA1234567",
+        }
+
+
 async def test_the_filing_page_works_without_javascript(tmp_path: Path) -> None:
     async with site(tmp_path) as s:
         context = await s.browser.new_context(
@@ -246,12 +309,13 @@ async def test_the_filing_page_works_without_javascript(tmp_path: Path) -> None:
         page = await context.new_page()
         await page.goto("/presentar")
         await expect(page.get_by_role("button", name="Usar mi ubicación actual")).to_be_hidden()
+        await expect(page.get_by_role("group", name="Solo para personas jurídicas")).to_be_visible()
         await page.get_by_label("Queja", exact=True).check()
         await page.get_by_label("Qué ocurrió").fill(
             "La basura no se recoge en mi calle desde hace tres semanas."
         )
         await page.get_by_label("Nombre completo").fill("Pedro Pérez")
-        await page.get_by_label("Cédula", exact=True).fill("8-222-3333")
+        await page.get_by_label("Número del documento", exact=True).fill("8-222-3333")
         await page.get_by_label("Teléfono").fill("6234-5678")
         s.clock.advance(timedelta(minutes=1))
         await page.get_by_role("button", name="Enviar caso").click()

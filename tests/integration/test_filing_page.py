@@ -4,6 +4,7 @@ On the embedded default (SQLite); nothing is published, so no broker is needed."
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 from collections.abc import AsyncIterator
@@ -67,8 +68,11 @@ class Page:
             return int(await uow.session.scalar(select(func.count()).select_from(CaseRow)) or 0)
 
 
-@pytest.fixture
-async def page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Page]:
+@contextlib.asynccontextmanager
+async def open_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limits: HttpLimits
+) -> AsyncIterator[Page]:
+    """The intake app on SQLite with a local attachment folder, a staff and an obras token."""
     monkeypatch.setenv("DEFENSA311_STORAGE_DIR", str(tmp_path / "adjuntos"))
     clock = FixedClock(START)
     settings = settings_for(
@@ -77,14 +81,19 @@ async def page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
         api_tokens=f"staff={STAFF},department:obras={OBRAS}",
     )
     runtime = Runtime(settings, [intake_service()], clock=clock)
-    runtime.deps.extras["http_limits"] = HttpLimits(
-        rate_limit_filing_burst=6, rate_limit_filing_per_minute=0.001
-    )
+    runtime.deps.extras["http_limits"] = limits
     await upgrade(runtime.deps.engine)
     transport = httpx.ASGITransport(app=create_app(runtime.deps))
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
         yield Page(client, clock, runtime)
     await runtime.deps.engine.dispose()
+
+
+@pytest.fixture
+async def page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Page]:
+    limits = HttpLimits(rate_limit_filing_burst=6, rate_limit_filing_per_minute=0.001)
+    async with open_page(tmp_path, monkeypatch, limits) as opened:
+        yield opened
 
 
 DENUNCIA = {

@@ -1,4 +1,5 @@
-// Optional: offer the browser's position on /presentar. The page works without this script.
+// Optional on /presentar; the page works without this script. It offers the browser's
+// position, and shows the juridical person's fields only when the document is a RUC.
 (function () {
   "use strict";
   var box = document.querySelector(".posicion");
@@ -22,4 +23,23 @@
       { enableHighAccuracy: false, timeout: 10000 }
     );
   });
+})();
+
+(function () {
+  "use strict";
+  var type = document.getElementById("campo-citizen-id_type");
+  var group = document.getElementById("grupo-juridica");
+  if (!type || !group) return;
+  function inUse() {
+    // Never hide what was typed or what carries an error.
+    if (group.classList.contains("con-error") || group.querySelector("[aria-invalid]")) return true;
+    return Array.prototype.some.call(group.querySelectorAll("input"), function (input) {
+      return input.value.trim() !== "";
+    });
+  }
+  function sync() {
+    group.hidden = type.value !== "ruc" && !inUse();
+  }
+  type.addEventListener("change", sync);
+  sync();
 })();
