@@ -43,6 +43,7 @@ from shared.cases import (
     perform,
 )
 from shared.contract import FieldError, with_law_errors
+from shared.domain.case import TermEnded
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.domain.actions import REGISTRY, may_take, offered_to, refusal
 from shared.domain.clocks import overdue_clause
@@ -299,6 +300,7 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
                     CaseRow.due_at,
                     CaseRow.department_due_at,
                     now,
+                    recourse_due=CaseRow.recourse_due_at,
                     overdue=filters.overdue,
                 )
             )
@@ -385,7 +387,10 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
         openapi_extra=actions_openapi(),
         responses={
             404: {"description": "caso o acción desconocidos"},
-            409: {"description": "la acción no está permitida en el estado actual"},
+            409: {
+                "description": "la acción no está permitida en el estado actual, o su plazo "
+                "terminó (un recurso fuera de plazo: term_ended_at)"
+            },
         },
     )
     async def act(tracking_code: str, action: str, request: Request, who: RequiredPrincipal) -> Any:
@@ -431,6 +436,17 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
             ) from None
         except NotYourCase:
             raise not_found() from None
+        except TermEnded as exc:
+            # A well-formed step whose term has passed: refused like any state rule, naming
+            # the day the term ended.
+            raise ApiError(
+                409,
+                {
+                    "detail": exc.message,
+                    "state": case.state,
+                    "term_ended_at": exc.ended_at.isoformat(),
+                },
+            ) from None
         except InvalidActionInput as exc:
             raise invalid(
                 [FieldError(field=exc.field, rule=exc.rule, message=exc.message)]

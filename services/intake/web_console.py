@@ -40,6 +40,7 @@ from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import (
     DECISION_LABELS,
     KIND_LABELS,
+    RECOURSE_OUTCOME_LABELS,
     actor_label,
     timeline_text,
 )
@@ -153,6 +154,8 @@ def clocks_for(
         {
             "label": "Plazo legal"
             if status.clock is Clock.LEGAL
+            else "Plazo para decidir el recurso"
+            if status.clock is Clock.RECOURSE
             else f"Plazo de la dependencia ({department_name(case.department or '')})",
             "due_at": status.due_at,
             "days_left": status.days_left,
@@ -339,9 +342,11 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 rows=rows,
                 department_name=pages.department_name(session.department),
             )
-        if not session.is_staff:
+        if not (session.is_staff or session.is_superior):
             return forbidden(request, session)
         state_filter = estado if estado in {s.value for s in State} else "open"
+        if session.is_superior:
+            state_filter = State.APPEAL.value  # the superior's work: the apelaciones pending
         async with deps.uow() as uow:
             counts = dict(
                 (
@@ -408,7 +413,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
             signed_in = await sessions.sign_in(form.get("token", ""))
             error, status = "Token no válido.", 401
         session, cookie = signed_in or (None, "")
-        if session is None or not (session.is_staff or session.department):
+        if session is None or not (session.is_staff or session.department or session.is_superior):
             if session is None and status == 401:
                 throttle.failed(who)
             elif session is not None:
@@ -603,6 +608,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 "departments": [(d.code, d.name) for d in deps.config.departments],
                 "decline_reasons": list(deps.config.decline_labels.items()),
                 "entities": [(e.code, e.name) for e in deps.config.entities],
+                "recourse_outcomes": list(RECOURSE_OUTCOME_LABELS.items()),
             },
             problem=problem,
             notice=notice,
