@@ -30,7 +30,7 @@ from services.intake.schemas import (
     filing_errors,
 )
 from services.intake.throttle import client_of, throttle_of
-from services.intake.views import platform311_view, public_view, staff_view, summary
+from services.intake.views import platform311_view, public_view, rfc3339, staff_view, summary
 from shared.agenda import agenda_page
 from shared.calendar import TZ
 from shared.cases import (
@@ -440,12 +440,7 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
             # A well-formed step whose term has passed: refused like any state rule, naming
             # the day the term ended.
             raise ApiError(
-                409,
-                {
-                    "detail": exc.message,
-                    "state": case.state,
-                    "term_ended_at": exc.ended_at.isoformat(),
-                },
+                409, {"detail": exc.message, "term_ended_at": rfc3339(exc.ended_at)}
             ) from None
         except InvalidActionInput as exc:
             raise invalid(
