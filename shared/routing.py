@@ -28,8 +28,6 @@ from shared.contract import (
     CaseRemitted,
     CaseRemittedToDepartment,
     CaseReopened,
-    RecourseDecided,
-    RecourseFiled,
     CaseResolved,
     CaseReturnAccepted,
     CaseReturned,
@@ -42,6 +40,8 @@ from shared.contract import (
     Event,
     InspectionStarted,
     NotificationFailed,
+    RecourseDecided,
+    RecourseFiled,
     SubmissionRejected,
 )
 

@@ -43,9 +43,9 @@ from shared.cases import (
     perform,
 )
 from shared.contract import FieldError, with_law_errors
-from shared.domain.case import TermEnded
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.domain.actions import REGISTRY, may_take, offered_to, refusal
+from shared.domain.case import TermEnded
 from shared.domain.clocks import overdue_clause
 from shared.lifecycle import IllegalTransition
 from shared.messaging import ANSWERS_INBOX

@@ -67,6 +67,8 @@ class CaseFacts:
     due_at: datetime
     resolved_at: datetime | None
     department_due_at: datetime | None = None
+    #: Read by the clocks; the figures count a case under a recurso by its decision.
+    recourse_due_at: datetime | None = None
 
 
 @dataclass(frozen=True)

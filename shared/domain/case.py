@@ -482,7 +482,9 @@ class Case:
         name = RECOURSE_NAMES[recourse]
         if recourse not in self.recourses_open():
             if self.record.recourse == APPEAL:
-                message = "la apelación contra esta decisión ya fue decidida; no admite otro recurso"
+                message = (
+                    "la apelación contra esta decisión ya fue decidida; no admite otro recurso"
+                )
             else:
                 message = (
                     "la reconsideración contra esta decisión ya fue decidida; puede presentar "
@@ -508,7 +510,7 @@ class Case:
         return [
             RecourseFiled(
                 **self._ids(),
-                recourse=recourse,  # type: ignore[arg-type]
+                recourse=recourse,
                 filed_at=now,
                 due_at=case.recourse_due_at,
                 department=case.department,
@@ -540,8 +542,8 @@ class Case:
         return [
             RecourseDecided(
                 **self._ids(),
-                recourse=recourse,  # type: ignore[arg-type]
-                outcome=OUTCOMES[outcome],  # type: ignore[arg-type]
+                recourse=recourse,
+                outcome=OUTCOMES[outcome],
                 reasoning=reasoning,
                 decided_at=now,
                 due_at=new_due,

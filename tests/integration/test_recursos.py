@@ -197,7 +197,9 @@ async def test_a_recurso_out_of_term_is_refused_naming_the_day_the_term_ended(
     late = await api(site, "staff", code, "file_reconsideration", grounds="Tarde.")
     assert late.status_code == 409, late.text
     body: dict[str, Any] = late.json()
-    assert body["detail"] == "el plazo para presentar la reconsideración terminó el 9 de marzo de 2026"
+    assert (
+        body["detail"] == "el plazo para presentar la reconsideración terminó el 9 de marzo de 2026"
+    )
     assert body["term_ended_at"].startswith("2026-03-09T23:59:59")
     page = await step(site, code, "file_appeal", clave=clave, grounds="Tarde también.")
     assert page.status_code == 409

@@ -128,7 +128,11 @@ def test_a_revoked_decision_is_handled_again_with_a_new_legal_term() -> None:
     assert row.state == State.CLASSIFIED and row.flagged
     assert row.due_at == shipped().terms.legal_due(decided) == event.due_at
     assert (row.resolved_at, row.closed_at, row.department, row.recourse) == (None,) * 4
-    assert (event.outcome, event.department, event.recourse) == ("revoked", "vias", "reconsideration")
+    assert (event.outcome, event.department, event.recourse) == (
+        "revoked",
+        "vias",
+        "reconsideration",
+    )
     assert row.reopen_count == 0  # not the citizen's "no está resuelto"
 
 
