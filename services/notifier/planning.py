@@ -330,7 +330,8 @@ class Planner:
             "due_at": _iso(event.due_at),
             "reason": event.reason,
         }
-        if event.clock == "legal":
+        # The citizen's terms: the case's and a pending recurso's.
+        if event.clock in ("legal", "recourse"):
             self._to_citizen(
                 plan, "due_date_changed", case, context | {"citizen": self._citizen(case)}
             )

@@ -8,12 +8,14 @@ from datetime import date, datetime
 
 import pytest
 
-from shared.calendar import TZ
+from shared.calendar import TZ, BusinessCalendar, CalendarKind, TermPolicy
 from shared.cases.services import CaseServices
 from shared.config import load_config
 from shared.contract import RecourseDecided, RecourseFiled
 from shared.db.models import CaseRow
 from shared.domain.case import Case, InvalidActionInput, TermEnded
+from shared.domain.clocks import Clock, Terms
+from shared.domain.closures import OpenTerms, moved_terms
 from shared.lifecycle import IllegalTransition, State
 from shared.settings import DEFAULT_CONFIG
 from tests.factories import aggregate, case_in, services
@@ -143,3 +145,28 @@ def test_a_recurso_is_decided_only_by_its_own_action() -> None:
         case(row).decide_appeal("confirm", "No corresponde.", at(date(2026, 3, 4)))
     with pytest.raises(IllegalTransition):
         case(row).file_appeal(at(date(2026, 3, 4)))  # one recurso pending at a time
+
+
+def test_a_closure_added_by_decree_moves_a_pending_recursos_term_and_not_the_legal_one() -> None:
+    plain = Terms(TermPolicy(30), TermPolicy(30), BusinessCalendar(CalendarKind.BUSINESS))
+    closed = Terms(
+        TermPolicy(30),
+        TermPolicy(30),
+        BusinessCalendar(CalendarKind.BUSINESS, [date(2026, 2, 16), date(2026, 2, 18)]),
+    )
+    filed = at(date(2026, 2, 10))  # Tuesday; 17 February (Carnival) is a holiday either way
+    due = plain.appeal_decision_due(filed)
+    assert due == datetime(2026, 3, 25, 23, 59, 59, tzinfo=TZ)
+    pending = OpenTerms(
+        state="appeal",
+        received_at=at(date(2025, 12, 1)),
+        due_at=at(date(2026, 1, 20)),  # the handling's legal term, long stopped
+        recourse_filed_at=filed,
+        recourse_due_at=due,
+    )
+    (change,) = moved_terms(pending, date(2026, 2, 16), closed)
+    # The two days closed by decree push it two working days: Friday 27 March 2026.
+    assert (change.clock, change.previous) == (Clock.RECOURSE, due)
+    assert change.due_at == datetime(2026, 3, 27, 23, 59, 59, tzinfo=TZ)
+    decided = OpenTerms(state="resolved", received_at=filed, due_at=due)
+    assert moved_terms(decided, date(2026, 2, 16), closed) == []
