@@ -37,6 +37,8 @@ OPEN_STATES = frozenset(
 #: A recurso against the decision is pending: the recurso's own term runs
 #: (:mod:`shared.domain.clocks`), the legal term of the handling does not.
 RECOURSE_STATES = frozenset({State.RECONSIDERATION, State.APPEAL})
+#: The office owes a decision: the handling's legal term or a recurso's term runs.
+PENDING_STATES = OPEN_STATES | RECOURSE_STATES
 
 
 class Transition(NamedTuple):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import case as sql_case
 from sqlalchemy import func, select
 
 from services.intake import web_session
@@ -44,7 +45,14 @@ from shared.domain.labels import (
     actor_label,
     timeline_text,
 )
-from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State, is_open
+from shared.lifecycle import (
+    PENDING_STATES,
+    RECOURSE_STATES,
+    DomainError,
+    IllegalTransition,
+    State,
+    is_open,
+)
 from shared.messaging import ANSWERS_INBOX
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
@@ -355,11 +363,20 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                     )
                 ).all()
             )
+            # The cases the office owes a decision on, the term that runs first first: a
+            # pending recurso by its own term.
+            running_due = sql_case(
+                (
+                    CaseRow.state.in_([s.value for s in RECOURSE_STATES]),
+                    CaseRow.recourse_due_at,
+                ),
+                else_=CaseRow.due_at,
+            )
             open_cases = list(
                 await uow.session.scalars(
                     select(CaseRow)
-                    .where(CaseRow.state.in_([s.value for s in OPEN_STATES]))
-                    .order_by(CaseRow.due_at)
+                    .where(CaseRow.state.in_([s.value for s in PENDING_STATES]))
+                    .order_by(running_due)
                     .limit(LIST_LIMIT)
                 )
             )
@@ -377,7 +394,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
         open_rows = [row_for(c, now, deps) for c in open_cases]
         from services.intake.web import STATE_LABELS
 
-        state_counts = [("open", "Abiertos", sum(counts.get(s.value, 0) for s in OPEN_STATES))]
+        state_counts = [("open", "Abiertos", sum(counts.get(s.value, 0) for s in PENDING_STATES))]
         state_counts += [(s.value, STATE_LABELS[s.value], counts.get(s.value, 0)) for s in State]
         listed_label = dict((c, label) for c, label, _ in state_counts)[state_filter]
         return pages.render(
