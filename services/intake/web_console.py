@@ -391,6 +391,8 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                         .limit(LIST_LIMIT)
                     )
                 )
+        if session.is_superior:
+            open_cases = [c for c in open_cases if c.state == State.APPEAL]
         open_rows = [row_for(c, now, deps) for c in open_cases]
         from services.intake.web import STATE_LABELS
 

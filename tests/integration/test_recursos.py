@@ -6,6 +6,7 @@ term is refused naming the day the term ended; only the roles the registry names
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -212,3 +213,39 @@ async def test_a_recurso_out_of_term_is_refused_naming_the_day_the_term_ended(
         assert (case.state, case.recourse) == ("resolved", None)
     shown = await site.client.get(f"/seguimiento/{code}")
     assert "El plazo para recurrir la decisión terminó el" in unescape(shown.text)
+
+
+async def test_the_superior_decides_an_appeal_in_the_console(site: Site) -> None:
+    code, _clave = await resolved_case(site)
+    site.clock.advance(timedelta(days=1))
+    filed = await api(site, "staff", code, "file_appeal", grounds="Presentado en ventanilla.")
+    assert filed.status_code == 200, filed.text
+
+    desk = httpx.ASGITransport(app=site.app, client=("192.0.2.20", 4000))
+    async with httpx.AsyncClient(transport=desk, base_url="http://testserver") as superior:
+        signed = await superior.post("/consola/entrar", data={"token": TOKENS["superior"]})
+        assert signed.status_code == 303
+        inbox = await superior.get("/consola")
+        assert inbox.status_code == 200 and code in inbox.text  # the apelaciones pending
+        assert "Registrar caso presencial" not in inbox.text
+        page = await superior.get(f"/consola/casos/{code}")
+        assert "Decidir la apelación" in page.text
+        assert "Confirmar la decisión" in unescape(page.text)
+        assert "Plazo para decidir el recurso" in page.text
+        assert "Presentar reconsideración" not in page.text  # the registry's takers decide
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        done = await superior.post(
+            f"/consola/casos/{code}/decide_appeal",
+            data={
+                "csrf": csrf.group(1),
+                "outcome": "confirm",
+                "reasoning": "La resolución está bien fundada.",
+            },
+        )
+        assert done.status_code == 303, done.text
+        shown = await superior.get(done.headers["location"])
+        assert "Apelación decidida por el superior" in unescape(shown.text)
+        assert "decisión del recurso: confirmada" in unescape(shown.text)
+    async with site.deps.uow() as uow:
+        assert (await get_case(uow, tracking_code=code)).state == "resolved"
