@@ -461,7 +461,7 @@ class Case:
         return (RECONSIDERATION, APPEAL)
 
     def file_reconsideration(self, now: datetime) -> list[Event]:
-        """The reconsideración, decided by the office that decided (Ley 38 de 2000, art. 169)."""
+        """The reconsideración, decided by the office that decided."""
         return self._file_recourse(RECONSIDERATION, now)
 
     def file_appeal(self, now: datetime) -> list[Event]:
