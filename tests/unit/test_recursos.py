@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import functools
 from datetime import date, datetime
+from typing import get_args
 
 import pytest
 
+from services.intake.schemas import ListFilters
 from shared.calendar import TZ, BusinessCalendar, CalendarKind, TermPolicy
 from shared.cases.services import CaseServices
 from shared.config import load_config
@@ -170,3 +172,8 @@ def test_a_closure_added_by_decree_moves_a_pending_recursos_term_and_not_the_leg
     assert change.due_at == datetime(2026, 3, 27, 23, 59, 59, tzinfo=TZ)
     decided = OpenTerms(state="resolved", received_at=filed, due_at=due)
     assert moved_terms(decided, date(2026, 2, 16), closed) == []
+
+
+def test_the_api_list_filter_names_every_state() -> None:
+    literal = get_args(ListFilters.model_fields["state"].annotation)[0]
+    assert set(get_args(literal)) == {s.value for s in State}
