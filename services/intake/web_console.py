@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from services.intake import web_session
 from services.intake.throttle import client_of, throttle_of
 from services.intake.web_session import Session
+from shared.calendar import days_left
 from shared.cases import (
     CaseNotFound,
     InvalidActionInput,
@@ -155,10 +156,11 @@ def capped_note(case: CaseRow, deps: Deps) -> str:
 def clocks_for(
     case: CaseRow, now: datetime, deps: Deps, department_name: Callable[[str], str]
 ) -> list[dict[str, Any]]:
-    """The case page's clocks: those running, or the legal term stopped."""
+    """The case page's clocks: those running, or the legal term stopped; on a decision, until
+    when a recurso may still be filed against it."""
     running = clock_statuses(case, now, deps.cases.terms)
     statuses = running or [legal_status(case, now, deps.cases.terms)]
-    return [
+    shown = [
         {
             "label": "Plazo legal"
             if status.clock is Clock.LEGAL
@@ -174,6 +176,19 @@ def clocks_for(
         }
         for status in statuses
     ]
+    aggregate = deps.cases.case(case)
+    ends = aggregate.recourse_ends() if case.state in (State.RESOLVED, State.CLOSED) else None
+    if ends is not None and now <= ends and aggregate.recourses_open():
+        shown.append(
+            {
+                "label": "Plazo para recurrir la decisión",
+                "due_at": ends,
+                "days_left": days_left(ends, now, deps.cases.terms.calendar),
+                "running": True,
+                "alert": None,
+            }
+        )
+    return shown
 
 
 ID_TYPE_LABELS = {"cedula": "Cédula", "pasaporte": "Pasaporte", "ruc": "RUC"}

@@ -194,7 +194,14 @@ async def test_a_recurso_out_of_term_is_refused_naming_the_day_the_term_ended(
     site: Site,
 ) -> None:
     code, clave = await resolved_case(site)  # resolved Monday 2 March 2026
-    site.clock.advance(timedelta(days=10))  # Thursday 12 March: the term ended on 9 March
+    desk = httpx.ASGITransport(app=site.app, client=("192.0.2.30", 4000))
+    async with httpx.AsyncClient(transport=desk, base_url="http://testserver") as staff:
+        await staff.post("/consola/entrar", data={"token": TOKENS["staff"]})
+        in_term = unescape((await staff.get(f"/consola/casos/{code}")).text)
+        assert "Plazo para recurrir la decisión</strong>: vence el 9 de marzo de 2026" in in_term
+        site.clock.advance(timedelta(days=10))  # Thursday 12 March: the term ended on 9 March
+        late_page = unescape((await staff.get(f"/consola/casos/{code}")).text)
+        assert "Plazo para recurrir la decisión" not in late_page
     late = await api(site, "staff", code, "file_reconsideration", grounds="Tarde.")
     assert late.status_code == 409, late.text
     body: dict[str, Any] = late.json()
