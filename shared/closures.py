@@ -15,7 +15,7 @@ import logging
 import uuid
 from datetime import date, datetime, time
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.calendar import TZ
@@ -24,7 +24,7 @@ from shared.contract import DueDateChanged
 from shared.db.models import CaseHistoryRow, CaseRow, ClosureRow
 from shared.domain.clocks import Clock, Terms
 from shared.domain.closures import Closure, ClosureSource, OpenTerms, closed_days, moved_terms
-from shared.lifecycle import OPEN_STATES
+from shared.lifecycle import OPEN_STATES, RECOURSE_STATES
 from shared.uow import UnitOfWork
 
 __all__ = [
@@ -122,9 +122,18 @@ async def move_terms_spanning(
     query = (
         select(CaseRow)
         .where(
-            CaseRow.state.in_([s.value for s in OPEN_STATES]),
-            CaseRow.received_at < start_of_day,
-            CaseRow.due_at >= start_of_day,
+            or_(
+                and_(
+                    CaseRow.state.in_([s.value for s in OPEN_STATES]),
+                    CaseRow.received_at < start_of_day,
+                    CaseRow.due_at >= start_of_day,
+                ),
+                and_(
+                    CaseRow.state.in_([s.value for s in RECOURSE_STATES]),
+                    CaseRow.recourse_filed_at < start_of_day,
+                    CaseRow.recourse_due_at >= start_of_day,
+                ),
+            )
         )
         .order_by(CaseRow.id)
     )
@@ -141,6 +150,8 @@ async def move_terms_spanning(
                 department=case.department,
                 remitted_at=case.remitted_at,
                 department_due_at=case.department_due_at,
+                recourse_filed_at=case.recourse_filed_at,
+                recourse_due_at=case.recourse_due_at,
             ),
             closure.day,
             terms,
@@ -151,6 +162,8 @@ async def move_terms_spanning(
         for change in changes:
             if change.clock is Clock.LEGAL:
                 case.due_at = change.due_at
+            elif change.clock is Clock.RECOURSE:
+                case.recourse_due_at = change.due_at
             else:
                 case.department_due_at = change.due_at
             moved.append(

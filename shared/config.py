@@ -35,6 +35,11 @@ class DeadlinePolicy(BaseModel):
     # After a resolution the citizen may say "no está resuelto" for this many days (counted
     # like the other terms); the case then reopens with a new legal term.
     reopen_days: int = Field(default=10, ge=1, le=365)
+    # A recurso (reconsideración or apelación, Ley 38 de 2000) is filed within this many days
+    # of the notification of the decision it contests, counted like the other terms.
+    appeal_days: int = Field(default=5, ge=1, le=60)
+    # The office (reconsideración) or the superior (apelación) decides it within this many days.
+    appeal_decision_days: int = Field(default=30, ge=1, le=365)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("thresholds")

@@ -46,7 +46,7 @@ EXCHANGE = "defensa311"
 
 Kind = Literal["denuncia", "queja", "sugerencia"]
 Channel = Literal["presencial", "web", "311"]
-Clock = Literal["legal", "department"]
+Clock = Literal["legal", "department", "recourse"]
 Decision = Literal["accepted", "rejected", "partially_accepted"]
 KINDS: tuple[str, ...] = ("denuncia", "queja", "sugerencia")
 
@@ -522,6 +522,44 @@ class CaseReopened(CaseEvent):
     routing_prefix: ClassVar[str] = "case.reopened"
 
 
+#: The recursos against a decision (Ley 38 de 2000): decided by the office that decided
+#: (reconsideración) or by its superior (apelación).
+Recourse = Literal["reconsideration", "appeal"]
+
+
+class RecourseFiled(CaseEvent):
+    """A reconsideración or an apelación filed within its term against the case's decision.
+
+    It carries no text: the grounds may hold personal data (staff read them on the timeline).
+    The office or the superior must decide it by ``due_at``.
+    """
+
+    event_type: Literal["RecourseFiled"] = "RecourseFiled"
+    recourse: Recourse
+    filed_at: AwareDatetime
+    due_at: AwareDatetime
+    #: The department whose answer is contested, if the case had been remitted.
+    department: str | None = None
+    routing_prefix: ClassVar[str] = "case.recourse_filed"
+
+
+class RecourseDecided(CaseEvent):
+    """A recurso decided: ``confirmed`` (the decision stands; the case is resolved or closed
+    again) or ``revoked`` (the case is handled again from ``classified`` with a new legal term,
+    ``due_at``)."""
+
+    event_type: Literal["RecourseDecided"] = "RecourseDecided"
+    recourse: Recourse
+    outcome: Literal["confirmed", "revoked"]
+    #: The reasoned decision, written by the office or the superior for the citizen.
+    reasoning: str
+    decided_at: AwareDatetime
+    #: The new legal due date of a revoked decision (None when confirmed).
+    due_at: AwareDatetime | None = None
+    department: str | None = None
+    routing_prefix: ClassVar[str] = "case.recourse_decided"
+
+
 class CaseForwarded(CaseEvent):
     """The petition belongs to another public body: sent there, and the case closed here."""
 
@@ -611,6 +649,8 @@ AnyEvent = Annotated[
     | CaseClosed
     | CitizenAddedInformation
     | CaseReopened
+    | RecourseFiled
+    | RecourseDecided
     | CaseForwarded
     | SubmissionRejected
     | DeadlineNear
@@ -637,6 +677,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CaseClosed,
         CitizenAddedInformation,
         CaseReopened,
+        RecourseFiled,
+        RecourseDecided,
         CaseForwarded,
         SubmissionRejected,
         DeadlineNear,

@@ -25,18 +25,29 @@ class State(StrEnum):
     ON_AGENDA = "on_agenda"
     RESOLVED = "resolved"
     CLOSED = "closed"
+    #: A recurso against the decision (Ley 38 de 2000) awaits its own decision.
+    RECONSIDERATION = "reconsideration"
+    APPEAL = "appeal"
 
 
+#: The case is being handled: the legal term runs.
 OPEN_STATES = frozenset(
     {State.RECEIVED, State.CLASSIFIED, State.INSPECTION, State.REMITTED, State.ON_AGENDA}
 )
+#: A recurso against the decision is pending: the recurso's own term runs
+#: (:mod:`shared.domain.clocks`), the legal term of the handling does not.
+RECOURSE_STATES = frozenset({State.RECONSIDERATION, State.APPEAL})
+#: The office owes a decision: the handling's legal term or a recurso's term runs.
+PENDING_STATES = OPEN_STATES | RECOURSE_STATES
 
 
 class Transition(NamedTuple):
     """One row of the lifecycle table; ``condition`` names a guard on the case's kind.
 
-    ``destination`` None: the action leaves the state as it is (adding information, a
-    survey answer) but is still allowed only in ``sources``.
+    ``destination`` None: the machine does not move the case (adding information, a survey
+    answer), but the action is still allowed only in ``sources``. A decision on a recurso is
+    such a row too: its outcome, not the table, says where the case goes (the verb on
+    :class:`~shared.domain.case.Case` names the states).
     """
 
     action: str

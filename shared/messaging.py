@@ -63,11 +63,13 @@ DEADLINES = QueueSpec(
         "case.forwarded",
         "deadline.changed",
         "case.reopened",
+        "case.recourse_filed",
+        "case.recourse_decided",
     ),
-    "Events that start, stop and move the legal and department clocks (the system's verdicts "
-    "only: never a department's own answer, which the router judges; a due date moved by a "
-    "closure, DueDateChanged, moves its clock; a case the citizen reopened, CaseReopened, "
-    "starts a new legal clock)",
+    "Events that start, stop and move the legal, department and recourse clocks (the system's "
+    "verdicts only: never a department's own answer, which the router judges; a due date moved "
+    "by a closure, DueDateChanged, moves its clock; a case the citizen reopened, CaseReopened, "
+    "or a revoked decision, RecourseDecided, starts a new legal clock)",
     retired=("case.responded.*", "case.returned.*", "case.rejected.*"),
 )
 NOTIFIER = QueueSpec(
@@ -82,6 +84,8 @@ NOTIFIER = QueueSpec(
         "deadline.missed",
         "deadline.changed",
         "case.reopened",
+        "case.recourse_filed",
+        "case.recourse_decided",
     ),
     "Events that become e-mails, SMS and webhooks",
 )
@@ -100,6 +104,8 @@ PUBLIC_CASE_KEYS: tuple[str, ...] = (
     "case.on_agenda",
     "case.resolved",
     "case.closed",
+    "case.recourse_filed",
+    "case.recourse_decided",
     "case.rejected",
     "case.rejected.*",
 )

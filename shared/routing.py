@@ -40,6 +40,8 @@ from shared.contract import (
     Event,
     InspectionStarted,
     NotificationFailed,
+    RecourseDecided,
+    RecourseFiled,
     SubmissionRejected,
 )
 
@@ -124,6 +126,18 @@ ROUTES: tuple[Route, ...] = (
         (CaseReopened,),
         "system",
         "the citizen said the case is not resolved: it is handled again with a new legal term",
+    ),
+    Route(
+        "case.recourse_filed",
+        (RecourseFiled,),
+        "system",
+        "a reconsideración or apelación filed against the case's decision (no text in it)",
+    ),
+    Route(
+        "case.recourse_decided",
+        (RecourseDecided,),
+        "system",
+        "a recurso decided: the decision confirmed, or revoked and the case handled again",
     ),
     Route(
         "case.forwarded",

@@ -96,6 +96,11 @@ def case_in(state: str, kind: str | None = "denuncia", **overrides: Any) -> Case
         overrides.setdefault("department_due_at", NOW + timedelta(days=20))
     if state in (State.RESOLVED, State.CLOSED):
         overrides.setdefault("resolved_at", NOW - timedelta(days=1))
+    if state in (State.RECONSIDERATION, State.APPEAL):
+        overrides.setdefault("resolved_at", NOW - timedelta(days=2))
+        overrides.setdefault("recourse", state)
+        overrides.setdefault("recourse_filed_at", NOW - timedelta(days=1))
+        overrides.setdefault("recourse_due_at", NOW + timedelta(days=40))
     return case_row(state=state, kind=kind, **overrides)
 
 
@@ -121,6 +126,10 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "add_information": {"text": "El hueco creció y ya hay un carro dañado."},
     "reopen": {"reason": "El hueco sigue igual."},
     "answer_survey": {"score": 4, "comment": "Buena atención."},
+    "file_reconsideration": {"grounds": "La respuesta no atiende lo que denuncié."},
+    "file_appeal": {"grounds": "La decisión desconoce las fotos que aporté."},
+    "decide_reconsideration": {"outcome": "confirm", "reasoning": "Se verificó la reparación."},
+    "decide_appeal": {"outcome": "confirm", "reasoning": "La decisión está bien fundada."},
 }
 
 

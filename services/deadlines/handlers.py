@@ -5,6 +5,9 @@
   starts a new one;
 - ``CaseReturnAccepted`` (a department's return, accepted) stops that department's clocks;
 - ``CaseReopened`` (the citizen said "no está resuelto") starts a new legal clock;
+- ``RecourseFiled`` (a reconsideración or apelación) starts the recourse clock;
+  ``RecourseDecided`` stops it and, when the decision is revoked, starts a new legal clock the
+  way ``CaseReopened`` does;
 - ``CaseResolved`` / ``CaseClosed`` stop the legal clock and every department clock of the case;
 - ``DueDateChanged`` (a closure by decree moved a term) moves that clock and its next alert.
 
@@ -29,7 +32,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, or_, select, text, update
 
 from services.deadlines.due_changes import move_clock
-from services.deadlines.models import DEPARTMENT, LEGAL, ClockRow, StopRow
+from services.deadlines.models import DEPARTMENT, LEGAL, RECOURSE, ClockRow, StopRow
 from services.deadlines.schedule import AlertPolicy
 from shared.consumer import Handler, Poison, Work
 from shared.contract import (
@@ -43,6 +46,8 @@ from shared.contract import (
     CaseReturnAccepted,
     DueDateChanged,
     Event,
+    RecourseDecided,
+    RecourseFiled,
     parse_event,
 )
 from shared.runtime import Deps
@@ -141,6 +146,14 @@ async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str |
         return await start(uow, policy, event, LEGAL, None, event.reopened_at)
     if isinstance(event, CaseRemitted):
         return await start(uow, policy, event, DEPARTMENT, event.department, event.remitted_at)
+    if isinstance(event, RecourseFiled):
+        return await start(uow, policy, event, RECOURSE, None, event.filed_at)
+    if isinstance(event, RecourseDecided):
+        await stop(uow, event, RECOURSE, None, event.decided_at)
+        if event.outcome == "revoked" and event.due_at is not None:
+            await start(uow, policy, event, LEGAL, None, event.decided_at, due=event.due_at)
+            return "recourse clock stopped; new legal clock started (decision revoked)"
+        return "recourse clock stopped"
     if isinstance(event, CaseReturnAccepted):
         await stop(uow, event, DEPARTMENT, event.department, event.occurred_at)
         return "department clock stopped"
@@ -157,22 +170,26 @@ async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str |
 async def start(
     uow: UnitOfWork,
     policy: AlertPolicy,
-    event: CaseReceived | CaseRemitted | CaseReopened,
+    event: CaseReceived | CaseRemitted | CaseReopened | RecourseFiled | RecourseDecided,
     clock: str,
     department: str | None,
     started_at: datetime,
+    *,
+    due: datetime | None = None,
 ) -> str:
-    # A reopened case's new clock is stopped only by a later stop: the closure it reopens may
-    # carry the very same instant.
+    due = due or event.due_at
+    assert due is not None
+    # A reopened case's new clock (and a revoked decision's) is stopped only by a later stop:
+    # the closure it reopens may carry the very same instant.
     stopped = await _stopped_at(
         uow,
         str(event.case_id),
         clock,
         department,
         started_at,
-        after_only=isinstance(event, CaseReopened),
+        after_only=isinstance(event, CaseReopened | RecourseDecided),
     )
-    first = None if stopped is not None else policy.first(event.due_at, started_at)
+    first = None if stopped is not None else policy.first(due, started_at)
     uow.session.add(
         ClockRow(
             start_event_id=str(event.event_id),
@@ -181,7 +198,7 @@ async def start(
             clock=clock,
             department=department,
             started_at=started_at,
-            due_at=event.due_at,
+            due_at=due,
             stopped_at=stopped,
             next_fire_at=first.fire_at if first else None,
             next_threshold=first.threshold if first else None,

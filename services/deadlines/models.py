@@ -21,6 +21,8 @@ from shared.db.models import Base, BigId
 
 LEGAL = "legal"
 DEPARTMENT = "department"
+#: A pending reconsideración or apelación: the term to decide it.
+RECOURSE = "recourse"
 
 _HAS_NEXT = text("next_fire_at IS NOT NULL")
 

@@ -32,7 +32,7 @@ from services.intake.schemas import (
 )
 from services.intake.throttle import client_of, throttle_of
 from services.intake.uploads import COUNT_FIELD, UPLOADS, prepared_uploads, takes_files
-from services.intake.views import platform311_view, public_view, staff_view, summary
+from services.intake.views import platform311_view, public_view, rfc3339, staff_view, summary
 from shared.agenda import agenda_page
 from shared.calendar import TZ
 from shared.cases import (
@@ -47,6 +47,7 @@ from shared.cases import (
 from shared.contract import FieldError, with_law_errors
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.domain.actions import REGISTRY, may_take, offered_to, refusal
+from shared.domain.case import TermEnded
 from shared.domain.clocks import overdue_clause
 from shared.evidence import (
     AttachmentLimits,
@@ -311,6 +312,7 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
                     CaseRow.due_at,
                     CaseRow.department_due_at,
                     now,
+                    recourse_due=CaseRow.recourse_due_at,
                     overdue=filters.overdue,
                 )
             )
@@ -397,7 +399,10 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
         openapi_extra=actions_openapi(),
         responses={
             404: {"description": "caso o acción desconocidos"},
-            409: {"description": "la acción no está permitida en el estado actual"},
+            409: {
+                "description": "la acción no está permitida en el estado actual, o su plazo "
+                "terminó (un recurso fuera de plazo: term_ended_at)"
+            },
         },
     )
     async def act(tracking_code: str, action: str, request: Request, who: RequiredPrincipal) -> Any:
@@ -457,6 +462,12 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
             ) from None
         except NotYourCase:
             raise not_found() from None
+        except TermEnded as exc:
+            # A well-formed step whose term has passed: refused like any state rule, naming
+            # the day the term ended.
+            raise ApiError(
+                409, {"detail": exc.message, "term_ended_at": rfc3339(exc.ended_at)}
+            ) from None
         except InvalidActionInput as exc:
             raise invalid(
                 [FieldError(field=exc.field, rule=exc.rule, message=exc.message)]

@@ -6,7 +6,8 @@ kept as SHA-256 digests; a presented token is hashed and compared with *every* s
 digest with :func:`hmac.compare_digest`, so neither the comparison nor the number of
 entries checked depends on how much of a token was right.
 
-Roles: ``staff``, ``supervisor``, ``platform311`` and ``department:<code>``.
+Roles: ``staff``, ``supervisor``, ``superior`` (decides apelaciones), ``platform311`` and
+``department:<code>``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from shared.config import TokenEntry
 STAFF = "staff"
 SUPERVISOR = "supervisor"
 PLATFORM311 = "platform311"
+SUPERIOR = "superior"
 DEPARTMENT_PREFIX = "department:"
 
 
@@ -61,7 +63,7 @@ def digest(token: str) -> str:
 
 def check_role(role: str, department_codes: set[str] | None = None) -> str:
     role = role.strip()
-    if role in (STAFF, SUPERVISOR, PLATFORM311):
+    if role in (STAFF, SUPERVISOR, SUPERIOR, PLATFORM311):
         return role
     if role.startswith(DEPARTMENT_PREFIX):
         code = role.removeprefix(DEPARTMENT_PREFIX)
@@ -70,7 +72,7 @@ def check_role(role: str, department_codes: set[str] | None = None) -> str:
         raise TokenConfigError(f"departamento desconocido en el rol de un token: {code!r}")
     raise TokenConfigError(
         f"rol de token desconocido: {role!r} "
-        "(use staff, supervisor, platform311 o department:<código>)"
+        "(use staff, supervisor, superior, platform311 o department:<código>)"
     )
 
 

@@ -370,12 +370,19 @@ async def case_gauges(conn: AsyncConnection, now: datetime) -> list[GaugeMetricF
         by_state.add_metric([state], count)
     overdue_cases = await conn.scalar(
         select(func.count()).where(
-            overdue_clause(cases.c.state, cases.c.due_at, cases.c.department_due_at, now)
+            overdue_clause(
+                cases.c.state,
+                cases.c.due_at,
+                cases.c.department_due_at,
+                now,
+                recourse_due=cases.c.recourse_due_at,
+            )
         )
     )
     overdue = GaugeMetricFamily(
         "defensa311_cases_overdue",
-        "Open cases past a running term (legal, or the department's while remitted)",
+        "Cases past a running term (legal, the department's while remitted, or a pending "
+        "recurso's)",
         value=int(overdue_cases or 0),
     )
     return [by_state, overdue]

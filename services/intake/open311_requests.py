@@ -77,6 +77,8 @@ _STATUS_NOTES = {
     "on_agenda": "Incluido en la agenda de la próxima reunión para su consideración.",
     "resolved": "Resuelto; pendiente de notificar la resolución al ciudadano.",
     "closed": "Cerrado: la resolución fue notificada al ciudadano.",
+    "reconsideration": "Decidido; recurso de reconsideración en trámite ante el Departamento.",
+    "appeal": "Decidido; recurso de apelación en trámite ante el superior jerárquico.",
     "declined": "Cerrado sin trámite (duplicado o fuera de la competencia de la institución).",
 }
 

@@ -116,7 +116,15 @@ class ListFilters(_Body):
 
     state: (
         Literal[
-            "received", "classified", "inspection", "remitted", "on_agenda", "resolved", "closed"
+            "received",
+            "classified",
+            "inspection",
+            "remitted",
+            "on_agenda",
+            "resolved",
+            "closed",
+            "reconsideration",
+            "appeal",
         ]
         | None
     ) = None

@@ -67,6 +67,8 @@ class CaseFacts:
     due_at: datetime
     resolved_at: datetime | None
     department_due_at: datetime | None = None
+    #: Read by the clocks; the figures count a case under a recurso by its decision.
+    recourse_due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,16 @@ def _totals_statement(now: datetime) -> Select[Any]:
             count_if(forwarded).label("forwarded"),
             count_if(unresolved_open).label("open"),
             count_if(
-                and_(unresolved_open, overdue_clause(c.state, c.due_at, c.department_due_at, now))
+                and_(
+                    unresolved_open,
+                    overdue_clause(
+                        c.state,
+                        c.due_at,
+                        c.department_due_at,
+                        now,
+                        recourse_due=c.recourse_due_at,
+                    ),
+                )
             ).label("overdue"),
             count_if(and_(unresolved_open, c.due_at < now)).label("open_past_due"),
         )

@@ -24,6 +24,7 @@ from shared.domain.labels import (
     DECISION_LABELS,
     DETAIL_LABELS,
     KIND_LABELS,
+    STATE_LABELS,
     action_label,
     actor_label,
 )
@@ -45,15 +46,6 @@ TEMPLATES = HERE / "web_templates"
 STATIC = HERE / "web_static"
 STATIC_URL = "/estaticos"
 
-STATE_LABELS = {
-    "received": "Recibido",
-    "classified": "En revisión",
-    "inspection": "En inspección",
-    "remitted": "Remitido a la dependencia responsable",
-    "on_agenda": "En agenda de reunión",
-    "resolved": "Resuelto",
-    "closed": "Cerrado",
-}
 STATE_EXPLANATIONS = {
     "received": "Su caso fue registrado y está pendiente de clasificación.",
     "classified": "El Departamento revisó su caso y decide cómo tramitarlo.",
@@ -63,6 +55,10 @@ STATE_EXPLANATIONS = {
     "resolved": "Su caso fue resuelto. La respuesta se le envía al lugar de notificación "
     "que indicó.",
     "closed": "Su caso está cerrado.",
+    "reconsideration": "Usted presentó un recurso de reconsideración: el Departamento revisa "
+    "su decisión y le notificará lo que decida.",
+    "appeal": "Usted presentó un recurso de apelación: el superior revisa la decisión y le "
+    "notificará lo que decida.",
 }
 
 
@@ -110,7 +106,11 @@ class Pages:
     def role_label(self, role: str) -> str:
         if role.startswith("department:"):
             return self.department_name(role.removeprefix("department:"))
-        return {"staff": "Personal del Departamento", "supervisor": "Supervisión"}.get(role, role)
+        return {
+            "staff": "Personal del Departamento",
+            "supervisor": "Supervisión",
+            "superior": "Superior jerárquico",
+        }.get(role, role)
 
     def render(
         self,

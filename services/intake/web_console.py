@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import case as sql_case
 from sqlalchemy import func, select
 
 from services.intake import web_session
@@ -24,6 +25,7 @@ from services.intake.throttle import client_of, throttle_of
 from services.intake.uploads import COUNT_FIELD, UPLOADS, prepared_uploads, takes_files
 from services.intake.web_attachments import attachment_store
 from services.intake.web_session import Session
+from shared.calendar import days_left
 from shared.cases import (
     CaseNotFound,
     InvalidActionInput,
@@ -43,6 +45,7 @@ from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import (
     DECISION_LABELS,
     KIND_LABELS,
+    RECOURSE_OUTCOME_LABELS,
     actor_label,
     timeline_text,
 )
@@ -54,7 +57,14 @@ from shared.evidence import (
     discard,
     store_blobs,
 )
-from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State, is_open
+from shared.lifecycle import (
+    PENDING_STATES,
+    RECOURSE_STATES,
+    DomainError,
+    IllegalTransition,
+    State,
+    is_open,
+)
 from shared.messaging import ANSWERS_INBOX
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
@@ -154,13 +164,16 @@ def capped_note(case: CaseRow, deps: Deps) -> str:
 def clocks_for(
     case: CaseRow, now: datetime, deps: Deps, department_name: Callable[[str], str]
 ) -> list[dict[str, Any]]:
-    """The case page's clocks: those running, or the legal term stopped."""
+    """The case page's clocks: those running, or the legal term stopped; on a decision, until
+    when a recurso may still be filed against it."""
     running = clock_statuses(case, now, deps.cases.terms)
     statuses = running or [legal_status(case, now, deps.cases.terms)]
-    return [
+    shown = [
         {
             "label": "Plazo legal"
             if status.clock is Clock.LEGAL
+            else "Plazo para decidir el recurso"
+            if status.clock is Clock.RECOURSE
             else f"Plazo de la dependencia ({department_name(case.department or '')})",
             "due_at": status.due_at,
             "days_left": status.days_left,
@@ -171,6 +184,19 @@ def clocks_for(
         }
         for status in statuses
     ]
+    aggregate = deps.cases.case(case)
+    ends = aggregate.recourse_ends() if case.state in (State.RESOLVED, State.CLOSED) else None
+    if ends is not None and now <= ends and aggregate.recourses_open():
+        shown.append(
+            {
+                "label": "Plazo para recurrir la decisión",
+                "due_at": ends,
+                "days_left": days_left(ends, now, deps.cases.terms.calendar),
+                "running": True,
+                "alert": None,
+            }
+        )
+    return shown
 
 
 ID_TYPE_LABELS = {"cedula": "Cédula", "pasaporte": "Pasaporte", "ruc": "RUC"}
@@ -305,9 +331,11 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 rows=rows,
                 department_name=pages.department_name(session.department),
             )
-        if not session.is_staff:
+        if not (session.is_staff or session.is_superior):
             return forbidden(request, session)
         state_filter = estado if estado in {s.value for s in State} else "open"
+        if session.is_superior:
+            state_filter = State.APPEAL.value  # the superior's work: the apelaciones pending
         async with deps.uow() as uow:
             counts = dict(
                 (
@@ -316,11 +344,20 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                     )
                 ).all()
             )
+            # The cases the office owes a decision on, the term that runs first first: a
+            # pending recurso by its own term.
+            running_due = sql_case(
+                (
+                    CaseRow.state.in_([s.value for s in RECOURSE_STATES]),
+                    CaseRow.recourse_due_at,
+                ),
+                else_=CaseRow.due_at,
+            )
             open_cases = list(
                 await uow.session.scalars(
                     select(CaseRow)
-                    .where(CaseRow.state.in_([s.value for s in OPEN_STATES]))
-                    .order_by(CaseRow.due_at)
+                    .where(CaseRow.state.in_([s.value for s in PENDING_STATES]))
+                    .order_by(running_due)
                     .limit(LIST_LIMIT)
                 )
             )
@@ -335,10 +372,12 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                         .limit(LIST_LIMIT)
                     )
                 )
+        if session.is_superior:
+            open_cases = [c for c in open_cases if c.state == State.APPEAL]
         open_rows = [row_for(c, now, deps) for c in open_cases]
         from services.intake.web import STATE_LABELS
 
-        state_counts = [("open", "Abiertos", sum(counts.get(s.value, 0) for s in OPEN_STATES))]
+        state_counts = [("open", "Abiertos", sum(counts.get(s.value, 0) for s in PENDING_STATES))]
         state_counts += [(s.value, STATE_LABELS[s.value], counts.get(s.value, 0)) for s in State]
         listed_label = dict((c, label) for c, label, _ in state_counts)[state_filter]
         return pages.render(
@@ -374,7 +413,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
             signed_in = await sessions.sign_in(form.get("token", ""))
             error, status = "Token no válido.", 401
         session, cookie = signed_in or (None, "")
-        if session is None or not (session.is_staff or session.department):
+        if session is None or not (session.is_staff or session.department or session.is_superior):
             if session is None and status == 401:
                 throttle.failed(who)
             elif session is not None:
@@ -569,6 +608,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 "departments": [(d.code, d.name) for d in deps.config.departments],
                 "decline_reasons": list(deps.config.decline_labels.items()),
                 "entities": [(e.code, e.name) for e in deps.config.entities],
+                "recourse_outcomes": list(RECOURSE_OUTCOME_LABELS.items()),
             },
             problem=problem,
             notice=notice,

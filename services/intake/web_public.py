@@ -56,6 +56,16 @@ CITIZEN_DONE = {
     "add_information": "Recibimos su información: el Departamento la verá en su caso.",
     "reopen": "Su caso fue reabierto: el Departamento lo atenderá de nuevo con un nuevo plazo.",
     "answer_survey": "Gracias por responder la encuesta.",
+    "file_reconsideration": "Recibimos su recurso de reconsideración: el Departamento lo "
+    "decidirá y le notificará su decisión.",
+    "file_appeal": "Recibimos su recurso de apelación: el superior lo decidirá y le notificará "
+    "su decisión.",
+}
+#: What a step whose term has passed could not do, as the page says it.
+_TERM_ENDED = {
+    "reopen": "No se pudo reabrir",
+    "file_reconsideration": "No se pudo presentar el recurso",
+    "file_appeal": "No se pudo presentar el recurso",
 }
 WRONG_KEY = "clave: no corresponde a este caso; revise la clave de su constancia"
 #: Timeline rows the public sees besides state changes: the citizen's own steps, no text.
@@ -81,9 +91,18 @@ def public_timeline(rows: list[CaseHistoryRow]) -> list[PublicStep]:
 
 
 def citizen_steps(case: CaseRow, now: datetime, deps: Deps) -> dict[str, Any]:
-    """Which of the citizen's steps the tracking page offers now, and the reopen term."""
-    ends = deps.cases.case(case).reopen_ends()
+    """Which of the citizen's steps the tracking page offers now, and their terms."""
+    aggregate = deps.cases.case(case)
+    ends = aggregate.reopen_ends()
+    decided = case.state in (State.RESOLVED, State.CLOSED)
+    recourse_ends = aggregate.recourse_ends() if decided else None
+    recourses = aggregate.recourses_open() if recourse_ends is not None else ()
+    in_term = recourse_ends is not None and now <= recourse_ends
     return {
+        "file_reconsideration": in_term and "reconsideration" in recourses,
+        "file_appeal": in_term and "appeal" in recourses,
+        "recourse_ends": recourse_ends if recourses else None,
+        "recourse_pending": case.state in (State.RECONSIDERATION, State.APPEAL),
         "add_information": is_open(case.state),
         "reopen": case.state in (State.RESOLVED, State.CLOSED) and ends is not None and now <= ends,
         "reopen_ends": ends,
@@ -268,7 +287,8 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
                     uow.session.add(row)
         except TermEnded as exc:
             await discard(store, rows)
-            return await again(409, f"No se pudo reabrir: {exc.message}.", {})
+            failed = _TERM_ENDED.get(action, "No se pudo completar el paso")
+            return await again(409, f"{failed}: {exc.message}.", {})
         except AlreadyAnswered as exc:
             await discard(store, rows)
             return await again(409, f"{str(exc)[:1].upper()}{str(exc)[1:]}.", {})

@@ -27,7 +27,14 @@ from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.intake.auth import DEPARTMENT_PREFIX, STAFF, SUPERVISOR, TokenStore, digest
+from services.intake.auth import (
+    DEPARTMENT_PREFIX,
+    STAFF,
+    SUPERIOR,
+    SUPERVISOR,
+    TokenStore,
+    digest,
+)
 from services.intake.models import WebSessionKeyRow, WebSessionRow
 from services.intake.settings import IntakeSettings
 from shared.runtime import Deps
@@ -50,6 +57,11 @@ class Session:
     @property
     def is_staff(self) -> bool:
         return self.role in STAFF_ROLES
+
+    @property
+    def is_superior(self) -> bool:
+        """The superior signs in to decide apelaciones (the registry says which actions)."""
+        return self.role == SUPERIOR
 
     @property
     def department(self) -> str | None:

@@ -59,7 +59,9 @@ def parse(body: bytes) -> Event:
 
 def events(deps: Deps, settings: NotifierSettings, signal: asyncio.Event) -> Handler:
     """``signal`` is set after a commit that queued notifications: the delivery loop goes."""
-    planner = Planner(deps.config, sms_gateway=bool(settings.sms_webhook_url))
+    planner = Planner(
+        deps.config, sms_gateway=bool(settings.sms_webhook_url), terms=deps.cases.terms
+    )
 
     def decode(body: bytes, msg: RabbitMessage) -> Work | None:
         event = parse(body)

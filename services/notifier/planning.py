@@ -30,7 +30,11 @@ from shared.contract import (
     DueDateChanged,
     Event,
     Location,
+    RecourseDecided,
+    RecourseFiled,
 )
+from shared.domain.case import RECOURSE_NAMES
+from shared.domain.clocks import Terms
 
 EMAIL = "email"
 WEBHOOK = "webhook"
@@ -47,6 +51,11 @@ NO_ADDRESS = "no notification address"
 NO_SMS_GATEWAY = "no SMS gateway configured: notify by phone"
 ADDRESS_MASK = "dirección física (ver expediente)"
 KIND_FALLBACK = "petición"  # a case received before it is classified has no kind yet
+#: Who decides each recurso, as the citizen reads it.
+DECIDERS = {
+    "reconsideration": "el Departamento que tomó la decisión",
+    "appeal": "el superior jerárquico",
+}
 
 
 @dataclass(frozen=True)
@@ -114,9 +123,12 @@ def location_text(location: Location | None) -> str:
 
 
 class Planner:
-    def __init__(self, config: InstitutionConfig, *, sms_gateway: bool) -> None:
+    def __init__(
+        self, config: InstitutionConfig, *, sms_gateway: bool, terms: Terms | None = None
+    ) -> None:
         self._config = config
         self._sms_gateway = sms_gateway
+        self._terms = terms or Terms.from_config(config)
 
     def plan(self, event: Event, case: CaseFacts) -> Plan:
         plan = Plan()
@@ -135,6 +147,7 @@ class Planner:
                 "resolved_at": _iso(event.resolved_at),
                 "department_name": department.name if department else None,
                 "citizen": self._citizen(case),
+                "appeal_days": self._config.deadlines.appeal_days,
             }
             self._to_citizen(plan, "case_resolved", case, context)
         elif isinstance(event, CaseRemittedToDepartment):
@@ -147,6 +160,7 @@ class Planner:
                 "reason": event.reason or "",
                 "received_at": _iso(case.received_at),
                 "citizen": self._citizen(case),
+                "appeal_days": self._config.deadlines.appeal_days,
             }
             self._to_citizen(plan, "case_declined", case, context)
         elif isinstance(event, CaseForwarded):
@@ -155,6 +169,10 @@ class Planner:
             self._due_changed(plan, event, case)
         elif isinstance(event, CaseReopened):
             self._reopened(plan, event, case)
+        elif isinstance(event, RecourseFiled):
+            self._recourse_filed(plan, event, case)
+        elif isinstance(event, RecourseDecided):
+            self._recourse_decided(plan, event, case)
         return plan
 
     # ---------------------------------------------------------------------------- contexts
@@ -312,7 +330,8 @@ class Planner:
             "due_at": _iso(event.due_at),
             "reason": event.reason,
         }
-        if event.clock == "legal":
+        # The citizen's terms: the case's and a pending recurso's.
+        if event.clock in ("legal", "recourse"):
             self._to_citizen(
                 plan, "due_date_changed", case, context | {"citizen": self._citizen(case)}
             )
@@ -332,6 +351,31 @@ class Planner:
         if not supervisors:
             plan.gaps.append("no supervisor configured")
 
+    def _recourse_filed(self, plan: Plan, event: RecourseFiled, case: CaseFacts) -> None:
+        context = self._base(case) | {
+            "recourse_name": RECOURSE_NAMES[event.recourse],
+            "decider": DECIDERS[event.recourse],
+            "filed_at": _iso(event.filed_at),
+            "due_at": _iso(event.due_at),
+            "citizen": self._citizen(case),
+        }
+        self._to_citizen(plan, "recourse_filed", case, context)
+
+    def _recourse_decided(self, plan: Plan, event: RecourseDecided, case: CaseFacts) -> None:
+        context = self._base(case) | {
+            "recourse_name": RECOURSE_NAMES[event.recourse],
+            "outcome": event.outcome,
+            "reasoning": event.reasoning,
+            "decided_at": _iso(event.decided_at),
+            "due_at": _iso(event.due_at) if event.due_at else None,
+            "citizen": self._citizen(case),
+        }
+        if event.recourse == "reconsideration" and event.outcome == "confirmed":
+            # The apelación remains, within its term from this notification.
+            context["appeal_days"] = self._config.deadlines.appeal_days
+            context["appeal_ends"] = _iso(self._terms.appeal_ends(event.decided_at))
+        self._to_citizen(plan, "recourse_decided", case, context)
+
     def _deadline(self, plan: Plan, event: DeadlineNear | DeadlineMissed, case: CaseFacts) -> None:
         code = event.department or case.department
         department = self._config.department(code) if code else None
@@ -345,12 +389,13 @@ class Planner:
             context["days_left"] = event.days_before
         else:
             template = "deadline_missed"
-        escalate = isinstance(event, DeadlineMissed) or event.clock == "legal"
+        # The legal and recourse terms are the office's (or the superior's): its supervisors hear.
+        escalate = isinstance(event, DeadlineMissed) or event.clock in ("legal", "recourse")
         if escalate:
             supervisors = self._supervisors(department)
             for email in supervisors:
                 plan.add(Planned(template, EMAIL, email, mask_email(email), PENDING, context))
             if not supervisors:
                 plan.gaps.append("no supervisor configured")
-        if code or not escalate:
+        if event.clock != "recourse" and (code or not escalate):
             self._to_department(plan, template, code, context, event)

@@ -71,6 +71,17 @@ Common to every kind:
     ``due_at`` (required, the new legal due date); optional: ``department_name`` (the department
     whose answer is disputed), ``category``, ``console_url``.
 
+``recourse_filed`` (to the citizen; a reconsideración or apelación was filed):
+    ``recourse_name`` (required: ``reconsideración`` | ``apelación``), ``decider`` (required, who
+    decides it), ``filed_at`` (required), ``due_at`` (required, the decision's due date);
+    optional: ``citizen`` (``citizen.name``).
+
+``recourse_decided`` (to the citizen; the recurso's reasoned decision):
+    ``recourse_name`` (required), ``outcome`` (required: ``confirmed`` | ``revoked``),
+    ``reasoning`` (required), ``decided_at`` (required); ``due_at`` (the new legal due date,
+    when revoked); optional: ``appeal_ends`` and ``appeal_days`` (a confirmed reconsideración:
+    until when the apelación may be filed), ``citizen`` (``citizen.name``).
+
 ``case_declined`` (to the citizen; the office declined the petition):
     ``decline_label`` (required, the configured reason), ``reason`` (required, the explanation),
     ``received_at`` (required); optional: ``citizen`` (``citizen.name``), ``appeal_days``.
@@ -124,6 +135,8 @@ MESSAGE_KINDS = (
     "case_resolved",
     "due_date_changed",
     "case_reopened",
+    "recourse_filed",
+    "recourse_decided",
     "case_declined",
     "case_forwarded",
     "case_forwarded_entity",
@@ -134,6 +147,7 @@ DEFAULT_TIMEZONE = "America/Panama"
 _CLOCK_LABELS = {
     "legal": "plazo legal de resolución",
     "department": "plazo de respuesta del departamento",
+    "recourse": "plazo para decidir el recurso",
 }
 _KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _WS = re.compile(r"\s+")

@@ -83,6 +83,13 @@ class CaseRow(Base):
     lon: Mapped[float | None] = mapped_column(Float)
     # A joined case follows this one (the main case) until it is separated again.
     duplicate_of: Mapped[str | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    # The last recurso filed against the standing decision (``reconsideration`` | ``appeal``),
+    # when it was filed and when it must be decided (the recourse clock).
+    recourse: Mapped[str | None] = mapped_column(String(16))
+    recourse_filed_at: Mapped[datetime | None]
+    recourse_due_at: Mapped[datetime | None]
+    # A confirmed reconsideración: the apelación's term runs from this decision.
+    reconsidered_at: Mapped[datetime | None]
 
 
 class CaseHistoryRow(Base):

@@ -33,6 +33,8 @@ DEPARTMENT = "department"
 DEPARTMENT_PREFIX = "department:"
 #: The person who filed, proving it with the case's clave (the tracking page).
 CITIZEN = "citizen"
+#: The authority above the office: decides the apelación (Ley 38 de 2000).
+SUPERIOR = "superior"
 #: Roles that take the office's actions; supervisors may do everything staff may.
 STAFF_ROLES = frozenset({STAFF, SUPERVISOR})
 
@@ -142,6 +144,17 @@ class SurveyBody(ActionBody):
     comment: LongText | None = None
 
 
+class RecourseBody(ActionBody):
+    grounds: LongText = Field(description="por qué se recurre la decisión (3 a 4000 caracteres)")
+
+
+class RecourseDecisionBody(ActionBody):
+    outcome: Literal["confirm", "revoke"] = Field(
+        description="confirm: la decisión se mantiene; revoke: el caso se atiende de nuevo"
+    )
+    reasoning: LongText = Field(description="la decisión motivada, para el ciudadano")
+
+
 class ForwardBody(ActionBody):
     entity: str = Field(
         min_length=1, max_length=32, description="código de la entidad ([[entities]])"
@@ -214,6 +227,13 @@ OPEN_BEFORE_ROUTING = (State.RECEIVED, State.CLASSIFIED)
 _OFFICE = STAFF_ROLES
 _DEPARTMENT = frozenset({DEPARTMENT})
 _CITIZEN = frozenset({CITIZEN})
+#: A recurso is filed at the front desk or by the citizen with the clave.
+_FILERS = _OFFICE | _CITIZEN
+#: The apelación is decided by the superior, or by the supervisor on the superior's behalf.
+_SUPERIORS = frozenset({SUPERIOR, SUPERVISOR})
+_DECIDED = (State.RESOLVED, State.CLOSED)
+_OUTCOME = FormField("outcome", "Decisión", "select", required=True, choices="recourse_outcomes")
+_REASONING = FormField("reasoning", "Decisión motivada (se envía al ciudadano)", "textarea", True)
 #: Open states in the lifecycle table's order (a stable order for the machine).
 _OPEN = tuple(s for s in State if s in OPEN_STATES)
 _REASON = FormField("reason", "Motivo", "textarea", required=True)
@@ -437,6 +457,60 @@ _SPECS += (
             FormField("score", "Calificación (1 a 5)", "select", required=True, choices="scores"),
             FormField("comment", "Comentario (opcional)", "textarea"),
         ),
+    ),
+)
+
+_SPECS += (
+    # ---- recursos against the decision (Ley 38 de 2000): within the term after notification
+    ActionSpec(
+        name="file_reconsideration",
+        body=RecourseBody,
+        transition=Transition("file_reconsideration", _DECIDED, State.RECONSIDERATION),
+        takers=_FILERS,
+        label="Recurso de reconsideración presentado",
+        button="Presentar reconsideración",
+        take=lambda case, body, acting: case.file_reconsideration(acting.now),
+        fields=(FormField("grounds", "Fundamentos del recurso", "textarea", required=True),),
+        secondary=True,
+        # Once per decision: after it is decided, only the apelación remains.
+        applies=lambda case: case.recourse is None,
+    ),
+    ActionSpec(
+        name="file_appeal",
+        body=RecourseBody,
+        transition=Transition("file_appeal", _DECIDED, State.APPEAL),
+        takers=_FILERS,
+        label="Recurso de apelación presentado",
+        button="Presentar apelación",
+        take=lambda case, body, acting: case.file_appeal(acting.now),
+        fields=(FormField("grounds", "Fundamentos del recurso", "textarea", required=True),),
+        secondary=True,
+        # Directly, or after a confirmed reconsideración; a decided apelación ends the recursos.
+        applies=lambda case: case.recourse != "appeal",
+    ),
+    ActionSpec(
+        name="decide_reconsideration",
+        body=RecourseDecisionBody,
+        transition=Transition("decide_reconsideration", (State.RECONSIDERATION,), None),
+        takers=_OFFICE,
+        label="Reconsideración decidida",
+        button="Decidir la reconsideración",
+        take=lambda case, body, acting: case.decide_reconsideration(
+            body.outcome, body.reasoning, acting.now
+        ),
+        fields=(_OUTCOME, _REASONING),
+    ),
+    ActionSpec(
+        name="decide_appeal",
+        body=RecourseDecisionBody,
+        transition=Transition("decide_appeal", (State.APPEAL,), None),
+        takers=_SUPERIORS,
+        label="Apelación decidida por el superior",
+        button="Decidir la apelación",
+        take=lambda case, body, acting: case.decide_appeal(
+            body.outcome, body.reasoning, acting.now
+        ),
+        fields=(_OUTCOME, _REASONING),
     ),
 )
 

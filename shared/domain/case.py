@@ -33,6 +33,8 @@ from shared.contract import (
     Event,
     InspectionStarted,
     Location,
+    RecourseDecided,
+    RecourseFiled,
 )
 from shared.domain.clocks import Terms
 from shared.lifecycle import OPEN_STATES, DomainError, Lifecycle, State
@@ -81,6 +83,18 @@ class CaseRecord(Protocol):
     survey_comment: str | None
     survey_at: datetime | None
     duplicate_of: str | None
+    recourse: str | None
+    recourse_filed_at: datetime | None
+    recourse_due_at: datetime | None
+    reconsidered_at: datetime | None
+
+
+#: The recursos against a decision (Ley 38 de 2000) and what the citizen reads of each.
+RECONSIDERATION = "reconsideration"
+APPEAL = "appeal"
+RECOURSE_NAMES = {RECONSIDERATION: "reconsideración", APPEAL: "apelación"}
+#: A recurso's outcome as the bodies name it, and as the events record it.
+OUTCOMES = {"confirm": "confirmed", "revoke": "revoked"}
 
 
 class InvalidActionInput(DomainError):
@@ -393,6 +407,23 @@ class Case:
         case = self.record
         disputed = case.department
         case.reopen_count = (case.reopen_count or 0) + 1
+        self._handle_again(to, now)
+        return [
+            CaseReopened(
+                **self._ids(),
+                reopened_at=now,
+                due_at=case.due_at,
+                department=disputed,
+                reopen_count=case.reopen_count,
+                occurred_at=now,
+            )
+        ]
+
+    def _handle_again(self, to: State, now: datetime) -> None:
+        """The decision no longer stands: the case is handled again from ``to`` (classified,
+        to be routed anew) with a new legal term from ``now``, flagged so the office sees it
+        at once; a later decision opens its own recursos."""
+        case = self.record
         case.due_at = self._terms.legal_due(now)
         case.due_note = None
         case.resolved_at = None
@@ -402,15 +433,121 @@ class Case:
         case.department = None
         case.department_due_at = None
         case.remitted_at = None
+        case.recourse = None
+        case.reconsidered_at = None
         case.flagged = True
         self._enter(to, now)
+
+    # ------------------------------------------------------------ recursos (Ley 38 de 2000)
+
+    def recourse_ends(self) -> datetime | None:
+        """Until when a recurso may be filed against the standing decision (None: no decision).
+
+        The term runs from the decision's notification: the resolution (or the closure of a
+        case closed without one), or a confirmed reconsideración, from which the apelación runs.
+        """
+        case = self.record
+        notified = case.reconsidered_at or case.resolved_at or case.closed_at
+        return self._terms.appeal_ends(notified) if notified is not None else None
+
+    def recourses_open(self) -> tuple[str, ...]:
+        """The recursos the standing decision still admits (their term aside): a
+        reconsideración once, then the apelación; none after the apelación was decided."""
+        done = self.record.recourse
+        if done == APPEAL:
+            return ()
+        if done == RECONSIDERATION:
+            return (APPEAL,)
+        return (RECONSIDERATION, APPEAL)
+
+    def file_reconsideration(self, now: datetime) -> list[Event]:
+        """The reconsideración, decided by the office that decided."""
+        return self._file_recourse(RECONSIDERATION, now)
+
+    def file_appeal(self, now: datetime) -> list[Event]:
+        """The apelación, decided by the superior: directly, or after a confirmed
+        reconsideración (its term then runs from that decision's notification)."""
+        return self._file_recourse(APPEAL, now)
+
+    def decide_reconsideration(self, outcome: str, reasoning: str, now: datetime) -> list[Event]:
+        return self._decide_recourse(RECONSIDERATION, outcome, reasoning, now)
+
+    def decide_appeal(self, outcome: str, reasoning: str, now: datetime) -> list[Event]:
+        return self._decide_recourse(APPEAL, outcome, reasoning, now)
+
+    def _file_recourse(self, recourse: str, now: datetime) -> list[Event]:
+        """File a reconsideración or an apelación within its term; the office (or the superior)
+        must decide it within ``appeal_decision_days``."""
+        to = self._next(f"file_{recourse}")
+        name = RECOURSE_NAMES[recourse]
+        if recourse not in self.recourses_open():
+            if self.record.recourse == APPEAL:
+                message = (
+                    "la apelación contra esta decisión ya fue decidida; no admite otro recurso"
+                )
+            else:
+                message = (
+                    "la reconsideración contra esta decisión ya fue decidida; puede presentar "
+                    "la apelación"
+                )
+            raise InvalidActionInput("recourse", "already_decided", message)
+        ends = self.recourse_ends()
+        if ends is None:
+            raise InvalidActionInput(
+                "case", "no_decision", "el caso no tiene una decisión que recurrir"
+            )
+        if now > ends:
+            raise TermEnded(
+                f"el plazo para presentar la {name} terminó el "
+                f"{long_date(ends.astimezone(TZ).date())}",
+                ends,
+            )
+        case = self.record
+        case.recourse = recourse
+        case.recourse_filed_at = now
+        case.recourse_due_at = self._terms.appeal_decision_due(now)
+        self._enter(to, now)
         return [
-            CaseReopened(
+            RecourseFiled(
                 **self._ids(),
-                reopened_at=now,
-                due_at=case.due_at,
+                recourse=recourse,
+                filed_at=now,
+                due_at=case.recourse_due_at,
+                department=case.department,
+                occurred_at=now,
+            )
+        ]
+
+    def _decide_recourse(
+        self, recourse: str, outcome: str, reasoning: str, now: datetime
+    ) -> list[Event]:
+        """Decide the pending recurso: ``confirm`` puts the case back where the decision left
+        it (closed if it had been closed, else resolved); ``revoke`` handles it again from
+        ``classified`` with a new legal term."""
+        self._next(f"decide_{recourse}")
+        if outcome not in OUTCOMES:
+            raise InvalidActionInput(
+                "outcome", "unknown_outcome", "resultado desconocido; use confirm o revoke"
+            )
+        case = self.record
+        disputed = case.department
+        if outcome == "confirm":
+            if recourse == RECONSIDERATION:
+                case.reconsidered_at = now
+            self._enter(State.CLOSED if case.closed_at is not None else State.RESOLVED, now)
+            new_due = None
+        else:
+            self._handle_again(State.CLASSIFIED, now)
+            new_due = case.due_at
+        return [
+            RecourseDecided(
+                **self._ids(),
+                recourse=recourse,
+                outcome=OUTCOMES[outcome],
+                reasoning=reasoning,
+                decided_at=now,
+                due_at=new_due,
                 department=disputed,
-                reopen_count=case.reopen_count,
                 occurred_at=now,
             )
         ]

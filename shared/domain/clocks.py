@@ -7,7 +7,11 @@ Two terms run on a case (DESIGN §3):
 - the **department** term, from a remittance: ``department_days`` working days, but never past
   the legal due date less ``department_margin_days`` working days, so a department that answers
   "on time" leaves the office time to notify the citizen within the legal term. It runs while the
-  case is remitted.
+  case is remitted;
+- the **recourse** term, from the filing of a reconsideración or an apelación against the
+  decision: ``appeal_decision_days`` working days for the office or the superior to decide it.
+  It runs while the recurso is pending (:data:`~shared.lifecycle.RECOURSE_STATES`); the legal
+  term of the handling does not.
 
 A case is **overdue** when a running term has passed. Every surface — the API's filter and
 views, the console, the transparency figures, ``/metrics`` and the deadlines service — asks
@@ -37,7 +41,7 @@ from shared.calendar import (
     due_at,
 )
 from shared.config import InstitutionConfig
-from shared.lifecycle import OPEN_STATES, State
+from shared.lifecycle import OPEN_STATES, RECOURSE_STATES, State
 
 __all__ = [
     "Clock",
@@ -54,11 +58,13 @@ __all__ = [
 #: The legal term runs in :data:`~shared.lifecycle.OPEN_STATES`; the department's while remitted.
 REMITTED = State.REMITTED.value
 _OPEN = sorted(s.value for s in OPEN_STATES)
+_RECOURSE = sorted(s.value for s in RECOURSE_STATES)
 
 
 class Clock(StrEnum):
     LEGAL = "legal"
     DEPARTMENT = "department"
+    RECOURSE = "recourse"
 
 
 class HasClocks(Protocol):
@@ -70,6 +76,8 @@ class HasClocks(Protocol):
     def due_at(self) -> datetime: ...
     @property
     def department_due_at(self) -> datetime | None: ...
+    @property
+    def recourse_due_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,10 @@ class Terms:
     department_margin_days: int = 2
     #: The term after a resolution within which the citizen may say it is not resolved.
     reopen: TermPolicy | None = None
+    #: The term to file a recurso after the decision's notification (default 5 days), and the
+    #: term to decide it (default 30 days).
+    appeal: TermPolicy | None = None
+    appeal_decision: TermPolicy | None = None
 
     @classmethod
     def from_config(cls, config: InstitutionConfig) -> Terms:
@@ -104,6 +116,8 @@ class Terms:
             ),
             department_margin_days=config.deadlines.department_margin_days,
             reopen=TermPolicy(days=config.deadlines.reopen_days, calendar=kind),
+            appeal=TermPolicy(days=config.deadlines.appeal_days, calendar=kind),
+            appeal_decision=TermPolicy(days=config.deadlines.appeal_decision_days, calendar=kind),
         )
 
     def legal_due(self, filed_at: datetime) -> datetime:
@@ -113,6 +127,16 @@ class Terms:
         """The last instant the citizen may say "no está resuelto" (default 10 days)."""
         policy = self.reopen or TermPolicy(days=10, calendar=self.calendar.kind)
         return due_at(resolved_at, policy, self.calendar)
+
+    def appeal_ends(self, notified_at: datetime) -> datetime:
+        """The last instant to file a recurso against a decision notified at ``notified_at``."""
+        policy = self.appeal or TermPolicy(days=5, calendar=self.calendar.kind)
+        return due_at(notified_at, policy, self.calendar)
+
+    def appeal_decision_due(self, filed_at: datetime) -> datetime:
+        """When a recurso filed at ``filed_at`` must be decided (default 30 days)."""
+        policy = self.appeal_decision or TermPolicy(days=30, calendar=self.calendar.kind)
+        return due_at(filed_at, policy, self.calendar)
 
     def department_term(self, remitted_at: datetime, legal_due: datetime) -> DepartmentTerm:
         """The department's due date: its own term, capped by the legal one less the margin."""
@@ -143,6 +167,8 @@ class Terms:
 
 
 def _running(case: HasClocks) -> list[tuple[Clock, datetime]]:
+    if case.state in RECOURSE_STATES:
+        return [(Clock.RECOURSE, case.recourse_due_at)] if case.recourse_due_at else []
     if case.state not in OPEN_STATES:
         return []
     clocks = [(Clock.LEGAL, case.due_at)]
@@ -162,25 +188,30 @@ def overdue_clause(
     department_due: InstrumentedAttribute[datetime | None] | ColumnElement[datetime | None],
     now: datetime,
     *,
+    recourse_due: InstrumentedAttribute[datetime | None] | ColumnElement[datetime | None],
     overdue: bool = True,
 ) -> ColumnElement[bool]:
     """:func:`is_overdue` in SQL over the given columns (``overdue=False``: its negation)."""
-    late = and_(
+    handling_late = and_(
         state.in_(_OPEN),
         or_(
             legal_due < now,
             and_(state == REMITTED, department_due.is_not(None), department_due < now),
         ),
     )
+    recourse_late = and_(state.in_(_RECOURSE), recourse_due.is_not(None), recourse_due < now)
     if overdue:
-        return late
-    # NOT over a NULL department due would be NULL in SQL: spell the negation out.
-    return or_(
-        state.not_in(_OPEN),
-        and_(
-            legal_due >= now,
-            or_(state != REMITTED, department_due.is_(None), department_due >= now),
+        return or_(handling_late, recourse_late)
+    # NOT over a NULL due date would be NULL in SQL: spell the negation out.
+    return and_(
+        or_(
+            state.not_in(_OPEN),
+            and_(
+                legal_due >= now,
+                or_(state != REMITTED, department_due.is_(None), department_due >= now),
+            ),
         ),
+        or_(state.not_in(_RECOURSE), recourse_due.is_(None), recourse_due >= now),
     )
 
 
@@ -204,7 +235,7 @@ def clock_statuses(case: HasClocks, now: datetime, terms: Terms) -> list[ClockSt
 
 def legal_status(case: HasClocks, now: datetime, terms: Terms) -> ClockStatus:
     """The legal term as a page shows it, running or not (a stopped term is never overdue)."""
-    running = clock_statuses(case, now, terms)
+    running = [s for s in clock_statuses(case, now, terms) if s.clock is Clock.LEGAL]
     if running:
         return running[0]
     return ClockStatus(Clock.LEGAL, case.due_at, days_left(case.due_at, now, terms.calendar), False)

@@ -7,7 +7,8 @@ calendar but counted.
 
 When such a day is added after cases were filed, every open term that spans it (started before
 the day, due on or after it) is computed again on the new calendar: the legal term from the
-filing, the department's from the remittance (capped again by the new legal due date).
+filing, the department's from the remittance (capped again by the new legal due date), and a
+pending recurso's term from its filing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from enum import StrEnum
 
 from shared.calendar import TZ
 from shared.domain.clocks import Clock, Terms
-from shared.lifecycle import OPEN_STATES, State
+from shared.lifecycle import OPEN_STATES, RECOURSE_STATES, State
 
 __all__ = ["Closure", "ClosureSource", "DueChange", "OpenTerms", "closed_days", "moved_terms"]
 
@@ -52,6 +53,8 @@ class OpenTerms:
     department: str | None = None
     remitted_at: datetime | None = None
     department_due_at: datetime | None = None
+    recourse_filed_at: datetime | None = None
+    recourse_due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,12 @@ def moved_terms(case: OpenTerms, day: date, terms: Terms) -> list[DueChange]:
     ``terms`` must already count ``day`` as closed. A term that does not span the day, or a case
     no longer open, is not touched.
     """
+    if case.state in RECOURSE_STATES:
+        filed, due = case.recourse_filed_at, case.recourse_due_at
+        if filed is None or due is None or not _spans(filed, due, day):
+            return []
+        moved = terms.appeal_decision_due(filed)
+        return [DueChange(Clock.RECOURSE, None, due, moved)] if moved != due else []
     if case.state not in OPEN_STATES:
         return []
     changes: list[DueChange] = []

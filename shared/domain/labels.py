@@ -47,6 +47,23 @@ DELIVERY_LABELS = {
     "webhook": "aviso a la dependencia (webhook)",
 }
 KIND_LABELS = {"denuncia": "Denuncia", "queja": "Queja", "sugerencia": "Sugerencia"}
+#: Every lifecycle state as staff and citizens read it.
+STATE_LABELS = {
+    "received": "Recibido",
+    "classified": "En revisión",
+    "inspection": "En inspección",
+    "remitted": "Remitido a la dependencia responsable",
+    "on_agenda": "En agenda de reunión",
+    "resolved": "Resuelto",
+    "closed": "Cerrado",
+    "reconsideration": "En reconsideración",
+    "appeal": "En apelación ante el superior",
+}
+#: A recurso's outcome as the console offers it (the body's ``outcome``).
+RECOURSE_OUTCOME_LABELS = {
+    "confirm": "Confirmar la decisión",
+    "revoke": "Revocar la decisión: atender el caso de nuevo",
+}
 DECISION_LABELS = {
     "accepted": "Aceptada",
     "partially_accepted": "Aceptada en parte",
@@ -59,6 +76,8 @@ TEMPLATE_LABELS = {
     "deadline_near": "alerta de plazo próximo",
     "deadline_missed": "alerta de plazo vencido",
     "case_reopened": "alerta de caso reabierto",
+    "recourse_filed": "acuse del recurso",
+    "recourse_decided": "decisión del recurso",
 }
 _STATUS_LABELS = {
     "pending": "pendiente",
@@ -75,6 +94,9 @@ _TASK_LABELS = {
 # names, template codes) is for the machine and is not shown.
 DETAIL_LABELS = {
     "text": "información",
+    "grounds": "fundamentos",
+    "outcome": "decisión del recurso",
+    "reasoning": "motivación",
     "main": "caso principal",
     "score": "calificación",
     "comment": "comentario",
@@ -141,6 +163,8 @@ def _value(key: str, value: Any, department_name: Callable[[str], str]) -> str:
         return KIND_LABELS.get(text, text)
     if key == "decision":
         return DECISION_LABELS.get(text, text)
+    if key == "outcome":
+        return {"confirm": "confirmada", "revoke": "revocada"}.get(text, text)
     if key == "by":
         return actor_label(text, department_name)
     return text

@@ -249,7 +249,8 @@ async def test_file_remit_answer_and_follow_a_case_in_chromium(amqp_url: str, pg
             # --- staff see the whole timeline; the public sees the figures
             await staff.goto(f"/consola/casos/{code}")
             await expect(staff.locator(".estado-actual")).to_contain_text("Resuelto")
-            await expect(staff.locator("form.accion")).to_have_count(2)  # close; a new clave
+            # close, the two recursos filed at the desk, a new clave
+            await expect(staff.locator("form.accion")).to_have_count(4)
             await shot(staff, "08-consola-caso-resuelto")
             await staff.goto("/transparencia")
             await expect(staff.locator("svg.grafico")).to_have_count(4)

@@ -27,11 +27,17 @@ pytestmark = pytest.mark.connected
 TOKENS = {
     "staff": "tok-staff-0123456789",
     "supervisor": "tok-super-0123456789",
+    "superior": "tok-superior-01234567",
     "department:vias": "tok-vias-0123456789",
     "platform311": "tok-p311-0123456789",
 }
 ROLES: list[str | None] = [*TOKENS, None]  # None: anonymous
 
+RESOLVED = [
+    ("classify", {"kind": "queja"}),
+    ("start_inspection", {}),
+    ("record_findings", {"findings": "Se verificó y se corrigió."}),
+]
 # The steps (from a freshly filed case) to a state where the action is allowed.
 SETUP: dict[str, list[tuple[str, dict[str, str]]]] = {
     "classify": [],
@@ -63,6 +69,11 @@ SETUP: dict[str, list[tuple[str, dict[str, str]]]] = {
         ("record_findings", {"findings": "Se verificó y se corrigió."}),
         ("close", {}),
     ],
+    # Recursos: filed within the term after the resolution, then decided.
+    "file_reconsideration": RESOLVED,
+    "file_appeal": RESOLVED,
+    "decide_reconsideration": [*RESOLVED, ("file_reconsideration", {"grounds": "No se reparó."})],
+    "decide_appeal": [*RESOLVED, ("file_appeal", {"grounds": "No se reparó."})],
 }
 #: The actions whose body names another case (a join's main case): a fresh one per try.
 NAMES_A_MAIN_CASE = {"join"}
@@ -160,3 +171,9 @@ async def test_every_role_may_take_the_same_actions_through_the_api_and_the_cons
     # The hole this closes: staff answering for a department through the console.
     assert table[("staff", "respond")] == (False, False)
     assert table[("department:vias", "respond")] == (True, True)
+    # The apelación is the superior's (or the supervisor's), never a department's or staff's.
+    assert table[("superior", "decide_appeal")] == (True, True)
+    assert table[("supervisor", "decide_appeal")] == (True, True)
+    assert table[("staff", "decide_appeal")] == (False, False)
+    assert table[("department:vias", "decide_appeal")] == (False, False)
+    assert table[("superior", "decide_reconsideration")] == (False, False)

@@ -435,9 +435,10 @@ def test_figures_count_overdue_open_cases_as_late_and_keep_counts_with_medians()
 
 async def test_every_surface_agrees_on_which_cases_are_overdue(web: Web) -> None:
     """The API's filter, the console's rows, the transparency figures and /metrics all ask the
-    one rule (shared/domain/clocks.py): the legal term, and the department's while remitted."""
+    one rule (shared/domain/clocks.py): the legal term, the department's while remitted, and a
+    pending recurso's (the transparency figure counts the open petitions: the handling's terms)."""
     csrf = await sign_in(web.client, STAFF_TOKEN)
-    codes = [await file_presencial(web.client, csrf) for _ in range(5)]
+    codes = [await file_presencial(web.client, csrf) for _ in range(7)]
     now = web.clock.now()
     past, future = now - timedelta(days=1), now + timedelta(days=20)
     # (state, legal due, department, department due): overdue are the first two only.
@@ -447,6 +448,8 @@ async def test_every_surface_agrees_on_which_cases_are_overdue(web: Web) -> None
         ("remitted", future, "obras", future),  # both terms running
         ("resolved", past, None, None),  # decided: no term runs
         ("classified", future, None, past),  # a stale department date, no longer remitted
+        ("reconsideration", past, None, past),  # the recurso's term has passed
+        ("appeal", past, None, future),  # the recurso's term runs (the legal one does not)
     ]
     async with web.deps.uow() as uow:
         for code, (state, due, department, department_due) in zip(codes, seeded, strict=True):
@@ -455,7 +458,12 @@ async def test_every_surface_agrees_on_which_cases_are_overdue(web: Web) -> None
             case.department, case.department_due_at = department, department_due
             if state == "resolved":
                 case.resolved_at, case.resolution_path = now, "inspection"
-    overdue = set(codes[:2])
+            if state in ("reconsideration", "appeal"):
+                case.resolved_at, case.resolution_path = past, "inspection"
+                case.recourse, case.recourse_due_at = state, department_due
+                case.department_due_at = None
+    handling = set(codes[:2])
+    overdue = handling | {codes[5]}
 
     listed = await web.client.get(
         "/api/v1/cases",
@@ -474,7 +482,7 @@ async def test_every_surface_agrees_on_which_cases_are_overdue(web: Web) -> None
     assert late_rows == overdue
 
     lines = set((await web.client.get("/transparencia.csv")).text.splitlines())
-    assert f"overdue_open_cases,,{len(overdue)}," in lines
+    assert f"overdue_open_cases,,{len(handling)}," in lines
 
     metrics = (await web.client.get("/metrics")).text
     assert re.search(rf"^defensa311_cases_overdue {len(overdue)}(\.0)?$", metrics, re.M), metrics

@@ -37,6 +37,7 @@ class FakeCase:
     state: str
     due_at: datetime
     department_due_at: datetime | None = None
+    recourse_due_at: datetime | None = None
 
 
 def test_a_department_term_never_ends_after_the_legal_one_less_the_margin() -> None:
@@ -74,6 +75,21 @@ def test_overdue_counts_the_legal_term_and_the_department_term_while_remitted() 
     assert not is_overdue(FakeCase(State.REMITTED, now, now), now)  # the due instant is on time
 
 
+def test_a_pending_recurso_runs_its_own_term_and_not_the_legal_one() -> None:
+    now = at(date(2026, 5, 4))
+    past, future = now - timedelta(days=1), now + timedelta(days=1)
+    # The legal term of the handling passed long ago: it does not run under a recurso.
+    for state in (State.RECONSIDERATION, State.APPEAL):
+        assert not is_overdue(FakeCase(state, past, None, future), now)
+        assert is_overdue(FakeCase(state, future, None, past), now)
+        statuses = clock_statuses(FakeCase(state, past, None, future), now, TERMS)
+        assert [(s.clock, s.overdue) for s in statuses] == [(Clock.RECOURSE, False)]
+        # The page's legal term is the handling's, stopped.
+        assert legal_status(FakeCase(state, past, None, future), now, TERMS).clock is Clock.LEGAL
+    # Decided again: no term runs.
+    assert not is_overdue(FakeCase(State.RESOLVED, past, None, past), now)
+
+
 def test_the_running_clocks_are_listed_legal_first() -> None:
     now = at(date(2026, 3, 10))
     case = FakeCase(State.REMITTED, at(date(2026, 4, 14)), at(date(2026, 3, 9)))
@@ -91,7 +107,8 @@ def test_the_sql_rule_agrees_with_the_python_rule_on_a_random_set() -> None:
         state = rng.choice(list(State)).value
         due = now + timedelta(hours=rng.randint(-400, 400))
         dept = rng.choice([None, now + timedelta(hours=rng.randint(-400, 400)), now])
-        cases.append(FakeCase(state, rng.choice([due, now]), dept))
+        recourse = rng.choice([None, now + timedelta(hours=rng.randint(-400, 400)), now])
+        cases.append(FakeCase(state, rng.choice([due, now]), dept, recourse))
     table = Table(
         "cases",
         MetaData(),
@@ -99,6 +116,7 @@ def test_the_sql_rule_agrees_with_the_python_rule_on_a_random_set() -> None:
         Column("state", String),
         Column("due_at", UTCDateTime()),
         Column("department_due_at", UTCDateTime(), nullable=True),
+        Column("recourse_due_at", UTCDateTime(), nullable=True),
     )
     engine = create_engine("sqlite://")
     table.metadata.create_all(engine)
@@ -111,13 +129,19 @@ def test_the_sql_rule_agrees_with_the_python_rule_on_a_random_set() -> None:
                     "state": c.state,
                     "due_at": c.due_at,
                     "department_due_at": c.department_due_at,
+                    "recourse_due_at": c.recourse_due_at,
                 }
                 for i, c in enumerate(cases)
             ],
         )
         for wanted in (True, False):
             clause = overdue_clause(
-                table.c.state, table.c.due_at, table.c.department_due_at, now, overdue=wanted
+                table.c.state,
+                table.c.due_at,
+                table.c.department_due_at,
+                now,
+                recourse_due=table.c.recourse_due_at,
+                overdue=wanted,
             )
             found = {int(i) for i in conn.scalars(select(table.c.id).where(clause))}
             expected = {i for i, c in enumerate(cases) if is_overdue(c, now) == wanted}

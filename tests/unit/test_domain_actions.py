@@ -33,9 +33,20 @@ OFFICE = [
     "separate",
 ]
 # Role → the actions it may take; the API and the console both ask the registry.
+# A recurso is filed at the front desk (or by the citizen); the office decides the
+# reconsideración, the superior (or the supervisor) the apelación.
+RECURSOS = ["file_reconsideration", "file_appeal", "decide_reconsideration"]
 ROLES: dict[str | None, list[str]] = {
-    "staff": OFFICE,
-    "supervisor": OFFICE,
+    "staff": [*OFFICE, *RECURSOS],
+    "supervisor": [*OFFICE, *RECURSOS, "decide_appeal"],
+    "superior": ["decide_appeal"],
+    "citizen": [
+        "add_information",
+        "reopen",
+        "answer_survey",
+        "file_reconsideration",
+        "file_appeal",
+    ],
     "department:vias": ["respond", "return"],
     "platform311": [],
     None: [],
@@ -97,10 +108,15 @@ def test_a_conflict_names_only_what_the_caller_may_do() -> None:
     lifecycle = new_lifecycle()
     with pytest.raises(IllegalTransition) as refused:
         lifecycle.apply("resolved", "respond", "denuncia")
-    assert refused.value.allowed == ["close", "reopen"]  # the citizen may reopen it
+    # the citizen may reopen it; the citizen or the front desk may file a recurso
+    assert refused.value.allowed == ["close", "reopen", "file_reconsideration", "file_appeal"]
     mine = refused.value.only(actions_of("department:vias"))
     assert mine.allowed == [] and str(mine).endswith("permitidas: ninguna")
-    assert refused.value.only(actions_of("staff")).allowed == ["close"]
+    assert refused.value.only(actions_of("staff")).allowed == [
+        "close",
+        "file_reconsideration",
+        "file_appeal",
+    ]
 
 
 def test_the_timeline_reads_in_spanish() -> None:

@@ -38,6 +38,11 @@ EMITS = {
     "add_information": (["CitizenAddedInformation"], None),
     "reopen": (["CaseReopened"], "classified"),
     "answer_survey": ([], None),
+    # Recursos: filed into their state; decided (confirm, the valid body) back to resolved.
+    "file_reconsideration": (["RecourseFiled"], "reconsideration"),
+    "file_appeal": (["RecourseFiled"], "appeal"),
+    "decide_reconsideration": (["RecourseDecided"], "resolved"),
+    "decide_appeal": (["RecourseDecided"], "resolved"),
 }
 COLUMNS = [c.key for c in CaseRow.__table__.columns]
 

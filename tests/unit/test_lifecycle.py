@@ -51,6 +51,15 @@ LEGAL: dict[tuple[str, str], tuple[str, frozenset[str | None]]] = {
     },
     ("closed", "reopen"): ("classified", ALL_KINDS),
     ("closed", "answer_survey"): ("closed", ALL_KINDS),
+    # Recursos against the decision (Ley 38 de 2000): filed from a resolved or closed case;
+    # the machine keeps a pending recurso where it is, and the decision's outcome (the verb)
+    # moves it: confirmed back to resolved/closed, revoked to classified.
+    ("resolved", "file_reconsideration"): ("reconsideration", ALL_KINDS),
+    ("closed", "file_reconsideration"): ("reconsideration", ALL_KINDS),
+    ("resolved", "file_appeal"): ("appeal", ALL_KINDS),
+    ("closed", "file_appeal"): ("appeal", ALL_KINDS),
+    ("reconsideration", "decide_reconsideration"): ("reconsideration", ALL_KINDS),
+    ("appeal", "decide_appeal"): ("appeal", ALL_KINDS),
 }
 
 EXPECTED_ACTIONS = {
@@ -70,6 +79,10 @@ EXPECTED_ACTIONS = {
     "add_information",
     "reopen",
     "answer_survey",
+    "file_reconsideration",
+    "file_appeal",
+    "decide_reconsideration",
+    "decide_appeal",
 }
 
 STATES = [s.value for s in State]
@@ -97,6 +110,8 @@ def test_the_state_names_are_the_public_contract() -> None:
         "on_agenda",
         "resolved",
         "closed",
+        "reconsideration",
+        "appeal",
     ]
 
 
@@ -138,9 +153,10 @@ def test_the_table_has_as_many_legal_moves_as_the_design() -> None:
     legal_moves = [c for c in CASES if legal(*c) is not None]
     # 11 kind-free transitions x 4 kinds + inspection (2 kinds) + remit (1) + agenda (1),
     # the citizen's 8 kind-free steps (information in 5 open states, 2 reopenings, survey)
-    # and the 7 of duplicates (join in 2 states, separate in 5).
-    assert len(legal_moves) == 11 * 4 + 2 + 1 + 1 + 8 * 4 + 7 * 4
-    assert len(CASES) == 7 * 16 * 4
+    # the 7 of duplicates (join in 2 states, separate in 5) and the 6 of recursos (two filings
+    # from 2 states, two decisions).
+    assert len(legal_moves) == 11 * 4 + 2 + 1 + 1 + 8 * 4 + 7 * 4 + 6 * 4
+    assert len(CASES) == 9 * 20 * 4
 
 
 @pytest.mark.parametrize(
@@ -177,12 +193,21 @@ def test_a_queja_cannot_be_remitted_but_may_be_inspected(lifecycle: Lifecycle) -
     ]
 
 
-def test_a_closed_case_allows_only_the_citizens_reopening_and_survey(
+def test_a_closed_case_allows_only_the_citizens_reopening_survey_and_the_recursos(
     lifecycle: Lifecycle,
 ) -> None:
     for kind in KINDS:
-        assert lifecycle.allowed("closed", kind) == ["reopen", "answer_survey"]
+        assert lifecycle.allowed("closed", kind) == [
+            "reopen",
+            "answer_survey",
+            "file_reconsideration",
+            "file_appeal",
+        ]
+        assert lifecycle.allowed("reconsideration", kind) == ["decide_reconsideration"]
+        assert lifecycle.allowed("appeal", kind) == ["decide_appeal"]
     assert not is_open("closed") and not is_open("resolved")
+    # A pending recurso runs its own term, not the legal term of the handling.
+    assert not is_open("reconsideration") and not is_open("appeal")
     assert all(
         is_open(s) for s in ("received", "classified", "inspection", "remitted", "on_agenda")
     )

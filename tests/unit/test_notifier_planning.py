@@ -33,6 +33,8 @@ from shared.contract import (
     Event,
     FieldError,
     Location,
+    RecourseDecided,
+    RecourseFiled,
     SubmissionRejected,
 )
 
@@ -331,3 +333,39 @@ def test_a_forwarded_petition_goes_to_the_body_and_the_citizen_learns_where() ->
         "case_forwarded_entity", by_template["case_forwarded_entity"].context
     ).text
     assert "No hay agua desde el lunes." in body and "ana@example.com" in body
+
+
+def test_a_recurso_is_acknowledged_and_its_decision_notified_to_the_citizen() -> None:
+    filed = RecourseFiled(
+        case_id=CASE_ID, tracking_code=CODE, recourse="appeal", filed_at=NOW, due_at=DUE
+    )
+    (mail,) = Planner(CONFIG, sms_gateway=True).plan(filed, facts()).notifications
+    assert (mail.template, mail.recipient) == ("recourse_filed", "ana@example.com")
+    assert mail.context["decider"] == "el superior jerárquico"
+    decided = RecourseDecided(
+        case_id=CASE_ID,
+        tracking_code=CODE,
+        recourse="reconsideration",
+        outcome="confirmed",
+        reasoning="Se verificó la reparación.",
+        decided_at=NOW,
+    )
+    (mail,) = Planner(CONFIG, sms_gateway=True).plan(decided, facts()).notifications
+    assert (mail.template, mail.recipient) == ("recourse_decided", "ana@example.com")
+    # A confirmed reconsideración leaves the apelación: its last day is in the message.
+    assert mail.context["appeal_days"] == 5 and mail.context["appeal_ends"]
+    text = TemplateRenderer().render(mail.template, mail.context).text
+    assert "Se verificó la reparación." in text and "apelación ante el superior" in text
+
+
+def test_a_recurso_term_alerts_the_supervisors_not_the_department() -> None:
+    near = DeadlineNear(
+        case_id=CASE_ID, tracking_code=CODE, clock="recourse", due_at=DUE, days_before=3
+    )
+    plan = Planner(CONFIG, sms_gateway=True).plan(near, facts(department="aseo"))
+    assert {p.recipient for p in plan.notifications} == {
+        "sup@alcaldia.example",
+        "jefe@alcaldia.example",
+    }
+    text = TemplateRenderer().render("deadline_near", plan.notifications[0].context).text
+    assert "plazo para decidir el recurso" in text

@@ -209,6 +209,13 @@ def test_sms_is_short_and_has_the_code(renderer: TemplateRenderer, kind: str) ->
         reason="No corresponde. " * 50,
         entity_name="Instituto de Acueductos y Alcantarillados Nacionales",
         note="Corresponde al IDAAN. " * 20,
+        recourse_name="reconsideración",
+        decider="el Departamento que tomó la decisión",
+        filed_at=RECEIVED,
+        outcome="confirmed",
+        reasoning="Se verificó. " * 100,
+        decided_at=RECEIVED,
+        appeal_ends=DUE,
     )
     sms = renderer.render_sms(kind, ctx)
     assert len(sms) <= SMS_MAX_CHARS
@@ -254,3 +261,44 @@ def test_override_folder_wins(tmp_path: Path) -> None:
     extra = renderer.render("aviso_especial", {"tracking_code": CODE, "note": "<i>"})
     assert extra.html.strip() == "<p>&lt;i&gt;</p>"
     assert renderer.render_sms("aviso_especial", {"tracking_code": CODE}) == f"SMS {CODE}"
+
+
+def test_a_recurso_filed_and_decided_tell_the_citizen_what_comes_next(
+    renderer: TemplateRenderer,
+) -> None:
+    filed = renderer.render(
+        "recourse_filed",
+        base_context(
+            recourse_name="apelación",
+            decider="el superior jerárquico",
+            filed_at=RECEIVED,
+            citizen={"name": "Ana"},
+        ),
+    )
+    assert "recurso de apelación" in filed.subject
+    assert "el superior jerárquico" in filed.text and CODE in filed.text
+    confirmed = renderer.render(
+        "recourse_decided",
+        base_context(
+            recourse_name="reconsideración",
+            outcome="confirmed",
+            reasoning=f"Se verificó la reparación. {SCRIPT}",
+            decided_at=RECEIVED,
+            appeal_ends=DUE,
+            appeal_days=5,
+        ),
+    )
+    assert "se confirma la decisión recurrida" in confirmed.text
+    assert "recurso de apelación ante el superior" in confirmed.text
+    assert SCRIPT not in confirmed.html  # the reasoning is escaped
+    revoked = renderer.render(
+        "recourse_decided",
+        base_context(
+            recourse_name="apelación",
+            outcome="revoked",
+            reasoning="Falta reparar la acera.",
+            decided_at=RECEIVED,
+        ),
+    )
+    assert "se revoca la decisión recurrida" in revoked.text
+    assert "nueva fecha límite" in revoked.text and "apelación ante el superior" not in revoked.text
