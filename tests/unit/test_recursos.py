@@ -61,9 +61,9 @@ def test_the_last_day_of_the_term_is_in_term() -> None:
     assert isinstance(event, RecourseFiled)
     assert row.state == State.RECONSIDERATION and row.recourse == "reconsideration"
     # Decided within 30 working days of the filing: 5–8 Jan (4), 9 Jan is the Día de los
-    # Mártires, 12 Jan–13 Feb (29); 16 and 18 February are closed by decree and 17 February is
-    # Carnival: the 30th working day is Thursday 19 February 2026.
-    assert event.due_at == row.recourse_due_at == datetime(2026, 2, 19, 23, 59, 59, tzinfo=TZ)
+    # Mártires, 12 Jan–13 Feb (29 in all); Monday 16 February, closed by Decreto Ejecutivo 3 de
+    # 2026 with terms left running (as shipped), is the 30th working day.
+    assert event.due_at == row.recourse_due_at == datetime(2026, 2, 16, 23, 59, 59, tzinfo=TZ)
 
 
 def test_the_day_after_the_term_is_refused_naming_the_day_it_ended() -> None:
@@ -78,14 +78,14 @@ def test_the_day_after_the_term_is_refused_naming_the_day_it_ended() -> None:
     assert (row.state, row.recourse, row.recourse_due_at) == before  # nothing changed
 
 
-def test_the_2026_carnival_closures_push_the_term() -> None:
-    # Resolved Thursday 12 February 2026: 13 Feb (1); 16 Feb and 18 Feb closed by decree, 17 Feb
-    # Carnival; 19 (2), 20 (3), 23 (4), 24 Feb (5).
+def test_the_2026_carnival_closures_leave_the_term_running() -> None:
+    # Resolved Thursday 12 February 2026: 13 Feb (1); 16 Feb (2) and 18 Feb (3) closed by
+    # decree with terms left running (as shipped), 17 Feb Carnival; 19 (4), 20 Feb (5).
     row = resolved_on(date(2026, 2, 12))
-    assert case(row).recourse_ends() == datetime(2026, 2, 24, 23, 59, 59, tzinfo=TZ)
-    with pytest.raises(TermEnded, match="terminó el 24 de febrero de 2026"):
-        case(row).file_reconsideration(at(date(2026, 2, 25), 9))
-    assert case(row).file_reconsideration(at(date(2026, 2, 24), 16))
+    assert case(row).recourse_ends() == datetime(2026, 2, 20, 23, 59, 59, tzinfo=TZ)
+    with pytest.raises(TermEnded, match="terminó el 20 de febrero de 2026"):
+        case(row).file_reconsideration(at(date(2026, 2, 23), 9))
+    assert case(row).file_reconsideration(at(date(2026, 2, 20), 16))
 
 
 def test_a_case_closed_without_a_resolution_runs_the_term_from_its_closure() -> None:
