@@ -11,16 +11,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, FromClause, and_, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contract import FieldError
 
 #: Every list answers at most this many items a page, whatever it is asked.
 MAX_PAGE_SIZE = 200
+
+#: A list counts its matches up to this many; beyond it, the total reads "more than".
+COUNT_CAP = 10_000
 
 
 class InvalidCursor(ValueError):
@@ -67,3 +72,19 @@ def next_cursor(rows: list[Any], limit: int, at: str = "received_at") -> str | N
         return None
     last = rows[limit - 1]
     return Cursor(getattr(last, at), last.id).encode()
+
+
+async def capped_count(
+    session: AsyncSession,
+    table: FromClause,
+    where: Sequence[ColumnElement[bool]],
+    cap: int | None = None,
+) -> tuple[int, bool]:
+    """How many rows of ``table`` match ``where``, counted up to ``cap`` (default
+    :data:`COUNT_CAP`): ``(count, False)`` when exact, ``(cap, True)`` when there are more.
+    Reading at most ``cap + 1`` index entries, a list over years of cases costs what one over
+    a week does."""
+    cap = COUNT_CAP if cap is None else cap
+    bounded = select(literal(1)).select_from(table).where(*where).limit(cap + 1).subquery()
+    counted = int(await session.scalar(select(func.count()).select_from(bounded)) or 0)
+    return (cap, True) if counted > cap else (counted, False)
