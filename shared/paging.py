@@ -61,9 +61,13 @@ class Cursor:
 
 
 def after(cursor: Cursor, at: Any, row_id: Any, *, newest_first: bool) -> ColumnElement[bool]:
-    """Rows after ``cursor`` in the order (``at`` desc or asc, then ``id`` asc)."""
-    beyond = at < cursor.at if newest_first else at > cursor.at
-    return or_(beyond, and_(at == cursor.at, row_id > cursor.id))
+    """Rows after ``cursor`` in the order (``at`` desc or asc, then ``id`` asc).
+
+    The first condition alone bounds the list's index scan (``at <= cursor.at``); the second
+    only sorts out the rows of the cursor's own instant."""
+    if newest_first:
+        return and_(at <= cursor.at, or_(at < cursor.at, row_id > cursor.id))
+    return and_(at >= cursor.at, or_(at > cursor.at, row_id > cursor.id))
 
 
 def next_cursor(rows: list[Any], limit: int, at: str = "received_at") -> str | None:
@@ -79,12 +83,22 @@ async def capped_count(
     table: FromClause,
     where: Sequence[ColumnElement[bool]],
     cap: int | None = None,
+    order_by: Sequence[ColumnElement[Any]] = (),
 ) -> tuple[int, bool]:
     """How many rows of ``table`` match ``where``, counted up to ``cap`` (default
     :data:`COUNT_CAP`): ``(count, False)`` when exact, ``(cap, True)`` when there are more.
     Reading at most ``cap + 1`` index entries, a list over years of cases costs what one over
-    a week does."""
+    a week does. ``order_by`` (the list's order) makes the count walk the rows as the page
+    does: for a search whose words match many cases, the first ``cap`` found along the list's
+    index, rather than every match gathered from the text index first."""
     cap = COUNT_CAP if cap is None else cap
-    bounded = select(literal(1)).select_from(table).where(*where).limit(cap + 1).subquery()
+    bounded = (
+        select(literal(1))
+        .select_from(table)
+        .where(*where)
+        .order_by(*order_by)
+        .limit(cap + 1)
+        .subquery()
+    )
     counted = int(await session.scalar(select(func.count()).select_from(bounded)) or 0)
     return (cap, True) if counted > cap else (counted, False)

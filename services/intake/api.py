@@ -69,7 +69,7 @@ PUBLIC_MISSES_PER_WINDOW = 30
 PUBLIC_MISS_WINDOW = timedelta(minutes=1)
 # A search's total is counted up to this many matches, a plain list's up to COUNT_CAP
 # ("total_capped": true beyond: there are more than "total").
-SEARCH_TOTAL_CAP = 1000
+SEARCH_TOTAL_CAP = 200
 
 
 class ApiError(Exception):
@@ -353,6 +353,7 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
                     CaseRow.__table__,
                     where,
                     SEARCH_TOTAL_CAP if filters.q is not None else None,
+                    newest_first if filters.q is not None else (),
                 )
             )
             rows = list(await uow.session.scalars(page))

@@ -383,9 +383,13 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                 s.value: await capped_count(uow.session, CaseRow.__table__, [CaseRow.state == s])
                 for s in State
             }
-            overdue_count = await capped_count(uow.session, CaseRow.__table__, [overdue_now])
+            # Counted along the open cases' due dates, the overdue ones come first.
+            overdue_count = await capped_count(
+                uow.session, CaseRow.__table__, [overdue_now], order_by=most_urgent
+            )
             overdue_cases = await first(overdue_now)
-            upcoming = await first(open_states, not_overdue_now)
+            # (due_at >= now holds for every open case not overdue: it bounds the index scan.)
+            upcoming = await first(open_states, CaseRow.due_at >= now, not_overdue_now)
             triage_cases = await first(CaseRow.state == State.CLASSIFIED)
             if state_filter == "open":
                 order = most_urgent

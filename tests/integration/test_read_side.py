@@ -337,6 +337,8 @@ async def test_the_list_indexes_exist_on_postgresql(
         "ix_cases_state_updated_id": "(state, updated_at DESC, id)",
         "ix_cases_open_due_id": "(due_at, id)",
         "ix_cases_search_trgm": "gin (search_text gin_trgm_ops)",
+        "ix_cases_open_description_trgm": "gist (description gist_trgm_ops",
     }.items():
         assert columns in indexes[name], indexes.get(name)
     assert "WHERE" in indexes["ix_cases_open_due_id"]
+    assert "duplicate_of IS NULL" in indexes["ix_cases_open_description_trgm"]

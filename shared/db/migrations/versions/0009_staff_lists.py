@@ -1,4 +1,5 @@
-"""staff lists at volume: an index for each list filter in its order, keyset ties included
+"""staff lists at volume: an index for each list filter in its order, keyset ties included;
+the open cases' texts indexed for the duplicate search
 
 Revision ID: 0009
 Revises: 0008
@@ -42,9 +43,18 @@ def upgrade() -> None:
         sqlite_where=open_only,
     )
     op.drop_index("ix_cases_open_due", table_name="cases")
+    if op.get_bind().dialect.name == "postgresql":
+        # The duplicate search on filing: the open, unjoined cases whose description is
+        # nearest a new one's (pg_trgm's ``%`` and ``<->`` through GiST, nearest first).
+        op.execute(
+            "CREATE INDEX ix_cases_open_description_trgm ON cases "
+            "USING gist (description gist_trgm_ops(siglen=64)) "
+            f"WHERE state IN {OPEN_STATES} AND duplicate_of IS NULL"
+        )
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_cases_open_description_trgm")
     open_only = sa.text(f"state IN {OPEN_STATES}")
     op.create_index(
         "ix_cases_open_due",
