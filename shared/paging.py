@@ -83,7 +83,7 @@ async def capped_count(
     table: FromClause,
     where: Sequence[ColumnElement[bool]],
     cap: int | None = None,
-    order_by: Sequence[ColumnElement[Any]] = (),
+    order_by: Sequence[Any] = (),
 ) -> tuple[int, bool]:
     """How many rows of ``table`` match ``where``, counted up to ``cap`` (default
     :data:`COUNT_CAP`): ``(count, False)`` when exact, ``(cap, True)`` when there are more.

@@ -342,6 +342,13 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
                 .subquery()
             )
             page = select(CaseRow).join(ids, CaseRow.id == ids.c.id).order_by(*newest_first)
+        # A search counts along the list's order (as its page reads); the overdue along the
+        # open cases' due dates, where they come first.
+        count_order: tuple[Any, ...] = ()
+        if filters.q is not None:
+            count_order = newest_first
+        elif filters.overdue:
+            count_order = (CaseRow.due_at, CaseRow.id)
         async with deps.uow() as uow:
             # The total is counted on the first page only (a cursor walks on without it), up
             # to a cap: exact for a narrow filter, "more than" for years of cases.
@@ -353,7 +360,7 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
                     CaseRow.__table__,
                     where,
                     SEARCH_TOTAL_CAP if filters.q is not None else None,
-                    newest_first if filters.q is not None else (),
+                    count_order,
                 )
             )
             rows = list(await uow.session.scalars(page))

@@ -370,7 +370,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
         not_overdue_now = overdue_clause(
             CaseRow.state, CaseRow.due_at, CaseRow.department_due_at, now, overdue=False
         )
-        most_urgent = (CaseRow.due_at, CaseRow.id)
+        most_urgent: tuple[Any, ...] = (CaseRow.due_at, CaseRow.id)
         async with deps.uow() as uow:
 
             async def first(*where: ColumnElement[bool]) -> list[CaseRow]:
@@ -392,7 +392,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
             upcoming = await first(open_states, CaseRow.due_at >= now, not_overdue_now)
             triage_cases = await first(CaseRow.state == State.CLASSIFIED)
             if state_filter == "open":
-                order = most_urgent
+                order: tuple[Any, ...] = most_urgent
                 where: list[ColumnElement[bool]] = [open_states]
                 if after_item is not None:
                     where.append(after(after_item, CaseRow.due_at, CaseRow.id, newest_first=False))

@@ -335,6 +335,7 @@ async def test_the_list_indexes_exist_on_postgresql(
         "ix_cases_kind_received_id": "(kind, received_at DESC, id)",
         "ix_cases_channel_received_id": "(channel, received_at DESC, id)",
         "ix_cases_state_updated_id": "(state, updated_at DESC, id)",
+        "ix_cases_state_kind_received_id": "(state, kind, received_at, id)",
         "ix_cases_open_due_id": "(due_at, id)",
         "ix_cases_search_trgm": "gin (search_text gin_trgm_ops)",
         "ix_cases_open_description_trgm": "gist (description gist_trgm_ops",

@@ -28,6 +28,10 @@ def upgrade() -> None:
     op.create_index(
         "ix_cases_channel_received_id", "cases", ["channel", sa.text("received_at DESC"), "id"]
     )
+    # The agenda (sugerencias on the agenda, the one filed first on top) and its total.
+    op.create_index(
+        "ix_cases_state_kind_received_id", "cases", ["state", "kind", "received_at", "id"]
+    )
     # The console's list by state (last change first) and its open cases (most urgent
     # first) page by keyset: the id is part of both orders.
     op.create_index(
@@ -66,5 +70,6 @@ def downgrade() -> None:
     op.drop_index("ix_cases_open_due_id", table_name="cases")
     op.create_index("ix_cases_state_updated", "cases", ["state", sa.text("updated_at DESC")])
     op.drop_index("ix_cases_state_updated_id", table_name="cases")
+    op.drop_index("ix_cases_state_kind_received_id", table_name="cases")
     op.drop_index("ix_cases_channel_received_id", table_name="cases")
     op.drop_index("ix_cases_kind_received_id", table_name="cases")
