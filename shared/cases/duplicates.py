@@ -38,10 +38,19 @@ class Candidate:
     reason: str
 
 
+#: Databases known to have pg_trgm (an installed extension stays): asked once per process.
+_WITH_TRIGRAMS: set[str] = set()
+
+
 async def has_trigrams(uow: UnitOfWork) -> bool:
     if not uow.is_postgres:
         return False
+    database = uow.session.get_bind().engine.url.render_as_string(hide_password=True)
+    if database in _WITH_TRIGRAMS:
+        return True
     found = await uow.session.scalar(text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'"))
+    if found is not None:
+        _WITH_TRIGRAMS.add(database)
     return found is not None
 
 
