@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, FromClause, and_, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contract import FieldError
@@ -102,3 +102,21 @@ async def capped_count(
     )
     counted = int(await session.scalar(select(func.count()).select_from(bounded)) or 0)
     return (cap, True) if counted > cap else (counted, False)
+
+
+async def capped_counts(
+    session: AsyncSession,
+    table: FromClause,
+    groups: Mapping[str, Sequence[ColumnElement[bool]]],
+    cap: int | None = None,
+) -> dict[str, tuple[int, bool]]:
+    """:func:`capped_count` of several filters in one statement, by key."""
+    cap = COUNT_CAP if cap is None else cap
+    parts = [
+        select(literal(key).label("key"), func.count().label("n")).select_from(
+            select(literal(1)).select_from(table).where(*where).limit(cap + 1).subquery()
+        )
+        for key, where in groups.items()
+    ]
+    rows = await session.execute(union_all(*parts))
+    return {str(key): (cap, True) if n > cap else (int(n), False) for key, n in rows}

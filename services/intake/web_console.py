@@ -51,7 +51,14 @@ from shared.domain.labels import (
 )
 from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State, is_open
 from shared.messaging import ANSWERS_INBOX
-from shared.paging import Cursor, InvalidCursor, after, capped_count, next_cursor
+from shared.paging import (
+    Cursor,
+    InvalidCursor,
+    after,
+    capped_count,
+    capped_counts,
+    next_cursor,
+)
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
 from shared.tracking import normalize_tracking_code
@@ -379,10 +386,9 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
 
             # Every figure is exact up to COUNT_CAP and reads "más de …" beyond: counting
             # years of closed cases on every visit would cost more than the whole page.
-            counts = {
-                s.value: await capped_count(uow.session, CaseRow.__table__, [CaseRow.state == s])
-                for s in State
-            }
+            counts = await capped_counts(
+                uow.session, CaseRow.__table__, {s.value: [CaseRow.state == s] for s in State}
+            )
             # Counted along the open cases' due dates, the overdue ones come first.
             overdue_count = await capped_count(
                 uow.session, CaseRow.__table__, [overdue_now], order_by=most_urgent
