@@ -1,22 +1,25 @@
 """Read-side benchmark: intake's pages and lists over years of cases.
 
-Creates a fresh PostgreSQL database (dropped at the end) and RabbitMQ vhost, migrates it
-with the code under test, seeds N cases (default 1,000,000) with set-based SQL
-(``generate_series``): three years of filings in a realistic mix of kinds, channels, states,
-departments, open and overdue cases, three audit rows each. The secondary indexes are
-dropped during the load and rebuilt after it (their definitions are read back from the
-catalogue, so the bench works for any revision of the schema). Then it starts intake as its
-own process and times, sequentially, ``--requests`` requests of each: every public page, the
-API list with each filter, deep offset and cursor pages and the search, the console's inbox
-and search, Open311 ``GET requests`` with filters, the agenda and ``/metrics``; then 20
-concurrent ``/transparencia`` requests. Intake's RSS is sampled every 100 ms throughout.
-The last line printed is one JSON object with every figure.
+Creates a fresh PostgreSQL database (dropped at the end unless ``--keep``) and RabbitMQ
+vhost, migrates it with the code under test, seeds N cases (default 1,000,000) with set-based
+SQL (``generate_series``): three years of filings in a realistic mix of kinds, channels,
+states, departments, open and overdue cases, coordinates, three audit rows each. The secondary
+indexes are dropped during the load and rebuilt after it (their definitions are read back from
+the catalogue, so the bench works for any revision of the schema), then the tables are
+vacuumed and analysed. It times the duplicate search a filing runs (this checkout's
+``possible_duplicates``, in-process), then starts intake as its own process and times,
+sequentially, ``--requests`` requests of each: every public page, the API list with each
+filter, deep offset and cursor pages and the search, the console's inbox and search, Open311
+``GET requests`` with filters, the agenda and ``/metrics``; then 20 concurrent
+``/transparencia`` requests. Intake's RSS is sampled every 100 ms throughout. The last line
+printed is one JSON object with every figure.
 
     .venv/bin/python bench/read_side.py [--cases 1000000] [--requests 20]
         [--project DIR]   # the code under test (default: this checkout), run with DIR/.venv
+        [--keep]          # keep the seeded database; [--database NAME] measures it again
 
 The server is ``DEFENSA311_BENCH_DATABASE_URL`` (default
-``postgresql://postgres@127.0.0.1:5432/postgres``); only the new database is touched.
+``postgresql://postgres@127.0.0.1:5432/postgres``); only the new (or named) database is touched.
 """
 
 from __future__ import annotations
