@@ -1,22 +1,25 @@
 """Read-side benchmark: intake's pages and lists over years of cases.
 
-Creates a fresh PostgreSQL database (dropped at the end) and RabbitMQ vhost, migrates it
-with the code under test, seeds N cases (default 1,000,000) with set-based SQL
-(``generate_series``): three years of filings in a realistic mix of kinds, channels, states,
-departments, open and overdue cases, three audit rows each. The secondary indexes are
-dropped during the load and rebuilt after it (their definitions are read back from the
-catalogue, so the bench works for any revision of the schema). Then it starts intake as its
-own process and times, sequentially, ``--requests`` requests of each: every public page, the
-API list with each filter, deep offset and cursor pages and the search, the console's inbox
-and search, Open311 ``GET requests`` with filters, the agenda and ``/metrics``; then 20
-concurrent ``/transparencia`` requests. Intake's RSS is sampled every 100 ms throughout.
-The last line printed is one JSON object with every figure.
+Creates a fresh PostgreSQL database (dropped at the end unless ``--keep``) and RabbitMQ
+vhost, migrates it with the code under test, seeds N cases (default 1,000,000) with set-based
+SQL (``generate_series``): three years of filings in a realistic mix of kinds, channels,
+states, departments, open and overdue cases, coordinates, three audit rows each. The secondary
+indexes are dropped during the load and rebuilt after it (their definitions are read back from
+the catalogue, so the bench works for any revision of the schema), then the tables are
+vacuumed and analysed. It times the duplicate search a filing runs (this checkout's
+``possible_duplicates``, in-process), then starts intake as its own process and times,
+sequentially, ``--requests`` requests of each: every public page, the API list with each
+filter, deep offset and cursor pages and the search, the console's inbox and search, Open311
+``GET requests`` with filters, the agenda and ``/metrics``; then 20 concurrent
+``/transparencia`` requests. Intake's RSS is sampled every 100 ms throughout. The last line
+printed is one JSON object with every figure.
 
     .venv/bin/python bench/read_side.py [--cases 1000000] [--requests 20]
         [--project DIR]   # the code under test (default: this checkout), run with DIR/.venv
+        [--keep]          # keep the seeded database; [--database NAME] measures it again
 
 The server is ``DEFENSA311_BENCH_DATABASE_URL`` (default
-``postgresql://postgres@127.0.0.1:5432/postgres``); only the new database is touched.
+``postgresql://postgres@127.0.0.1:5432/postgres``); only the new (or named) database is touched.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from contextlib import suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -54,7 +59,7 @@ SEED_CASES = """
 INSERT INTO cases (id, tracking_code, external_ref, channel, kind, category, description,
     citizen, notify, location, anonymous, state, department, matched_rule, received_at, due_at,
     department_due_at, remitted_at, resolved_at, closed_at, resolution, resolution_path,
-    decision, inspector, return_count, flagged, updated_at)
+    decision, inspector, return_count, flagged, updated_at, lat, lon)
 SELECT md5('case' || i)::uuid::text,
        to_char(received, 'YYYY') || '-UUU-' || lpad(i::text, 7, '0'),
        CASE WHEN channel = '311' THEN '311-' || i END,
@@ -90,7 +95,8 @@ SELECT md5('case' || i)::uuid::text,
        resolved, CASE WHEN state = 'closed' THEN resolved + interval '1 day' END,
        CASE WHEN resolved IS NOT NULL THEN 'Atendido.' END,
        CASE WHEN resolved IS NOT NULL THEN path END, NULL, NULL, 0, false,
-       coalesce(resolved, received)
+       coalesce(resolved, received),
+       8.95 + (i % 1000) / 10000.0, -79.55 + (i % 997) / 10000.0
 FROM (
     SELECT i, received, channel, kind, anonymous, dept,
            CASE kind WHEN 'queja' THEN 'Recolección de basura'
@@ -214,7 +220,9 @@ async def seed(dsn: str, n: int) -> dict[str, float]:
         await conn.execute("SET maintenance_work_mem = '256MB'")
         for row in indexes:
             await conn.execute(row["indexdef"])
-        await conn.execute("ANALYZE")
+        # What autovacuum does to a table after a load (PostgreSQL 13+ vacuums after
+        # inserts): statistics, and the visibility map an index-only scan reads.
+        await conn.execute("VACUUM (ANALYZE) cases, case_history")
         index_s = time.monotonic() - started
     finally:
         await conn.close()
@@ -237,6 +245,67 @@ async def real_codes(dsn: str, count: int = 40) -> list[str]:
         return codes
     finally:
         await conn.close()
+
+
+async def duplicate_search(dsn: str, samples: int) -> dict[str, Any]:
+    """Times the duplicate search a filing runs (``possible_duplicates``, this checkout's code)
+    for ``samples`` new cases, each modelled on a random recent open case: the same category
+    about 20 m away and its description reworded (so both the distance and the text prefilter
+    find candidates). The new cases are not stored."""
+    sys.path.insert(0, str(HERE))
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from shared.cases.duplicates import possible_duplicates
+    from shared.config import DuplicatePolicy
+    from shared.db.models import CaseRow
+    from shared.uow import UnitOfWork
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        models = await conn.fetch(
+            "SELECT category, lat, lon, description, kind, channel FROM cases "
+            "WHERE state IN ('received', 'classified', 'inspection', 'remitted', 'on_agenda') "
+            "AND received_at > now() - interval '30 days' AND lat IS NOT NULL "
+            "ORDER BY md5(id) LIMIT $1",
+            samples,
+        )
+    finally:
+        await conn.close()
+    engine = create_async_engine(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    policy = DuplicatePolicy()
+    times: list[float] = []
+    found = 0
+    try:
+        for i, model in enumerate([*models[:1], *models]):  # the first one warms up
+            words = model["description"].split(". Referencia")[0]
+            new = CaseRow(
+                id=str(uuid.uuid4()),
+                tracking_code=f"BENCH-{i}",
+                channel=model["channel"],
+                kind=model["kind"],
+                category=model["category"],
+                description=f"Vecinos reportan: {words.lower()}, por favor atiendan",
+                state="received",
+                lat=model["lat"] + 0.00018,
+                lon=model["lon"],
+                received_at=datetime.now(UTC),
+            )
+            started = time.perf_counter()
+            async with UnitOfWork(sessions) as uow:
+                candidates = await possible_duplicates(uow, new, policy)
+            elapsed = (time.perf_counter() - started) * 1000
+            if i > 0:
+                times.append(elapsed)
+                found += bool(candidates)
+    finally:
+        await engine.dispose()
+    return {
+        "p50_ms": round(statistics.median(times), 1),
+        "p95_ms": round(percentile(times, 0.95), 1),
+        "n": len(times),
+        "with_candidates": found,
+    }
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -296,6 +365,7 @@ async def timed(
     times: list[float] = []
     statuses: set[int] = set()
     size = 0
+    first_ms = 0.0
     deadline = time.monotonic() + budget_s
     for i in range(n + 1):
         started = time.perf_counter()
@@ -303,14 +373,17 @@ async def timed(
         elapsed = (time.perf_counter() - started) * 1000
         statuses.add(response.status_code)
         size = len(response.content)
-        if i > 0 or n == 0:  # the first request warms the connection
+        if i > 0 or n == 0:  # the first request warms the connection (and any cache)
             times.append(elapsed)
+        else:
+            first_ms = elapsed
         if time.monotonic() > deadline and len(times) >= 3:
             break
     return {
         "p50_ms": round(statistics.median(times), 1),
         "p95_ms": round(percentile(times, 0.95), 1),
         "n": len(times),
+        "first_ms": round(first_ms, 1),
         "status": sorted(statuses),
         "bytes": size,
     }
@@ -404,10 +477,11 @@ async def concurrent_transparency(base: str, count: int) -> dict[str, Any]:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     project: Path = args.project
-    name = f"d311_readside_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(SERVER)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
+    name = args.database or f"d311_readside_{secrets.token_hex(3)}"
+    if not args.database:
+        admin = await asyncpg.connect(SERVER)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
     dsn = url_with_database(SERVER, name)
     vhost = args.vhost or ("/" if args.http_only else await asyncio.to_thread(create_vhost))
     amqp = AMQP.rstrip("/") + "/" + quote(vhost, safe="")
@@ -433,11 +507,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             check=True,
             capture_output=True,
         )
-        started = time.monotonic()
-        result["seed"] = {k: round(v, 1) for k, v in (await seed(dsn, args.cases)).items()}
-        result["seed"]["total_s"] = round(time.monotonic() - started, 1)
-        print("seeded", result["seed"], file=sys.stderr, flush=True)
+        if not args.database:
+            started = time.monotonic()
+            result["seed"] = {k: round(v, 1) for k, v in (await seed(dsn, args.cases)).items()}
+            result["seed"]["total_s"] = round(time.monotonic() - started, 1)
+            print("seeded", result["seed"], file=sys.stderr, flush=True)
         codes = await real_codes(dsn)
+        result["duplicate_search"] = await duplicate_search(dsn, args.duplicates)
+        print("duplicate_search", result["duplicate_search"], file=sys.stderr, flush=True)
+        if args.duplicates_only:
+            return result
 
         log = Path(f"/tmp/{name}-intake.log")
         intake = start_intake(project, env, log, http_only=args.http_only)
@@ -489,9 +568,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 intake.wait(timeout=20)
             if intake.poll() is None:
                 intake.kill()
-        admin = await asyncpg.connect(SERVER)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        if args.keep or args.database:
+            print(f"database kept: {name}", file=sys.stderr)
+        else:
+            admin = await asyncpg.connect(SERVER)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
         if not (args.vhost or args.http_only):
             with suppress(RuntimeError):
                 await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
@@ -517,6 +599,18 @@ if __name__ == "__main__":
         "--http-only",
         action="store_true",
         help="run intake's HTTP app without the broker (no vhost is created)",
+    )
+    parser.add_argument(
+        "--duplicates", type=int, default=100, help="new cases whose duplicate search is timed"
+    )
+    parser.add_argument(
+        "--duplicates-only", action="store_true", help="time the duplicate search and stop"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the seeded database")
+    parser.add_argument(
+        "--database",
+        default="",
+        help="an already seeded database to measure (migrated, then kept; nothing is seeded)",
     )
     arguments = parser.parse_args()
     arguments.project = Path(arguments.project).resolve()

@@ -7,7 +7,9 @@ service reads another's tables to describe it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 
@@ -83,10 +85,26 @@ class Metrics:
         self._snapshot = _Snapshot()
         self.registry.register(self._snapshot)
         self.gauges: Sequence[Gauges] = ()
+        self._reading = asyncio.Lock()
+        self._read_at: float | None = None
 
-    async def refresh(self, engine: AsyncEngine, now: datetime) -> None:
-        """Read every gauge of this process's services; a failed read says so in
-        ``defensa311_metrics_database_up`` rather than failing the scrape."""
+    async def refresh(self, engine: AsyncEngine, now: datetime, max_age: float = 0.0) -> None:
+        """Read every gauge of this process's services, unless they were read less than
+        ``max_age`` seconds ago; concurrent scrapes of expired gauges wait for one read. A
+        failed read says so in ``defensa311_metrics_database_up`` rather than failing the
+        scrape."""
+        if self._fresh(max_age):
+            return
+        async with self._reading:
+            if self._fresh(max_age):
+                return
+            await self._read(engine, now)
+            self._read_at = time.monotonic()
+
+    def _fresh(self, max_age: float) -> bool:
+        return self._read_at is not None and time.monotonic() - self._read_at < max_age
+
+    async def _read(self, engine: AsyncEngine, now: datetime) -> None:
         families: list[GaugeMetricFamily] = []
         up = GaugeMetricFamily(
             "defensa311_metrics_database_up", "1 if the database answered the scrape's queries"

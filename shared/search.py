@@ -27,6 +27,7 @@ from shared.db.models import CaseRow
 MIN_LENGTH = 3
 MAX_LENGTH = 200
 MAX_WORDS = 8
+TRIGRAM = 3  # pg_trgm indexes words of at least this many characters
 _DIGITS = re.compile(r"\D+")
 
 
@@ -94,11 +95,18 @@ def _searchable_sqlite() -> ColumnElement[str]:
     return func.lower(joined)
 
 
+def _contains(text: ColumnElement[str], value: str, dialect: str) -> ColumnElement[bool]:
+    if dialect == "postgresql" and len(value) < TRIGRAM:
+        # Too short for a trigram: the index cannot serve it, and as a LIKE it would make
+        # the planner gather every case the other words match before sorting them. A plain
+        # substring test keeps it a filter on the rows the list walks.
+        return func.strpos(text, value) > 0
+    return text.like(_pattern(value), escape="\\")
+
+
 def search_clause(words: Sequence[str], dialect: str) -> ColumnElement[bool]:
     """Every word (or its digits) somewhere in the case's searchable text."""
     text: ColumnElement[str] = (
         _searchable_postgresql() if dialect == "postgresql" else _searchable_sqlite()
     )
-    return and_(
-        *(or_(*(text.like(_pattern(v), escape="\\") for v in _variants(word))) for word in words)
-    )
+    return and_(*(or_(*(_contains(text, v, dialect) for v in _variants(word))) for word in words))

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
 
     # The public transparency figures are recomputed at most this often (0: every request).
     transparency_cache_seconds: float = Field(default=30.0, ge=0)
+    # Figures older than the cache's seconds but younger than these are answered at once
+    # while they are recomputed in the background (services/intake/transparency.py).
+    transparency_stale_seconds: float = Field(default=900.0, ge=0)
+    # /metrics reads the gauges from the database at most this often (0: every scrape).
+    metrics_cache_seconds: float = Field(default=10.0, ge=0)
     # Published outbox rows and inbox marks older than this are pruned (shared/outbox.py).
     outbox_retention_days: float = Field(default=7.0, gt=0)
     inbox_retention_days: float = Field(default=30.0, gt=0)

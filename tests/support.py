@@ -341,6 +341,7 @@ def settings_for(amqp_url: str, database_url: str, **overrides: object) -> Setti
         "database_url": database_url,
         "outbox_poll_seconds": 0.2,
         "log_json": True,
+        "metrics_cache_seconds": 0.0,  # tests read the gauges right after changing cases
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

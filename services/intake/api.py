@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -59,7 +59,14 @@ from shared.evidence import (
 )
 from shared.lifecycle import IllegalTransition
 from shared.messaging import ANSWERS_INBOX
-from shared.paging import MAX_PAGE_SIZE, Cursor, InvalidCursor, after, next_cursor
+from shared.paging import (
+    MAX_PAGE_SIZE,
+    Cursor,
+    InvalidCursor,
+    after,
+    capped_count,
+    next_cursor,
+)
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
 from shared.storage import BlobStore
@@ -72,8 +79,9 @@ log = logging.getLogger("defensa311.intake.api")
 # a blind enumeration at a few thousand guesses a day per address.
 PUBLIC_MISSES_PER_WINDOW = 30
 PUBLIC_MISS_WINDOW = timedelta(minutes=1)
-# A search's total is counted up to this many matches ("total_capped": true beyond).
-SEARCH_TOTAL_CAP = 1000
+# A search's total is counted up to this many matches, a plain list's up to COUNT_CAP
+# ("total_capped": true beyond: there are more than "total").
+SEARCH_TOTAL_CAP = 200
 
 
 class ApiError(Exception):
@@ -332,32 +340,48 @@ def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
                     )
                 ]
             )
-        page = select(CaseRow).where(*where)
+        newest_first = (CaseRow.received_at.desc(), CaseRow.id)
         if cursor is not None:
-            page = page.where(after(cursor, CaseRow.received_at, CaseRow.id, newest_first=True))
-        # The total is counted for the first page only (a cursor walks on without it), and
-        # for a search up to SEARCH_TOTAL_CAP: a common word must not count half the table.
-        counted = select(CaseRow.id).where(*where)
-        if filters.q is not None:
-            counted = counted.limit(SEARCH_TOTAL_CAP + 1)
-        async with deps.uow() as uow:
-            total = (
-                None
-                if cursor is not None
-                else await uow.session.scalar(select(func.count()).select_from(counted.subquery()))
+            where.append(after(cursor, CaseRow.received_at, CaseRow.id, newest_first=True))
+        page = select(CaseRow).where(*where).order_by(*newest_first).limit(filters.limit + 1)
+        if filters.offset:
+            # A deep page skips its offset over the ids alone (an index-only scan of the
+            # list's index), then reads the rows of the page.
+            ids = (
+                select(CaseRow.id)
+                .where(*where)
+                .order_by(*newest_first)
+                .limit(filters.limit + 1)
+                .offset(filters.offset)
+                .subquery()
             )
-            rows = list(
-                await uow.session.scalars(
-                    page.order_by(CaseRow.received_at.desc(), CaseRow.id)
-                    .limit(filters.limit + 1)
-                    .offset(filters.offset)
+            page = select(CaseRow).join(ids, CaseRow.id == ids.c.id).order_by(*newest_first)
+        # A search counts along the list's order (as its page reads); the overdue along the
+        # open cases' due dates, where they come first.
+        count_order: tuple[Any, ...] = ()
+        if filters.q is not None:
+            count_order = newest_first
+        elif filters.overdue:
+            count_order = (CaseRow.due_at, CaseRow.id)
+        async with deps.uow() as uow:
+            # The total is counted on the first page only (a cursor walks on without it), up
+            # to a cap: exact for a narrow filter, "more than" for years of cases.
+            total, capped = (
+                (None, False)
+                if cursor is not None
+                else await capped_count(
+                    uow.session,
+                    CaseRow.__table__,
+                    where,
+                    SEARCH_TOTAL_CAP if filters.q is not None else None,
+                    count_order,
                 )
             )
+            rows = list(await uow.session.scalars(page))
             items = [summary(case, now) for case in rows[: filters.limit]]
-        capped = total is not None and filters.q is not None and total > SEARCH_TOTAL_CAP
         return {
             "items": items,
-            "total": SEARCH_TOTAL_CAP if capped else total,
+            "total": total,
             "total_capped": capped,
             "limit": filters.limit,
             "offset": filters.offset,

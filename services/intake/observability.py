@@ -390,7 +390,9 @@ async def case_gauges(conn: AsyncConnection, now: datetime) -> list[GaugeMetricF
 
 async def render_metrics(deps: Deps) -> bytes:
     """The process's counters and the gauges of every service it runs, read now."""
-    await deps.metrics.refresh(deps.engine, deps.clock.now())
+    await deps.metrics.refresh(
+        deps.engine, deps.clock.now(), max_age=deps.settings.metrics_cache_seconds
+    )
     return deps.metrics.render()
 
 

@@ -382,7 +382,10 @@ class FiguresCache:
     """The figures, recomputed at most once per ``ttl`` however many requests ask.
 
     Concurrent requests for expired figures wait for the one recomputation in progress,
-    so a burst of anonymous requests costs the database one aggregate query.
+    so a burst of anonymous requests costs the database one aggregate query. Figures past
+    the ``ttl`` but younger than ``stale`` are answered at once while that one recomputation
+    runs in the background: over years of cases it takes seconds, which no visitor should
+    wait for. Older figures (after a quiet spell, or none yet) are recomputed first.
     """
 
     def __init__(
@@ -390,12 +393,15 @@ class FiguresCache:
         ttl: timedelta,
         load: Callable[[datetime], Awaitable[Figures]],
         now: Callable[[], datetime],
+        stale: timedelta = timedelta(0),
     ) -> None:
         self._ttl = ttl
+        self._stale = stale
         self._load = load
         self._now = now
         self._lock = asyncio.Lock()
         self._snapshot: Snapshot | None = None
+        self._refresh: asyncio.Task[Snapshot] | None = None
 
     def _fresh(self, at: datetime) -> Snapshot | None:
         snapshot = self._snapshot
@@ -404,9 +410,21 @@ class FiguresCache:
         return None
 
     async def get(self) -> Snapshot:
-        snapshot = self._fresh(self._now())
+        at = self._now()
+        snapshot = self._fresh(at)
         if snapshot is not None:
             return snapshot
+        stale = self._snapshot
+        if stale is not None and self._ttl and at - stale.computed_at < self._stale:
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.create_task(self._recompute(), name="figures")
+                # A failed recomputation leaves the figures as they were; the next request
+                # past the ttl tries again.
+                self._refresh.add_done_callback(lambda task: task.cancelled() or task.exception())
+            return stale
+        return await self._recompute()
+
+    async def _recompute(self) -> Snapshot:
         async with self._lock:
             at = self._now()
             snapshot = self._fresh(at)

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import case as sql_case
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, select
 
 from services.intake import web_session
 from services.intake.throttle import client_of, throttle_of
@@ -41,7 +40,13 @@ from shared.cases.form import submission_data
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
 from shared.domain.actions import REGISTRY, STAFF_ROLES, offered_to
-from shared.domain.clocks import Clock, clock_statuses, is_overdue, legal_status
+from shared.domain.clocks import (
+    Clock,
+    clock_statuses,
+    is_overdue,
+    legal_status,
+    overdue_clause,
+)
 from shared.domain.labels import (
     DECISION_LABELS,
     KIND_LABELS,
@@ -58,7 +63,7 @@ from shared.evidence import (
     store_blobs,
 )
 from shared.lifecycle import (
-    PENDING_STATES,
+    OPEN_STATES,
     RECOURSE_STATES,
     DomainError,
     IllegalTransition,
@@ -66,6 +71,14 @@ from shared.lifecycle import (
     is_open,
 )
 from shared.messaging import ANSWERS_INBOX
+from shared.paging import (
+    Cursor,
+    InvalidCursor,
+    after,
+    capped_count,
+    capped_counts,
+    next_cursor,
+)
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
 from shared.tracking import normalize_tracking_code
@@ -77,7 +90,12 @@ if TYPE_CHECKING:
     from services.intake.web import Pages
 
 NEAR_DAYS = 3
+# A department's list of remitted cases.
 LIST_LIMIT = 300
+# The inbox: the most urgent open cases of each alert, and a page of the list by state
+# (keyset: "Página siguiente" carries the last row's instant and id).
+URGENT_LIMIT = 50
+PAGE_SIZE = 50
 # A search shows the newest matches; more words narrow it.
 SEARCH_LIMIT = 100
 
@@ -149,6 +167,12 @@ def row_for(case: CaseRow, now: datetime, deps: Deps, *, department_clock: bool 
     return Row(
         case, nearest.days_left, True, urgency, capped_note(case, deps) if department_clock else ""
     )
+
+
+def count_label(count: int, capped: bool) -> str:
+    """A count as the console shows it: exact, or "más de 10 000" beyond the cap."""
+    grouped = f"{count:,}".replace(",", "\u00a0")  # digits grouped by a space (RAE)
+    return f"más de {grouped}" if capped else grouped
 
 
 def capped_note(case: CaseRow, deps: Deps) -> str:
@@ -294,6 +318,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
         estado: str | None = None,
         hecho: str | None = None,
         codigo: str | None = None,
+        despues: str | None = None,
     ) -> Response:
         session = session_of(request)
         if session is None:
@@ -334,52 +359,93 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
         if not (session.is_staff or session.is_superior):
             return forbidden(request, session)
         state_filter = estado if estado in {s.value for s in State} else "open"
+        try:
+            after_item = Cursor.decode(despues) if despues else None
+        except InvalidCursor:
+            after_item = None  # a stale or edited link: the first page
+        # The superior's work is the apelaciones pending: every table of the inbox keeps to them.
+        scope: list[ColumnElement[bool]] = []
         if session.is_superior:
-            state_filter = State.APPEAL.value  # the superior's work: the apelaciones pending
+            state_filter = State.APPEAL.value
+            scope = [CaseRow.state == State.APPEAL.value]
+        open_states = CaseRow.state.in_([s.value for s in OPEN_STATES])
+        recourse_states = CaseRow.state.in_([s.value for s in RECOURSE_STATES])
+        overdue_now = overdue_clause(
+            CaseRow.state,
+            CaseRow.due_at,
+            CaseRow.department_due_at,
+            now,
+            recourse_due=CaseRow.recourse_due_at,
+        )
+        not_overdue_now = overdue_clause(
+            CaseRow.state,
+            CaseRow.due_at,
+            CaseRow.department_due_at,
+            now,
+            recourse_due=CaseRow.recourse_due_at,
+            overdue=False,
+        )
+        most_urgent: tuple[Any, ...] = (CaseRow.due_at, CaseRow.id)
         async with deps.uow() as uow:
-            counts = dict(
-                (
-                    await uow.session.execute(
-                        select(CaseRow.state, func.count()).group_by(CaseRow.state)
-                    )
-                ).all()
+
+            async def first(*where: ColumnElement[bool]) -> list[CaseRow]:
+                query = select(CaseRow).where(*where).order_by(*most_urgent).limit(URGENT_LIMIT)
+                return list(await uow.session.scalars(query))
+
+            # Every figure is exact up to COUNT_CAP and reads "más de …" beyond: counting
+            # years of closed cases on every visit would cost more than the whole page.
+            counts = await capped_counts(
+                uow.session, CaseRow.__table__, {s.value: [CaseRow.state == s] for s in State}
             )
-            # The cases the office owes a decision on, the term that runs first first: a
-            # pending recurso by its own term.
-            running_due = sql_case(
-                (
-                    CaseRow.state.in_([s.value for s in RECOURSE_STATES]),
-                    CaseRow.recourse_due_at,
-                ),
-                else_=CaseRow.due_at,
+            # Counted along the open cases' due dates, the overdue ones come first.
+            overdue_count = await capped_count(
+                uow.session, CaseRow.__table__, [overdue_now, *scope], order_by=most_urgent
             )
-            open_cases = list(
+            overdue_cases = await first(overdue_now, *scope)
+            # (due_at >= now holds for every open case not overdue: it bounds the index scan.)
+            upcoming = await first(open_states, CaseRow.due_at >= now, not_overdue_now, *scope)
+            # A pending recurso runs on its own term, the one that ends first first.
+            upcoming += list(
                 await uow.session.scalars(
                     select(CaseRow)
-                    .where(CaseRow.state.in_([s.value for s in PENDING_STATES]))
-                    .order_by(running_due)
-                    .limit(LIST_LIMIT)
+                    .where(recourse_states, not_overdue_now, *scope)
+                    .order_by(CaseRow.recourse_due_at, CaseRow.id)
+                    .limit(URGENT_LIMIT)
                 )
             )
+            triage_cases = [] if scope else await first(CaseRow.state == State.CLASSIFIED)
             if state_filter == "open":
-                listed_cases = open_cases
+                order: tuple[Any, ...] = most_urgent
+                where: list[ColumnElement[bool]] = [open_states]
+                if after_item is not None:
+                    where.append(after(after_item, CaseRow.due_at, CaseRow.id, newest_first=False))
             else:
-                listed_cases = list(
-                    await uow.session.scalars(
-                        select(CaseRow)
-                        .where(CaseRow.state == state_filter)
-                        .order_by(CaseRow.updated_at.desc())
-                        .limit(LIST_LIMIT)
+                order = (CaseRow.updated_at.desc(), CaseRow.id)
+                where = [CaseRow.state == state_filter]
+                if after_item is not None:
+                    where.append(
+                        after(after_item, CaseRow.updated_at, CaseRow.id, newest_first=True)
                     )
+            listed_cases = list(
+                await uow.session.scalars(
+                    select(CaseRow).where(*where).order_by(*order).limit(PAGE_SIZE + 1)
                 )
-        if session.is_superior:
-            open_cases = [c for c in open_cases if c.state == State.APPEAL]
-        open_rows = [row_for(c, now, deps) for c in open_cases]
+            )
         from services.intake.web import STATE_LABELS
 
-        state_counts = [("open", "Abiertos", sum(counts.get(s.value, 0) for s in PENDING_STATES))]
-        state_counts += [(s.value, STATE_LABELS[s.value], counts.get(s.value, 0)) for s in State]
+        open_count = (
+            sum(counts[s.value][0] for s in OPEN_STATES),
+            any(counts[s.value][1] for s in OPEN_STATES),
+        )
+        state_counts = [("open", "Abiertos", count_label(*open_count))]
+        state_counts += [
+            (s.value, STATE_LABELS[s.value], count_label(*counts[s.value])) for s in State
+        ]
         listed_label = dict((c, label) for c, label, _ in state_counts)[state_filter]
+        near = [r for r in (row_for(c, now, deps) for c in upcoming) if r.urgency == "fila-proxima"]
+        following = next_cursor(
+            listed_cases, PAGE_SIZE, at="due_at" if state_filter == "open" else "updated_at"
+        )
         return pages.render(
             request,
             "consola_bandeja.html",
@@ -389,13 +455,19 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
             section="consola",
             notice=notice,
             search="",
-            overdue=[r for r in open_rows if r.urgency == "fila-vencida"],
-            near=[r for r in open_rows if r.urgency == "fila-proxima"],
-            triage=[r for r in open_rows if r.case.state == State.CLASSIFIED],
+            overdue=[row_for(c, now, deps) for c in overdue_cases],
+            overdue_count=count_label(*overdue_count),
+            near=near,
+            near_count=f"{len(near)} o más" if len(near) == URGENT_LIMIT else str(len(near)),
+            triage=[row_for(c, now, deps) for c in triage_cases],
+            triage_count=count_label(*counts[State.CLASSIFIED.value]),
+            urgent_limit=URGENT_LIMIT,
             state_counts=state_counts,
             state_filter=state_filter,
-            listed=[row_for(c, now, deps) for c in listed_cases],
+            listed=[row_for(c, now, deps) for c in listed_cases[:PAGE_SIZE]],
             listed_caption=f"Casos: {listed_label}",
+            next_page=f"/consola?estado={state_filter}&despues={following}" if following else None,
+            first_page=f"/consola?estado={state_filter}" if after_item is not None else None,
         )
 
     @app.post("/consola/entrar", include_in_schema=False)

@@ -193,7 +193,8 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             return figures
 
     ttl = timedelta(seconds=deps.settings.transparency_cache_seconds)
-    cache = FiguresCache(ttl, compute, deps.clock.now)
+    stale = timedelta(seconds=deps.settings.transparency_stale_seconds)
+    cache = FiguresCache(ttl, compute, deps.clock.now, stale)
 
     def validators(snapshot: Snapshot) -> dict[str, str]:
         return {

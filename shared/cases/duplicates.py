@@ -2,8 +2,9 @@
 
 Near: the same category inside a bounding box on the indexed coordinates (``ix_cases_lat_lon``),
 confirmed by the exact haversine distance. Similar text: the open cases filed within the
-policy's days, ranked by trigram similarity — in PostgreSQL with ``pg_trgm`` when the extension
-is installed, else on a bounded set of the most recent ones here. Joined cases are not offered.
+policy's days, nearest text first — in PostgreSQL with ``pg_trgm`` (when the extension is
+installed) over a trigram index of the open cases, else on a bounded set of the most recent
+ones here. Joined cases are not offered.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Float, func, select, text
 
 from shared.config import DuplicatePolicy
 from shared.db.models import CaseRow
@@ -28,6 +29,7 @@ from shared.uow import UnitOfWork
 #: Without pg_trgm, at most this many recent open cases are compared in Python.
 FALLBACK_SCAN = 500
 _OPEN = [s.value for s in OPEN_STATES]
+_OPEN_SQL = ", ".join(f"'{state}'" for state in sorted(_OPEN))
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,19 @@ class Candidate:
     reason: str
 
 
+#: Databases known to have pg_trgm (an installed extension stays): asked once per process.
+_WITH_TRIGRAMS: set[str] = set()
+
+
 async def has_trigrams(uow: UnitOfWork) -> bool:
     if not uow.is_postgres:
         return False
+    database = uow.session.get_bind().engine.url.render_as_string(hide_password=True)
+    if database in _WITH_TRIGRAMS:
+        return True
     found = await uow.session.scalar(text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'"))
+    if found is not None:
+        _WITH_TRIGRAMS.add(database)
     return found is not None
 
 
@@ -65,7 +76,8 @@ async def possible_duplicates(
             .limit(policy.limit * 4)
         )
         measured = sorted(
-            (haversine_m(case.lat, case.lon, o.lat or 0.0, o.lon or 0.0), o) for o in near
+            ((haversine_m(case.lat, case.lon, o.lat or 0.0, o.lon or 0.0), o) for o in near),
+            key=lambda pair: pair[0],
         )
         for metres, other in measured:
             if metres <= policy.distance_m:
@@ -73,11 +85,26 @@ async def possible_duplicates(
     since = case.received_at - timedelta(days=policy.text_days)
     recent = (*others, CaseRow.received_at >= since)
     if await has_trigrams(uow):
+        # The nearest texts first, straight from the open cases' trigram index
+        # (``ix_cases_open_description_trgm``, migration 0009): ``%`` keeps only those at
+        # the policy's similarity, ``<->`` orders by distance, so a filing reads a handful
+        # of index pages however many cases are open. The index's predicate is spelled
+        # out as constants so that the planner can match it.
+        await uow.session.execute(
+            select(
+                func.set_config("pg_trgm.similarity_threshold", str(policy.text_similarity), True)
+            )
+        )
         score = func.similarity(CaseRow.description, case.description)
         rows = await uow.session.execute(
             select(CaseRow, score)
-            .where(*recent, score >= policy.text_similarity)
-            .order_by(score.desc())
+            .where(
+                text(f"cases.state IN ({_OPEN_SQL}) AND cases.duplicate_of IS NULL"),
+                CaseRow.id != case.id,
+                CaseRow.received_at >= since,
+                CaseRow.description.op("%")(case.description),
+            )
+            .order_by(CaseRow.description.op("<->", return_type=Float)(case.description))
             .limit(policy.limit)
         )
         scored = [(float(s), other) for other, s in rows.all()]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from services.intake import web_console
 from services.intake.app import service as intake_service
 from services.intake.http import create_app
+from shared import paging
 from shared.cases import get_case, perform
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade
@@ -237,3 +241,105 @@ async def test_the_console_searches_within_what_the_session_may_see(
     ).status_code == 303
     department = await http.get("/consola/buscar", params={"q": "castillo"})
     assert luis in department.text and ana not in department.text
+
+
+async def test_totals_are_exact_up_to_the_cap_and_say_when_they_are_not(
+    client: tuple[httpx.AsyncClient, Runtime, FixedClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http, runtime, clock = client
+    monkeypatch.setattr(paging, "COUNT_CAP", 4)
+    codes = []
+    for i in range(7):
+        codes.append(
+            await file(
+                http, filing("Ana", "8-1-2", "6123-4567", "a@e.com", f"Hueco en la calle {i}")
+            )
+        )
+        clock.advance(timedelta(minutes=1))
+    await remit(runtime, codes[0], "vias")
+
+    every = (await http.get("/api/v1/cases", params={"limit": 2}, headers=STAFF)).json()
+    assert (every["total"], every["total_capped"]) == (4, True)  # more than 4
+    narrow = (await http.get("/api/v1/cases", params={"department": "vias"}, headers=STAFF)).json()
+    assert (narrow["total"], narrow["total_capped"]) == (1, False)
+    exact = (await http.get("/api/v1/cases", params={"state": "received"}, headers=STAFF)).json()
+    assert (exact["total"], exact["total_capped"]) == (4, True)
+
+    # A deep offset page is the same slice of the list as walking to it.
+    whole = (await http.get("/api/v1/cases", params={"limit": 200}, headers=STAFF)).json()
+    order = [i["tracking_code"] for i in whole["items"]]
+    assert sorted(order) == sorted(codes)
+    for offset in (0, 3, 5, 6, 7):
+        page = (
+            await http.get("/api/v1/cases", params={"limit": 2, "offset": offset}, headers=STAFF)
+        ).json()
+        assert [i["tracking_code"] for i in page["items"]] == order[offset : offset + 2]
+    received = (
+        await http.get(
+            "/api/v1/cases", params={"limit": 2, "offset": 4, "state": "received"}, headers=STAFF
+        )
+    ).json()
+    assert [i["tracking_code"] for i in received["items"]] == [c for c in order if c != codes[0]][
+        4:6
+    ]
+
+
+async def test_the_inbox_pages_its_list_by_keyset_and_caps_its_counts(
+    client: tuple[httpx.AsyncClient, Runtime, FixedClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http, _runtime, clock = client
+    monkeypatch.setattr(paging, "COUNT_CAP", 3)
+    monkeypatch.setattr(web_console, "PAGE_SIZE", 2)
+    codes = []
+    for i in range(5):
+        codes.append(
+            await file(http, filing("Ana", "8-1-2", "6123-4567", "a@e.com", f"Caso de prueba {i}"))
+        )
+        clock.advance(timedelta(minutes=1))
+    assert (
+        await http.post("/consola/entrar", data={"token": "read-staff-0123456789abcdefgh"})
+    ).status_code == 303
+
+    def listed(page: str) -> list[str]:
+        section = page.split('id="titulo-estados"', 1)[1]
+        return re.findall(r'<th scope="row"><a href="/consola/casos/([^"]+)"', section)
+
+    for state in ("open", "received"):
+        page = (await http.get("/consola", params={"estado": state})).text
+        assert "más de 3" in page  # five received cases, counted up to three
+        seen = listed(page)
+        while (following := re.search(r'<a href="(/consola\?[^"]+)" rel="next"', page)) is not None:
+            page = (await http.get(following.group(1).replace("&amp;", "&"))).text
+            assert "Primera página" in page
+            seen += listed(page)
+        assert sorted(seen) == sorted(codes) and len(seen) == 5
+    stale = await http.get("/consola", params={"estado": "received", "despues": "roto"})
+    assert stale.status_code == 200 and len(listed(stale.text)) == 2
+
+
+async def test_the_list_indexes_exist_on_postgresql(
+    client: tuple[httpx.AsyncClient, Runtime, FixedClock],
+) -> None:
+    _http, runtime, _clock = client
+    if runtime.deps.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's catalogue")
+    async with runtime.deps.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'cases'")
+        )
+        indexes = {name: definition for name, definition in rows}
+    for name, columns in {
+        "ix_cases_received_id": "(received_at DESC, id)",
+        "ix_cases_state_received_id": "(state, received_at DESC, id)",
+        "ix_cases_department_received_id": "(department, received_at DESC, id)",
+        "ix_cases_kind_received_id": "(kind, received_at DESC, id)",
+        "ix_cases_channel_received_id": "(channel, received_at DESC, id)",
+        "ix_cases_state_updated_id": "(state, updated_at DESC, id)",
+        "ix_cases_state_kind_received_id": "(state, kind, received_at, id)",
+        "ix_cases_open_due_id": "(due_at, id)",
+        "ix_cases_search_trgm": "gin (search_text gin_trgm_ops)",
+        "ix_cases_open_description_trgm": "gist (description gist_trgm_ops",
+    }.items():
+        assert columns in indexes[name], indexes.get(name)
+    assert "WHERE" in indexes["ix_cases_open_due_id"]
+    assert "duplicate_of IS NULL" in indexes["ix_cases_open_description_trgm"]

@@ -3,11 +3,13 @@ runs (in-memory SQLite, no broker)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -109,3 +111,19 @@ def test_every_service_table_is_in_the_one_schema() -> None:
     for service in (intake_service(), deadlines_service(), notifier_service()):
         for model in service.models:
             assert model.__tablename__ in tables
+
+
+async def test_gauges_are_read_at_most_once_per_max_age(engine: AsyncEngine) -> None:
+    reads: list[datetime] = []
+
+    async def counting(_conn: object, now: datetime) -> list[GaugeMetricFamily]:
+        reads.append(now)
+        return [GaugeMetricFamily("defensa311_reads", "Reads", value=len(reads))]
+
+    metrics = Metrics()
+    metrics.gauges = [counting]
+    await asyncio.gather(*(metrics.refresh(engine, NOW, max_age=60) for _ in range(5)))
+    await metrics.refresh(engine, NOW, max_age=60)
+    assert len(reads) == 1 and samples(metrics)[("defensa311_reads", frozenset())] == 1
+    await metrics.refresh(engine, NOW)  # max_age 0: every scrape reads
+    assert len(reads) == 2 and samples(metrics)[("defensa311_reads", frozenset())] == 2
