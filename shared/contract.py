@@ -111,7 +111,7 @@ class Citizen(_Strict):
 
 
 class Notify(_Strict):
-    """Where the citizen receives notifications (Constitution art. 41)."""
+    """Where the citizen receives notifications (the office's rule for a non-anonymous petition)."""
 
     email: Email | None = None
     phone: Phone | None = None
@@ -157,7 +157,7 @@ class FieldError(BaseModel):
 
 
 def law_errors(submission: Submission) -> list[FieldError]:
-    """The rules the law adds on top of the field formats (Ley 38 art. 65; Constitution art. 41)."""
+    """The rules above the field formats: Ley 38 art. 65 and the office's notification rule."""
     errors: list[FieldError] = []
     citizen = submission.citizen or Citizen()
     if submission.anonymous and submission.kind in ("denuncia", "queja"):

@@ -117,7 +117,7 @@ def find_service(
 _NOTIFY_NOTE = (
     "Indique al menos uno de notify_email, notify_phone o notify_address (si no, cuentan el "
     "email y el phone estándar de la solicitud): la ley exige "
-    "señalar dónde recibir notificaciones (Constitución, art. 41)"
+    "señalar dónde recibir notificaciones"
 )
 
 
