@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from faststream.middlewares import AckPolicy
@@ -22,6 +23,7 @@ from faststream.rabbit import RabbitBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.auth import TokenStore
 from shared.cases import CaseServices
 from shared.clock import Clock, SystemClock
 from shared.closures import keep_calendar_current, reload_calendar
@@ -75,6 +77,13 @@ class Deps:
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessionmaker, self.relay)
 
+    @cached_property
+    def tokens(self) -> TokenStore:
+        """The bearer tokens every HTTP door of this process checks (built once)."""
+        return TokenStore.build(
+            self.settings.api_tokens, self.config.tokens, set(self.config.department_codes)
+        )
+
     async def check_ready(self) -> dict[str, bool]:
         database = False
         with contextlib.suppress(Exception):
@@ -109,6 +118,9 @@ class ServiceDefinition:
     subscriptions: tuple[Subscription, ...] = ()
     loops: tuple[LoopFactory, ...] = ()
     http: HttpFactory | None = None
+    # Routers (``fastapi.APIRouter``) of the service's own HTTP routes: mounted on the app the
+    # process serves (:func:`shared.http.http_app`), intake's or a small one of their own.
+    routers: tuple[Any, ...] = ()
     # What stops the service from starting, one line each for the operator (``run`` prints
     # them and exits before connecting to anything).
     checks: tuple[Callable[[Settings], list[str]], ...] = ()
@@ -297,6 +309,8 @@ class Runtime:
         """Run until ``stop`` is set (or forever), serving HTTP where a service has it."""
         import uvicorn
 
+        from shared.http import http_app
+
         stop = stop or asyncio.Event()
         await self.start()
         # Everything built so far (modules, models, compiled rules, pools) lives as long as
@@ -306,22 +320,21 @@ class Runtime:
         gc.collect()
         gc.freeze()
         try:
-            http = [s.http for s in self.services if s.http is not None]
-            if http:
-                server = uvicorn.Server(http_server_config(self.settings, http[0](self.deps)))
+            # Intake's app serves /metrics itself; without it, the metrics port does.
+            if self.settings.metrics_port and not any(s.http for s in self.services):
+                await self.deps.metrics.serve(self.settings.http_host, self.settings.metrics_port)
+                if self.deps.metrics.gauges:
+                    self._tasks.append(
+                        asyncio.create_task(self._refresh_gauges(), name="metrics-gauges")
+                    )
+            app = http_app(self.deps, self.services)
+            if app is not None:
+                server = uvicorn.Server(http_server_config(self.settings, app))
                 server_task = asyncio.create_task(server.serve())
                 await stop.wait()
                 server.should_exit = True
                 await server_task
             else:
-                if self.settings.metrics_port:
-                    await self.deps.metrics.serve(
-                        self.settings.http_host, self.settings.metrics_port
-                    )
-                    if self.deps.metrics.gauges:
-                        self._tasks.append(
-                            asyncio.create_task(self._refresh_gauges(), name="metrics-gauges")
-                        )
                 await stop.wait()
         finally:
             await self.stop()

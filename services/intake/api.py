@@ -21,7 +21,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.intake.auth import Principal, TokenStore, bearer_token
 from services.intake.schemas import (
     Filed,
     FilingRequest,
@@ -29,9 +28,9 @@ from services.intake.schemas import (
     actions_openapi,
     filing_errors,
 )
-from services.intake.throttle import client_of, throttle_of
 from services.intake.views import platform311_view, public_view, staff_view, summary
 from shared.agenda import agenda_page
+from shared.auth import Principal, TokenStore, bearer_token
 from shared.calendar import TZ
 from shared.cases import (
     CaseNotFound,
@@ -51,6 +50,7 @@ from shared.messaging import ANSWERS_INBOX
 from shared.paging import MAX_PAGE_SIZE, Cursor, InvalidCursor, after, next_cursor
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
+from shared.throttle import client_of, throttle_of
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
 

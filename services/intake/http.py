@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.intake import api, notifications_api, observability, open311, web
+from services.intake import api, observability, open311, web
 from services.intake.settings import IntakeSettings
-from services.intake.throttle import FailureThrottle
 from shared.runtime import Deps
+from shared.throttle import FailureThrottle
 from shared.validation import control_character
 
 DOCS_ASSETS = "/docs-estaticos"
@@ -57,7 +57,7 @@ def create_app(deps: Deps, settings: IntakeSettings | None = None) -> FastAPI:
     # Each part of the front door installs its own routes (the case API, with the error
     # handlers that answer in Spanish, comes first); observability goes last so its
     # middleware wraps everything.
-    for part in (api, notifications_api, open311, web, observability):
+    for part in (api, open311, web, observability):
         part.install(app, deps)
     document_errors(app)
     return app

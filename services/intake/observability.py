@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.intake.auth import TokenStore, bearer_token
+from shared.auth import TokenStore, bearer_token
 from shared.db.models import CaseRow
 from shared.domain.clocks import overdue_clause
 from shared.evidence import AttachmentLimits

@@ -20,7 +20,6 @@ from fastapi.responses import Response
 from sqlalchemy import and_, false, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from services.intake.auth import TokenStore
 from services.intake.open311_catalog import Service, build_catalog
 from services.intake.open311_format import FORMATS, Open311Error, render, render_errors, w3c
 from services.intake.open311_media import MediaSettings, fetch_media
@@ -31,8 +30,8 @@ from services.intake.open311_requests import (
     request_element,
     service_notice,
 )
-from services.intake.throttle import client_of, throttle_of
 from services.intake.web_attachments import attachment_store
+from shared.auth import TokenStore
 from shared.cases import file_case
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
@@ -46,6 +45,7 @@ from shared.evidence import (
 )
 from shared.lifecycle import OPEN_STATES
 from shared.runtime import Deps
+from shared.throttle import client_of, throttle_of
 from shared.tracking import normalize_tracking_code
 
 PREFIX = "/open311/v2"

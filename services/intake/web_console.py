@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from services.intake import web_session
-from services.intake.throttle import client_of, throttle_of
 from services.intake.web_session import Session
 from shared.cases import (
     CaseNotFound,
@@ -47,6 +46,7 @@ from shared.lifecycle import OPEN_STATES, DomainError, IllegalTransition, State,
 from shared.messaging import ANSWERS_INBOX
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
+from shared.throttle import client_of, throttle_of
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
 

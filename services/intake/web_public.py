@@ -14,7 +14,6 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from services.intake.satisfaction import load_survey
-from services.intake.throttle import client_of, throttle_of
 from services.intake.transparency import (
     SMALL_SAMPLE,
     Figures,
@@ -44,6 +43,7 @@ from shared.evidence import (
 )
 from shared.lifecycle import DomainError, IllegalTransition, State, is_open
 from shared.runtime import Deps
+from shared.throttle import client_of, throttle_of
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
 

@@ -27,9 +27,9 @@ from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.intake.auth import DEPARTMENT_PREFIX, STAFF, SUPERVISOR, TokenStore, digest
 from services.intake.models import WebSessionKeyRow, WebSessionRow
 from services.intake.settings import IntakeSettings
+from shared.auth import DEPARTMENT_PREFIX, STAFF, SUPERVISOR, TokenStore, digest
 from shared.runtime import Deps
 
 COOKIE = "d311_sesion"

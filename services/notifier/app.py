@@ -10,6 +10,7 @@ import asyncio
 
 from services.notifier.delivery import CONCURRENCY, delivery_loop
 from services.notifier.handlers import events
+from services.notifier.http import router
 from services.notifier.metrics import notification_gauges
 from services.notifier.models import NotificationRow
 from services.notifier.settings import NotifierSettings
@@ -40,6 +41,7 @@ def service(settings: NotifierSettings | None = None) -> ServiceDefinition:
             ),
         ),
         loops=(deliver,),
+        routers=(router,),
         models=(NotificationRow,),
         gauges=(notification_gauges,),
         # the deliveries in flight, the consumer's transaction, the relay's poll and mark
