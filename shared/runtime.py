@@ -28,7 +28,7 @@ from shared.cases import CaseServices
 from shared.clock import Clock, SystemClock
 from shared.closures import keep_calendar_current, reload_calendar
 from shared.config import InstitutionConfig, load_config
-from shared.consumer import Consumer, Handler
+from shared.consumer import Consumer, Handlers
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.domain.clocks import Terms
@@ -96,7 +96,8 @@ class Deps:
         return {"database": database, "broker": broker, "topology": self.ready.is_set()}
 
 
-HandlerFactory = Callable[[Deps], Handler]
+HandlerFactory = Callable[[Deps], Handlers[Any]]
+"""Builds a service's handler map with its typed dependencies from the process's."""
 LoopFactory = Callable[[Deps], Coroutine[Any, Any, None]]
 HttpFactory = Callable[[Deps], "FastAPI"]
 
@@ -104,7 +105,7 @@ HttpFactory = Callable[[Deps], "FastAPI"]
 @dataclass(frozen=True)
 class Subscription:
     queue: QueueSpec
-    handler: HandlerFactory
+    handlers: HandlerFactory
     description: str = ""
     # How long a delivery may wait for others to share its transaction. Zero where
     # latency matters (the path to the department); a fraction of a second where it does not
@@ -226,7 +227,7 @@ class Runtime:
     def _subscribe(self, sub: Subscription) -> None:
         consumer = Consumer(
             sub.queue,
-            sub.handler(self.deps),
+            sub.handlers(self.deps),
             self.deps.broker,
             self.deps.uow,
             identities=Identities(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from shared.consumer import Consumer, Work
+from shared.consumer import Consumer, Handlers
 from shared.contract import CaseResolved, DepartmentResponded, Event
 from shared.messaging import ROUTER
 from shared.routing import Identities
@@ -80,17 +80,12 @@ def answer(**overrides: Any) -> DepartmentResponded:
 
 
 def consumer(broker: Broker, ran: list[str], inbox: set[tuple[str, str]]) -> Consumer:
-    def decode(body: bytes, msg: Any) -> Work:
-        event_id = msg.message_id
-
-        async def run(uow: UnitOfWork) -> None:
-            ran.append(event_id)
-
-        return Work(run, claim=("router", event_id))
+    async def answered(event: DepartmentResponded, uow: UnitOfWork, deps: list[str]) -> None:
+        deps.append(str(event.event_id))
 
     return Consumer(
         ROUTER,
-        decode,
+        Handlers("router", ran, {DepartmentResponded: answered}),
         broker,  # type: ignore[arg-type]
         lambda: FakeUow(inbox),  # type: ignore[arg-type, return-value]
         identities=Identities(system="defensa311"),
