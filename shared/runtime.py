@@ -72,7 +72,6 @@ class Deps:
     relay: OutboxRelay
     metrics: Metrics
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessionmaker, self.relay)

@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.intake import api, observability, open311, web
+from services.intake.observability import HttpLimits
 from services.intake.settings import IntakeSettings
 from shared.runtime import Deps
 from shared.throttle import FailureThrottle
@@ -20,7 +21,10 @@ from shared.validation import control_character
 DOCS_ASSETS = "/docs-estaticos"
 
 
-def create_app(deps: Deps, settings: IntakeSettings | None = None) -> FastAPI:
+def create_app(
+    deps: Deps, settings: IntakeSettings | None = None, limits: HttpLimits | None = None
+) -> FastAPI:
+    """Intake's app; ``limits`` of the public surface from the environment unless given."""
     settings = settings or IntakeSettings()
     # /docs and /redoc serve Swagger UI and ReDoc from the installed package, never a CDN:
     # the docs work on a closed network and tell no third party who reads them.
@@ -57,8 +61,9 @@ def create_app(deps: Deps, settings: IntakeSettings | None = None) -> FastAPI:
     # Each part of the front door installs its own routes (the case API, with the error
     # handlers that answer in Spanish, comes first); observability goes last so its
     # middleware wraps everything.
-    for part in (api, open311, web, observability):
+    for part in (api, open311, web):
         part.install(app, deps)
+    observability.install(app, deps, limits)
     document_errors(app)
     return app
 

@@ -59,7 +59,7 @@ class HttpLimits(BaseSettings):
     """Limits of the public HTTP surface.
 
     From ``DEFENSA311_RATE_LIMIT_*`` and ``DEFENSA311_MAX_BODY_BYTES``; a test may pass an
-    instance in ``deps.extras["http_limits"]``.
+    instance to :func:`services.intake.http.create_app`.
     """
 
     model_config = SettingsConfigDict(env_prefix="DEFENSA311_", extra="ignore")
@@ -390,11 +390,9 @@ async def render_metrics(deps: Deps) -> bytes:
 # ---------------------------------------------------------------- install
 
 
-def install(app: FastAPI, deps: Deps) -> None:
+def install(app: FastAPI, deps: Deps, limits: HttpLimits | None = None) -> None:
     """Add ``/metrics`` and the middleware that counts, limits and guards every request."""
-    limits = deps.extras.get("http_limits")
-    if not isinstance(limits, HttpLimits):
-        limits = HttpLimits()
+    limits = limits or HttpLimits()
 
     @app.get("/metrics", tags=["operación"], include_in_schema=False)
     async def metrics() -> Response:
@@ -405,7 +403,5 @@ def install(app: FastAPI, deps: Deps) -> None:
         deps=deps,
         limits=limits,
         rules=public_rules(limits),
-        tokens=TokenStore.build(
-            deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
-        ),
+        tokens=deps.tokens,
     )

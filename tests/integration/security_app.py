@@ -61,9 +61,7 @@ async def intake_app(
     clock = FixedClock(START)
     runtime = Runtime(settings, [service()], clock=clock)
     await upgrade(runtime.deps.engine)
-    if limits is not None:
-        runtime.deps.extras["http_limits"] = limits
-    app = create_app(runtime.deps, intake or IntakeSettings())
+    app = create_app(runtime.deps, intake or IntakeSettings(), limits)
     app.include_router(notifier_routes)  # as `run all` serves them: one app, one budget
     transport = httpx.ASGITransport(app=app, client=(client_host, 51000))
     try:

@@ -77,11 +77,9 @@ async def page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
         api_tokens=f"staff={STAFF},department:obras={OBRAS}",
     )
     runtime = Runtime(settings, [intake_service()], clock=clock)
-    runtime.deps.extras["http_limits"] = HttpLimits(
-        rate_limit_filing_burst=6, rate_limit_filing_per_minute=0.001
-    )
+    limits = HttpLimits(rate_limit_filing_burst=6, rate_limit_filing_per_minute=0.001)
     await upgrade(runtime.deps.engine)
-    transport = httpx.ASGITransport(app=create_app(runtime.deps))
+    transport = httpx.ASGITransport(app=create_app(runtime.deps, limits=limits))
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
         yield Page(client, clock, runtime)
     await runtime.deps.engine.dispose()
