@@ -11,9 +11,12 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.intake import api, observability, open311, web
+from services.intake import observability
+from services.intake.api import cases as api
 from services.intake.observability import HttpLimits
+from services.intake.open311 import routes as open311
 from services.intake.settings import IntakeSettings
+from services.intake.web import pages as web
 from shared.runtime import Deps
 from shared.throttle import FailureThrottle
 from shared.validation import control_character
@@ -85,7 +88,7 @@ class RefuseControlCharacters:
             if bad is not None:
                 message = f"la dirección contiene un carácter de control no permitido ({bad})"
                 if str(scope["path"]).startswith("/open311/"):
-                    from services.intake.open311_format import Open311Error, render_errors
+                    from services.intake.open311.format import Open311Error, render_errors
 
                     fmt = "xml" if str(scope["path"]).endswith(".xml") else "json"
                     response = render_errors(fmt, Open311Error(400, message))

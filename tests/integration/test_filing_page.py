@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from services.intake.app import service as intake_service
 from services.intake.http import create_app
 from services.intake.observability import HttpLimits
-from services.intake.web import format_date
-from services.intake.web_filing import divisions
+from services.intake.web.filing import divisions
+from services.intake.web.pages import format_date
 from shared.cases import get_case
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade

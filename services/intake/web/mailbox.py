@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
-from services.intake import web_session
+from services.intake.web import session as web_session
 from shared import mailbox
 from shared.runtime import Deps
 
 if TYPE_CHECKING:
-    from services.intake.web import Pages
+    from services.intake.web.pages import Pages
 
 PATH = "/consola/correo"
 SHOWN = 100

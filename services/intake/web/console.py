@@ -19,8 +19,8 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from services.intake import web_session
-from services.intake.web_session import Session
+from services.intake.web import session as web_session
+from services.intake.web.session import Session
 from shared.cases import (
     CaseNotFound,
     InvalidActionInput,
@@ -53,7 +53,7 @@ from shared.validation import spanish_errors
 log = logging.getLogger("defensa311.intake.console")
 
 if TYPE_CHECKING:
-    from services.intake.web import Pages
+    from services.intake.web.pages import Pages
 
 NEAR_DAYS = 3
 LIST_LIMIT = 300
@@ -370,7 +370,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                     )
                 )
         open_rows = [row_for(c, now, deps) for c in open_cases]
-        from services.intake.web import STATE_LABELS
+        from services.intake.web.pages import STATE_LABELS
 
         state_counts = [("open", "Abiertos", sum(counts.get(s.value, 0) for s in OPEN_STATES))]
         state_counts += [(s.value, STATE_LABELS[s.value], counts.get(s.value, 0)) for s in State]

@@ -1,8 +1,8 @@
 """The web pages: the staff console, the citizen's tracking page, transparency.
 
 Server-rendered HTML (Jinja2), in Spanish, with every asset served by the app. ``install``
-mounts the stylesheet and adds the public pages (:mod:`services.intake.web_public`) and the
-console (:mod:`services.intake.web_console`); the shared rendering helpers live here.
+mounts the stylesheet and adds the public pages (:mod:`services.intake.web.public`) and the
+console (:mod:`services.intake.web.console`); the shared rendering helpers live here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from services.intake.web_session import Session
+from services.intake.web.session import Session
 from shared.calendar import TZ, CalendarKind
 from shared.domain.labels import (
     CHANNEL_LABELS,
@@ -41,8 +41,8 @@ __all__ = [
 ]
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES = HERE / "web_templates"
-STATIC = HERE / "web_static"
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
 STATIC_URL = "/estaticos"
 
 STATE_LABELS = {
@@ -178,14 +178,12 @@ def format_datetime(value: datetime | None) -> str:
 
 def install(app: FastAPI, deps: Deps) -> None:
     """Mount the assets and add the public pages and the console."""
-    from services.intake import (
-        web_attachments,
-        web_console,
-        web_filing,
-        web_mailbox,
-        web_public,
-        web_session,
-    )
+    from services.intake.web import attachments as web_attachments
+    from services.intake.web import console as web_console
+    from services.intake.web import filing as web_filing
+    from services.intake.web import mailbox as web_mailbox
+    from services.intake.web import public as web_public
+    from services.intake.web import session as web_session
 
     pages = Pages(deps)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="web-static")

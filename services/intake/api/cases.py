@@ -21,14 +21,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.intake.schemas import (
+from services.intake.api.schemas import (
     Filed,
     FilingRequest,
     ListFilters,
     actions_openapi,
     filing_errors,
 )
-from services.intake.views import platform311_view, public_view, staff_view, summary
+from services.intake.api.views import platform311_view, public_view, staff_view, summary
 from shared.agenda import agenda_page
 from shared.auth import Principal, TokenStore, bearer_token
 from shared.calendar import TZ
@@ -514,7 +514,7 @@ def error_handlers(app: FastAPI) -> None:
             else "un valor de la solicitud está fuera del rango admitido o no se pudo leer"
         )
         if request.url.path.startswith("/open311/"):
-            from services.intake.open311_format import Open311Error, render_errors
+            from services.intake.open311.format import Open311Error, render_errors
 
             fmt = "xml" if request.url.path.endswith(".xml") else "json"
             return render_errors(fmt, Open311Error(400, message))

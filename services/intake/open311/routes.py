@@ -20,17 +20,17 @@ from fastapi.responses import Response
 from sqlalchemy import and_, false, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from services.intake.open311_catalog import Service, build_catalog
-from services.intake.open311_format import FORMATS, Open311Error, render, render_errors, w3c
-from services.intake.open311_media import MediaSettings, fetch_media
-from services.intake.open311_requests import (
+from services.intake.open311.catalog import Service, build_catalog
+from services.intake.open311.format import FORMATS, Open311Error, render, render_errors, w3c
+from services.intake.open311.media import MediaSettings, fetch_media
+from services.intake.open311.requests import (
     describe,
     parse_query,
     read_filing,
     request_element,
     service_notice,
 )
-from services.intake.web_attachments import attachment_store
+from services.intake.web.attachments import attachment_store
 from shared.auth import TokenStore
 from shared.cases import file_case
 from shared.contract import SubmissionInvalid, validate_submission
