@@ -30,7 +30,7 @@ from services.intake.api.schemas import (
 )
 from services.intake.api.views import platform311_view, public_view, staff_view, summary
 from shared.agenda import agenda_page
-from shared.auth import Principal, TokenStore, bearer_token
+from shared.auth import Principal, bearer_token
 from shared.calendar import TZ
 from shared.cases import (
     CaseNotFound,
@@ -45,6 +45,7 @@ from shared.contract import FieldError, with_law_errors
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.domain.actions import REGISTRY, may_take, offered_to, refusal
 from shared.domain.clocks import overdue_clause
+from shared.http import deps_of
 from shared.lifecycle import IllegalTransition
 from shared.messaging import ANSWERS_INBOX
 from shared.paging import MAX_PAGE_SIZE, Cursor, InvalidCursor, after, next_cursor
@@ -134,9 +135,7 @@ async def optional_principal(
     wait = throttle.retry_after(client)
     if wait:
         raise ApiError(429, {"detail": throttle.message(wait)}, {"Retry-After": str(wait)})
-    store = request.app.state.api_tokens
-    assert isinstance(store, TokenStore)
-    principal = store.authenticate(token) if token else None
+    principal = deps_of(request).tokens.authenticate(token) if token else None
     if principal is None:
         throttle.failed(client)
         raise unauthorized("token inválido o desconocido")
@@ -157,10 +156,6 @@ RequiredPrincipal = Annotated[Principal, Depends(required_principal)]
 
 def install(app: FastAPI, deps: Deps) -> None:
     """Add the case API's routes to the app."""
-    store = TokenStore.build(
-        deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
-    )
-    app.state.api_tokens = store
     limiter = MissLimiter(PUBLIC_MISSES_PER_WINDOW, PUBLIC_MISS_WINDOW)
     error_handlers(app)
     app.include_router(build_router(deps, limiter))

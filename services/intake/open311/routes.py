@@ -31,7 +31,6 @@ from services.intake.open311.requests import (
     service_notice,
 )
 from services.intake.web.attachments import attachment_store
-from shared.auth import TokenStore
 from shared.cases import file_case
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
@@ -99,9 +98,7 @@ class Open311:
         self.changeset = self._changeset()
         self.media = MediaSettings()
         self.limits = AttachmentLimits()
-        self.tokens = TokenStore.build(
-            deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
-        )
+        self.tokens = deps.tokens
 
     def _changeset(self) -> str:
         # The catalogue changes when the institution's config file does.

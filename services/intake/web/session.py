@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.intake.models import WebSessionKeyRow, WebSessionRow
 from services.intake.settings import IntakeSettings
-from shared.auth import DEPARTMENT_PREFIX, STAFF, SUPERVISOR, TokenStore, digest
+from shared.auth import DEPARTMENT_PREFIX, STAFF, SUPERVISOR, digest
 from shared.runtime import Deps
 
 COOKIE = "d311_sesion"
@@ -75,9 +75,7 @@ class Sessions:
         self._key: bytes | None = (
             configured.get_secret_value().encode() if configured is not None else None
         )
-        self.tokens = TokenStore.build(
-            deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
-        )
+        self.tokens = deps.tokens
         self.grants = self.tokens.grants()
 
     # ------------------------------------------------------------------ the key
