@@ -186,6 +186,7 @@ def install(app: FastAPI, deps: Deps) -> None:
     from services.intake.web import session as web_session
 
     pages = Pages(deps)
+    app.state.pages = pages
     app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="web-static")
     web_public.install(app, deps, pages)
     sessions = web_session.install(app, deps, app.state.intake_settings)
@@ -193,3 +194,9 @@ def install(app: FastAPI, deps: Deps) -> None:
     web_mailbox.install(app, deps, pages)
     web_attachments.install(app, deps, pages)
     web_filing.install(app, deps, pages)
+
+
+def pages_of(request: Request) -> Pages:
+    """The app's page renderer, for a route: ``Annotated[Pages, Depends(pages_of)]``."""
+    pages: Pages = request.app.state.pages
+    return pages
