@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from shared.consumer import Consumer, Handlers
-from shared.contract import CaseResolved, DepartmentResponded, Event
+from shared.contract import CaseReceived, CaseResolved, DepartmentResponded, Event
 from shared.messaging import ROUTER
 from shared.routing import Identities
 from shared.uow import UnitOfWork
@@ -148,3 +148,45 @@ async def test_the_consumer_claims_the_inbox_so_a_redelivery_has_no_second_effec
     assert (first.acked, again.acked) == (1, 1)
     assert inbox == {("router", str(event.event_id))}
     assert broker.dead == []
+
+
+async def test_an_answer_for_another_department_than_its_key_is_refused() -> None:
+    broker, ran, inbox = Broker(), [], set()  # type: ignore[var-annotated]
+    c = consumer(broker, ran, inbox)
+    await deliver(c, answer(department="salud"), "case.responded.obras", "dept-obras")
+    assert ran == []
+    assert broker.dead == [
+        (
+            "defensa311.router.dlq",
+            "el departamento del mensaje no coincide con su clave de enrutamiento",
+        )
+    ]
+
+
+async def test_a_body_outside_its_events_schema_is_refused_naming_the_field() -> None:
+    broker, ran, inbox = Broker(), [], set()  # type: ignore[var-annotated]
+    c = consumer(broker, ran, inbox)
+    message = Message(Raw("case.responded.obras", "dept-obras"), str(uuid.uuid4()))
+    body = b'{"event_type": "DepartmentResponded", "department": "obras"}'
+    await c(body, message)  # type: ignore[arg-type]
+    assert ran == [] and message.acked == 1
+    ((_queue, reason),) = broker.dead
+    assert reason.startswith("no cumple el esquema del evento DepartmentResponded: ")
+    assert "case_id:" in reason
+
+
+async def test_an_event_no_handler_maps_is_acked_and_not_claimed() -> None:
+    broker, ran, inbox = Broker(), [], set()  # type: ignore[var-annotated]
+    c = consumer(broker, ran, inbox)
+    received = CaseReceived(
+        case_id=uuid.uuid4(),
+        tracking_code="D311-2026-000101",
+        channel="web",
+        kind="denuncia",
+        category=None,
+        received_at=NOW,
+        due_at=NOW,
+        occurred_at=NOW,
+    )
+    message = await deliver(c, received, "case.received", None)
+    assert (ran, inbox, broker.dead, message.acked) == ([], set(), [], 1)
