@@ -28,10 +28,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
@@ -46,6 +46,7 @@ from shared.auth import TokenStore, bearer_token
 from shared.db.models import CaseRow
 from shared.domain.clocks import overdue_clause
 from shared.evidence import AttachmentLimits
+from shared.http import deps_of
 from shared.lifecycle import State
 from shared.runtime import Deps
 
@@ -390,14 +391,18 @@ async def render_metrics(deps: Deps) -> bytes:
 # ---------------------------------------------------------------- install
 
 
+router = APIRouter(tags=["operación"], include_in_schema=False)
+
+
+@router.get("/metrics")
+async def metrics(deps: Annotated[Deps, Depends(deps_of)]) -> Response:
+    return Response(await render_metrics(deps), media_type=CONTENT_TYPE_LATEST)
+
+
 def install(app: FastAPI, deps: Deps, limits: HttpLimits | None = None) -> None:
     """Add ``/metrics`` and the middleware that counts, limits and guards every request."""
     limits = limits or HttpLimits()
-
-    @app.get("/metrics", tags=["operación"], include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(await render_metrics(deps), media_type=CONTENT_TYPE_LATEST)
-
+    app.include_router(router)
     app.add_middleware(
         HttpGuard,
         deps=deps,
