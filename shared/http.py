@@ -71,7 +71,7 @@ def plain_app(deps: Deps) -> FastAPI:
         assert isinstance(exc, StarletteHTTPException)
         detail: Any = exc.detail
         if detail in _ENGLISH_DEFAULTS:
-            detail = "error en la solicitud"
+            detail = _SPANISH.get(exc.status_code, "error en la solicitud")
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -80,3 +80,4 @@ def plain_app(deps: Deps) -> FastAPI:
 
 
 _ENGLISH_DEFAULTS = {s.phrase for s in HTTPStatus}
+_SPANISH = {404: "no existe", 405: "método no permitido en esta ruta"}
