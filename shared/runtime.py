@@ -147,7 +147,7 @@ def pool_size(settings: Settings, services: list[ServiceDefinition]) -> int:
     return max([settings.db_pool_size, *(service.db_pool_size for service in services)])
 
 
-def http_server_config(settings: Settings, app: Any) -> uvicorn.Config:
+def http_server_config(settings: Settings, app: Any, port: int | None = None) -> uvicorn.Config:
     """uvicorn's configuration: forwarded headers are believed only from trusted proxies
     (uvicorn's own default trusts 127.0.0.1, which is every client behind a local tunnel)."""
     import uvicorn
@@ -156,7 +156,7 @@ def http_server_config(settings: Settings, app: Any) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=settings.http_host,
-        port=settings.http_port,
+        port=settings.http_port if port is None else port,
         log_config=None,
         access_log=False,
         proxy_headers=bool(trusted),
@@ -327,9 +327,11 @@ class Runtime:
                     self._tasks.append(
                         asyncio.create_task(self._refresh_gauges(), name="metrics-gauges")
                     )
-            app = http_app(self.deps, self.services)
+            with_intake = any(s.http for s in self.services)
+            port = self.settings.http_port if with_intake else self.settings.service_http_port
+            app = http_app(self.deps, self.services) if port is not None else None
             if app is not None:
-                server = uvicorn.Server(http_server_config(self.settings, app))
+                server = uvicorn.Server(http_server_config(self.settings, app, port))
                 server_task = asyncio.create_task(server.serve())
                 await stop.wait()
                 server.should_exit = True

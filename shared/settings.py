@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # is the client's, so a client cannot pick the address its rate limits are counted by.
     trusted_proxies: str = ""
     metrics_port: int | None = None
+    # The port of the HTTP routes of a service that runs without intake (the notifier's log
+    # and staff tasks); unset: a process without intake serves none. With intake in the
+    # process, they are on ``http_port``.
+    service_http_port: int | None = None
     api_tokens: str = ""
     prefetch: int = 32
     # Deliveries of one queue handled in one transaction at most (the ones waiting).
