@@ -40,9 +40,16 @@ __all__ = [
     "days_left",
     "due_at",
     "is_overdue",
+    "rfc3339",
 ]
 
 TZ = ZoneInfo("America/Panama")
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    """Every timestamp an API answers: RFC 3339 with the institution's offset (-05:00)."""
+    return value.astimezone(TZ).isoformat() if value else None
+
 
 #: The instant within the last day at which a term ends.
 END_OF_DAY = time(23, 59, 59)

@@ -3,11 +3,16 @@
 - before anything else, the delivery is checked against the routing-key table
   (:mod:`shared.routing`): its key must admit the body's ``event_type`` and, on a department
   key, its ``user_id``; anything else goes to ``<queue>.dlq`` with the reason;
-- a handler first *decodes* the body (pure; a :class:`Poison` body is refused there) and
-  returns the *work* to do in a transaction; the consumer runs the work of the deliveries
-  waiting at that moment in **one** transaction (a batch: one commit instead of many). If the
-  batch fails for any reason but an outage, it is rolled back and each delivery is run alone,
-  so one bad message never takes good ones with it;
+- the body is parsed into the model the routing table names for its ``event_type`` (a body
+  that does not fit is :class:`Poison`); on a department key, the event's ``department`` must
+  be the key's;
+- a service's handlers are plain ``async def handler(event, uow, deps)`` functions in one map
+  (:class:`Handlers`: event type → handler); the consumer claims the event in the inbox (a
+  redelivery has no second effect) and reads in advance what the service's handlers look up
+  (:class:`Prefetch`), then calls the handler mapped to the event's type (none: acked, nothing
+  to do). It runs the deliveries waiting at that moment in **one** transaction (a batch: one
+  commit instead of many). If the batch fails for any reason but an outage, it is rolled back
+  and each delivery is run alone, so one bad message never takes good ones with it;
 - manual ack, only after the transaction that holds the delivery's work committed;
 - a body that cannot be used (:class:`Poison`) goes to ``<queue>.dlq`` at once, with
   the reason in the ``x-defensa311-reason`` header;
@@ -22,46 +27,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Generic, TypeVar
 
 import aio_pika
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.messaging import QueueSpec
-from shared.routing import Identities, Refused, check, route_of
+from shared.routing import Identities, Refused, Route, check, route_of
+from shared.routing import event_type as event_type_of
 from shared.uow import UnitOfWork
+from shared.validation import spanish_errors
 
 log = logging.getLogger("defensa311.consumer")
 
-
-@dataclass(frozen=True)
-class Work:
-    """What a delivery asks for: ``run`` inside a unit of work that may be shared with other
-    deliveries. ``run`` must keep no state of its own between calls: a failed batch runs it
-    again alone. The other fields say what ``run`` will look up, so that a batch fetches it
-    for every delivery at once (one statement each instead of one per delivery)."""
-
-    run: Callable[[UnitOfWork], Awaitable[None]]
-    # (consumer, event_id): the consumer claims it in the inbox in the same transaction and
-    # skips ``run`` if it was claimed before (a redelivery has no second effect).
-    claim: tuple[str, str] | None = None
-    case_id: str | None = None
-    lock: bool = False  # the case is read FOR UPDATE
-    external_ref: str | None = None
-    # A service's own look-ahead for a batch: called once with the batch's works that name
-    # it, before any of them runs.
-    prepare: Callable[[UnitOfWork, list[Work]], Awaitable[None]] | None = None
-    subject: Any = None  # what ``prepare`` needs to know of this delivery (its event)
-
-
-Handler = Callable[[bytes, RabbitMessage], Work | None]
-"""Decode a delivery: raise :class:`Poison`, return None (nothing to do) or the work."""
+D = TypeVar("D")
 
 
 class Poison(Exception):
@@ -70,6 +57,76 @@ class Poison(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Prefetch(Enum):
+    """What a service's handlers look up by the event's ids: a batch reads it for every
+    delivery at once (one statement each instead of one per delivery)."""
+
+    NOTHING = "nothing"
+    CASE = "case"  # the case named by ``case_id``
+    CASE_LOCKED = "case_locked"  # the same, read FOR UPDATE
+    EXTERNAL_REF = "external_ref"  # a case filed under the event's ``external_ref``
+
+
+EventHandler = Callable[[Any, UnitOfWork, Any], Awaitable[None]]
+"""``async def handler(event, uow, deps) -> None``: the work of one event, in a transaction
+that may be shared with other deliveries. It keeps no state of its own between calls: a
+failed batch runs it again alone. It raises :class:`Poison` for an event it can never use."""
+
+
+@dataclass(frozen=True)
+class Handlers(Generic[D]):
+    """One service's map of event type → handler, with its typed dependencies."""
+
+    consumer: str  # the name its inbox claims go under
+    deps: D
+    on: Mapping[type[Any], EventHandler]
+    prefetch: Prefetch = Prefetch.NOTHING
+    # A look-ahead for a batch: called once with the batch's events before any handler runs.
+    prepare: Callable[[UnitOfWork, list[Any], D], Awaitable[None]] | None = None
+    # How a body becomes what the handlers take (default: :func:`parse` into the model the
+    # routing table names). The result has an ``event_id``.
+    decode: Callable[[bytes, RabbitMessage, type[BaseModel]], Any] | None = None
+
+    def handler_of(self, event: Any) -> EventHandler | None:
+        """The handler of the event's type or of its nearest base type in the map."""
+        for kind in type(event).__mro__:
+            if kind in self.on:
+                return self.on[kind]
+        return None
+
+    async def handle(self, event: Any, uow: UnitOfWork) -> bool:
+        """Run the event's handler in ``uow`` (no inbox claim); False if none is mapped."""
+        handler = self.handler_of(event)
+        if handler is None:
+            return False
+        await handler(event, uow, self.deps)
+        return True
+
+
+def parse(model: type[BaseModel], body: bytes) -> Any:
+    """The body as ``model``, or :class:`Poison` naming the fields and rules it breaks."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise Poison("el cuerpo no es JSON válido") from exc
+        errors = spanish_errors(list(exc.errors()))[:10]
+        fields = ", ".join(f"{e['field'] or '·'}:{e['rule']}" for e in errors)
+        raise Poison(f"no cumple el esquema del evento {model.__name__}: {fields}") from exc
+
+
+@dataclass(frozen=True)
+class Work:
+    """One delivery's event and handler, with what a batch reads in advance for it."""
+
+    event: Any
+    handler: EventHandler
+    claim: tuple[str, str]  # (consumer, event_id): claimed in the inbox in the same transaction
+    case_id: str | None = None
+    lock: bool = False
+    external_ref: str | None = None
 
 
 def describe_error(exc: BaseException) -> str:
@@ -113,7 +170,7 @@ class Consumer:
     def __init__(
         self,
         spec: QueueSpec,
-        handler: Handler,
+        handlers: Handlers[Any],
         broker: RabbitBroker,
         uow: Callable[[], UnitOfWork],
         *,
@@ -126,7 +183,7 @@ class Consumer:
         on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
         self.spec = spec
-        self._handler = handler
+        self._handlers = handlers
         self._identities = identities
         self._now = now
         # What this queue's bindings admit: a binding left from an older topology brings
@@ -149,13 +206,14 @@ class Consumer:
 
     async def __call__(self, body: bytes, msg: RabbitMessage) -> None:
         raw = msg.raw_message
+        key = raw.routing_key or ""
         try:
-            check(raw.routing_key or "", body, raw.user_id, self._identities, self._consumes)
+            event_type = check(key, body, raw.user_id, self._identities, self._consumes)
         except Refused as exc:
             await self._dead_letter(body, msg, exc.reason)
             return
         try:
-            work = self._handler(body, msg)
+            work = self._work(key, event_type, body, msg)
         except Poison as exc:
             await self._dead_letter(body, msg, exc.reason)
             return
@@ -172,6 +230,32 @@ class Consumer:
             self._worker = asyncio.create_task(self._drain(), name=f"consume-{self.spec.name}")
         # The worker acks; waiting here keeps the delivery's task alive until it has.
         await asyncio.shield(delivery.done)
+
+    def _work(self, key: str, event_type: str, body: bytes, msg: RabbitMessage) -> Work | None:
+        """Parse the body, check it against its key, and find its handler (pure)."""
+        route = route_of(key)
+        assert route is not None  # ``check`` refused any key outside the table
+        model = next(m for m in route.events if event_type_of(m) == event_type)
+        handlers = self._handlers
+        event = handlers.decode(body, msg, model) if handlers.decode else parse(model, body)
+        _check_department(route, key, event)
+        handler = handlers.handler_of(event)
+        if handler is None:
+            return None
+        prefetch = handlers.prefetch
+        case_id = getattr(event, "case_id", None)
+        return Work(
+            event,
+            handler,
+            claim=(handlers.consumer, str(event.event_id)),
+            case_id=str(case_id)
+            if case_id is not None and prefetch in (Prefetch.CASE, Prefetch.CASE_LOCKED)
+            else None,
+            lock=prefetch is Prefetch.CASE_LOCKED,
+            external_ref=getattr(event, "external_ref", None)
+            if prefetch is Prefetch.EXTERNAL_REF
+            else None,
+        )
 
     async def close(self) -> None:
         """Stop the worker; unacked deliveries go back to the queue with the channel."""
@@ -219,8 +303,9 @@ class Consumer:
                         external_refs=[w.external_ref for w in works if w.external_ref],
                         at=self._now(),
                     )
-                    for prepare in dict.fromkeys(w.prepare for w in works if w.prepare):
-                        await prepare(uow, [w for w in works if w.prepare is prepare])
+                    if self._handlers.prepare is not None:
+                        events = [w.event for w in works]
+                        await self._handlers.prepare(uow, events, self._handlers.deps)
                     for work in works:
                         await self._run(uow, work)
             except asyncio.CancelledError:
@@ -267,9 +352,9 @@ class Consumer:
             return
 
     async def _run(self, uow: UnitOfWork, work: Work) -> None:
-        if work.claim is not None and not await uow.claim(*work.claim, self._now()):
+        if not await uow.claim(*work.claim, self._now()):
             return
-        await work.run(uow)
+        await work.handler(work.event, uow, self._handlers.deps)
 
     async def _ack(self, msg: RabbitMessage) -> None:
         try:
@@ -325,3 +410,12 @@ class Consumer:
             },
             timeout=10,
         )
+
+
+def _check_department(route: Route, key: str, event: Any) -> None:
+    """On a department key, the event speaks for the department the key names."""
+    if (
+        route.publisher == "department"
+        and getattr(event, "department", None) != key.rsplit(".", 1)[-1]
+    ):
+        raise Poison("el departamento del mensaje no coincide con su clave de enrutamiento")

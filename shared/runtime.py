@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from faststream.middlewares import AckPolicy
@@ -22,11 +23,12 @@ from faststream.rabbit import RabbitBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.auth import TokenStore
 from shared.cases import CaseServices
 from shared.clock import Clock, SystemClock
 from shared.closures import keep_calendar_current, reload_calendar
 from shared.config import InstitutionConfig, load_config
-from shared.consumer import Consumer, Handler
+from shared.consumer import Consumer, Handlers
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.domain.clocks import Terms
@@ -70,10 +72,16 @@ class Deps:
     relay: OutboxRelay
     metrics: Metrics
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessionmaker, self.relay)
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        """The bearer tokens every HTTP door of this process checks (built once)."""
+        return TokenStore.build(
+            self.settings.api_tokens, self.config.tokens, set(self.config.department_codes)
+        )
 
     async def check_ready(self) -> dict[str, bool]:
         database = False
@@ -87,7 +95,8 @@ class Deps:
         return {"database": database, "broker": broker, "topology": self.ready.is_set()}
 
 
-HandlerFactory = Callable[[Deps], Handler]
+HandlerFactory = Callable[[Deps], Handlers[Any]]
+"""Builds a service's handler map with its typed dependencies from the process's."""
 LoopFactory = Callable[[Deps], Coroutine[Any, Any, None]]
 HttpFactory = Callable[[Deps], "FastAPI"]
 
@@ -95,7 +104,7 @@ HttpFactory = Callable[[Deps], "FastAPI"]
 @dataclass(frozen=True)
 class Subscription:
     queue: QueueSpec
-    handler: HandlerFactory
+    handlers: HandlerFactory
     description: str = ""
     # How long a delivery may wait for others to share its transaction. Zero where
     # latency matters (the path to the department); a fraction of a second where it does not
@@ -109,6 +118,9 @@ class ServiceDefinition:
     subscriptions: tuple[Subscription, ...] = ()
     loops: tuple[LoopFactory, ...] = ()
     http: HttpFactory | None = None
+    # Routers (``fastapi.APIRouter``) of the service's own HTTP routes: mounted on the app the
+    # process serves (:func:`shared.http.http_app`), intake's or a small one of their own.
+    routers: tuple[Any, ...] = ()
     # What stops the service from starting, one line each for the operator (``run`` prints
     # them and exits before connecting to anything).
     checks: tuple[Callable[[Settings], list[str]], ...] = ()
@@ -135,7 +147,7 @@ def pool_size(settings: Settings, services: list[ServiceDefinition]) -> int:
     return max([settings.db_pool_size, *(service.db_pool_size for service in services)])
 
 
-def http_server_config(settings: Settings, app: Any) -> uvicorn.Config:
+def http_server_config(settings: Settings, app: Any, port: int | None = None) -> uvicorn.Config:
     """uvicorn's configuration: forwarded headers are believed only from trusted proxies
     (uvicorn's own default trusts 127.0.0.1, which is every client behind a local tunnel)."""
     import uvicorn
@@ -144,7 +156,7 @@ def http_server_config(settings: Settings, app: Any) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=settings.http_host,
-        port=settings.http_port,
+        port=settings.http_port if port is None else port,
         log_config=None,
         access_log=False,
         proxy_headers=bool(trusted),
@@ -214,7 +226,7 @@ class Runtime:
     def _subscribe(self, sub: Subscription) -> None:
         consumer = Consumer(
             sub.queue,
-            sub.handler(self.deps),
+            sub.handlers(self.deps),
             self.deps.broker,
             self.deps.uow,
             identities=Identities(
@@ -297,6 +309,8 @@ class Runtime:
         """Run until ``stop`` is set (or forever), serving HTTP where a service has it."""
         import uvicorn
 
+        from shared.http import http_app
+
         stop = stop or asyncio.Event()
         await self.start()
         # Everything built so far (modules, models, compiled rules, pools) lives as long as
@@ -306,22 +320,23 @@ class Runtime:
         gc.collect()
         gc.freeze()
         try:
-            http = [s.http for s in self.services if s.http is not None]
-            if http:
-                server = uvicorn.Server(http_server_config(self.settings, http[0](self.deps)))
+            # Intake's app serves /metrics itself; without it, the metrics port does.
+            if self.settings.metrics_port and not any(s.http for s in self.services):
+                await self.deps.metrics.serve(self.settings.http_host, self.settings.metrics_port)
+                if self.deps.metrics.gauges:
+                    self._tasks.append(
+                        asyncio.create_task(self._refresh_gauges(), name="metrics-gauges")
+                    )
+            with_intake = any(s.http for s in self.services)
+            port = self.settings.http_port if with_intake else self.settings.service_http_port
+            app = http_app(self.deps, self.services) if port is not None else None
+            if app is not None:
+                server = uvicorn.Server(http_server_config(self.settings, app, port))
                 server_task = asyncio.create_task(server.serve())
                 await stop.wait()
                 server.should_exit = True
                 await server_task
             else:
-                if self.settings.metrics_port:
-                    await self.deps.metrics.serve(
-                        self.settings.http_host, self.settings.metrics_port
-                    )
-                    if self.deps.metrics.gauges:
-                        self._tasks.append(
-                            asyncio.create_task(self._refresh_gauges(), name="metrics-gauges")
-                        )
                 await stop.wait()
         finally:
             await self.stop()

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # is the client's, so a client cannot pick the address its rate limits are counted by.
     trusted_proxies: str = ""
     metrics_port: int | None = None
+    # The port of the HTTP routes of a service that runs without intake (the notifier's log
+    # and staff tasks); unset: a process without intake serves none. With intake in the
+    # process, they are on ``http_port``.
+    service_http_port: int | None = None
     api_tokens: str = ""
     prefetch: int = 32
     # Deliveries of one queue handled in one transaction at most (the ones waiting).
@@ -44,7 +48,7 @@ class Settings(BaseSettings):
     # The public transparency figures are recomputed at most this often (0: every request).
     transparency_cache_seconds: float = Field(default=30.0, ge=0)
     # Figures older than the cache's seconds but younger than these are answered at once
-    # while they are recomputed in the background (services/intake/transparency.py).
+    # while they are recomputed in the background (services/intake/web/transparency.py).
     transparency_stale_seconds: float = Field(default=900.0, ge=0)
     # /metrics reads the gauges from the database at most this often (0: every scrape).
     metrics_cache_seconds: float = Field(default=10.0, ge=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.deadlines.handlers import case_event
+from services.deadlines.handlers import handlers
 from services.deadlines.metrics import clock_gauges
 from services.deadlines.models import ClockRow, StopRow
 from services.deadlines.sweep import sweep_loop
@@ -16,7 +16,7 @@ def service() -> ServiceDefinition:
         subscriptions=(
             Subscription(
                 DEADLINES,
-                case_event,
+                handlers,
                 "Case events that start and stop the legal and department clocks",
                 gather_seconds=0.2,
             ),

@@ -25,16 +25,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from weakref import WeakKeyDictionary
 
-from faststream.rabbit.message import RabbitMessage
-from pydantic import ValidationError
 from sqlalchemy import func, or_, select, text, update
 
 from services.deadlines.due_changes import move_clock
 from services.deadlines.models import DEPARTMENT, LEGAL, RECOURSE, ClockRow, StopRow
 from services.deadlines.schedule import AlertPolicy
-from shared.consumer import Handler, Poison, Work
+from shared.consumer import EventHandler, Handlers
 from shared.contract import (
     CaseClosed,
     CaseEvent,
@@ -45,10 +44,8 @@ from shared.contract import (
     CaseResolved,
     CaseReturnAccepted,
     DueDateChanged,
-    Event,
     RecourseDecided,
     RecourseFiled,
-    parse_event,
 )
 from shared.runtime import Deps
 from shared.uow import UnitOfWork
@@ -61,39 +58,43 @@ def policy_for(deps: Deps) -> AlertPolicy:
     return AlertPolicy.from_config(deps.config, deps.cases.terms)
 
 
-def parse(body: bytes) -> Event:
-    try:
-        return parse_event(body)
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise Poison("el cuerpo no es JSON válido") from exc
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "·" for e in exc.errors())
-        raise Poison(f"no cumple el esquema del evento: {fields}") from exc
+@dataclass(frozen=True)
+class DeadlinesDeps:
+    """What the deadlines' handler needs."""
+
+    policy: AlertPolicy
 
 
-def case_event(deps: Deps) -> Handler:
-    """The handler of the ``defensa311.deadlines`` queue."""
-    policy = policy_for(deps)
+async def case_event(event: CaseEvent, uow: UnitOfWork, deps: DeadlinesDeps) -> None:
+    """Start, stop or move the case's clocks as the event says."""
+    outcome = await apply(uow, deps.policy, event)
+    if outcome:
+        facts = {
+            "case_id": str(event.case_id),
+            "tracking_code": event.tracking_code,
+            "event_type": event.event_type,
+        }
+        uow.after_commit(lambda: log.info(outcome, extra=facts))
 
-    def decode(body: bytes, msg: RabbitMessage) -> Work:
-        event = parse(body)
-        if not isinstance(event, CaseEvent):
-            raise Poison(f"event_type inesperado: {event.event_type!r}")
 
-        async def work(uow: UnitOfWork) -> None:
-            outcome = await apply(uow, policy, event)
-            if outcome:
-                facts = {
-                    "case_id": str(event.case_id),
-                    "tracking_code": event.tracking_code,
-                    "event_type": event.event_type,
-                }
-                uow.after_commit(lambda: log.info(outcome, extra=facts))
+CLOCK_EVENTS: tuple[type[CaseEvent], ...] = (
+    CaseReceived,
+    CaseReopened,
+    CaseRemitted,
+    CaseReturnAccepted,
+    CaseResolved,
+    CaseClosed,
+    CaseForwarded,
+    DueDateChanged,
+    RecourseFiled,
+    RecourseDecided,
+)
+HANDLERS: dict[type[Any], EventHandler] = dict.fromkeys(CLOCK_EVENTS, case_event)
 
-        claim = (CONSUMER, str(event.event_id))
-        return Work(work, claim=claim, prepare=prepare_batch, subject=event)
 
-    return decode
+def handlers(deps: Deps) -> Handlers[DeadlinesDeps]:
+    """The handlers of the ``defensa311.deadlines`` queue."""
+    return Handlers(CONSUMER, DeadlinesDeps(policy_for(deps)), HANDLERS, prepare=prepare_batch)
 
 
 @dataclass
@@ -112,11 +113,11 @@ def lookahead(uow: UnitOfWork) -> Lookahead:
     return _lookahead.get(uow) or Lookahead()
 
 
-async def prepare_batch(uow: UnitOfWork, works: list[Work]) -> None:
+async def prepare_batch(uow: UnitOfWork, events: list[CaseEvent], _deps: DeadlinesDeps) -> None:
     """For a batch: take every case's lock at once (in one order, so two instances cannot
     deadlock on them), and learn which cases have no stop recorded (most: their starts then
     need no look-up)."""
-    case_ids = sorted({str(work.subject.case_id) for work in works})
+    case_ids = sorted({str(event.case_id) for event in events})
     found = _lookahead.setdefault(uow, Lookahead())
     if uow.is_postgres:
         await uow.session.execute(

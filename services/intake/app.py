@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.intake.handlers import submission_received
+from services.intake.handlers import handlers
 from services.intake.http import create_app
 from services.intake.models import WebSessionKeyRow, WebSessionRow
 from services.intake.observability import case_gauges
@@ -17,7 +17,7 @@ def service() -> ServiceDefinition:
         subscriptions=(
             Subscription(
                 INTAKE,
-                submission_received,
+                handlers,
                 "Validates 311 submissions; files a case or answers SubmissionRejected",
             ),
         ),

@@ -11,16 +11,23 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.intake import api, notifications_api, observability, open311, web
+from services.intake import observability
+from services.intake.api import cases as api
+from services.intake.observability import HttpLimits
+from services.intake.open311 import routes as open311
 from services.intake.settings import IntakeSettings
-from services.intake.throttle import FailureThrottle
+from services.intake.web import pages as web
 from shared.runtime import Deps
+from shared.throttle import FailureThrottle
 from shared.validation import control_character
 
 DOCS_ASSETS = "/docs-estaticos"
 
 
-def create_app(deps: Deps, settings: IntakeSettings | None = None) -> FastAPI:
+def create_app(
+    deps: Deps, settings: IntakeSettings | None = None, limits: HttpLimits | None = None
+) -> FastAPI:
+    """Intake's app; ``limits`` of the public surface from the environment unless given."""
     settings = settings or IntakeSettings()
     # /docs and /redoc serve Swagger UI and ReDoc from the installed package, never a CDN:
     # the docs work on a closed network and tell no third party who reads them.
@@ -57,8 +64,9 @@ def create_app(deps: Deps, settings: IntakeSettings | None = None) -> FastAPI:
     # Each part of the front door installs its own routes (the case API, with the error
     # handlers that answer in Spanish, comes first); observability goes last so its
     # middleware wraps everything.
-    for part in (api, notifications_api, open311, web, observability):
+    for part in (api, open311, web):
         part.install(app, deps)
+    observability.install(app, deps, limits)
     document_errors(app)
     return app
 
@@ -80,7 +88,7 @@ class RefuseControlCharacters:
             if bad is not None:
                 message = f"la dirección contiene un carácter de control no permitido ({bad})"
                 if str(scope["path"]).startswith("/open311/"):
-                    from services.intake.open311_format import Open311Error, render_errors
+                    from services.intake.open311.format import Open311Error, render_errors
 
                     fmt = "xml" if str(scope["path"]).endswith(".xml") else "json"
                     response = render_errors(fmt, Open311Error(400, message))

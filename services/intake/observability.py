@@ -28,9 +28,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
@@ -41,11 +42,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.intake.auth import TokenStore, bearer_token
 from services.intake.refusals import refused
+from shared.auth import TokenStore, bearer_token
 from shared.db.models import CaseRow
 from shared.domain.clocks import overdue_clause
 from shared.evidence import AttachmentLimits
+from shared.http import deps_of
 from shared.lifecycle import State
 from shared.runtime import Deps
 
@@ -59,7 +61,7 @@ class HttpLimits(BaseSettings):
     """Limits of the public HTTP surface.
 
     From ``DEFENSA311_RATE_LIMIT_*`` and ``DEFENSA311_MAX_BODY_BYTES``; a test may pass an
-    instance in ``deps.extras["http_limits"]``.
+    instance to :func:`services.intake.http.create_app`.
     """
 
     model_config = SettingsConfigDict(env_prefix="DEFENSA311_", extra="ignore")
@@ -399,22 +401,22 @@ async def render_metrics(deps: Deps) -> bytes:
 # ---------------------------------------------------------------- install
 
 
-def install(app: FastAPI, deps: Deps) -> None:
+router = APIRouter(tags=["operación"], include_in_schema=False)
+
+
+@router.get("/metrics")
+async def metrics(deps: Annotated[Deps, Depends(deps_of)]) -> Response:
+    return Response(await render_metrics(deps), media_type=CONTENT_TYPE_LATEST)
+
+
+def install(app: FastAPI, deps: Deps, limits: HttpLimits | None = None) -> None:
     """Add ``/metrics`` and the middleware that counts, limits and guards every request."""
-    limits = deps.extras.get("http_limits")
-    if not isinstance(limits, HttpLimits):
-        limits = HttpLimits()
-
-    @app.get("/metrics", tags=["operación"], include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(await render_metrics(deps), media_type=CONTENT_TYPE_LATEST)
-
+    limits = limits or HttpLimits()
+    app.include_router(router)
     app.add_middleware(
         HttpGuard,
         deps=deps,
         limits=limits,
         rules=public_rules(limits),
-        tokens=TokenStore.build(
-            deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
-        ),
+        tokens=deps.tokens,
     )

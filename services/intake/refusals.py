@@ -20,7 +20,7 @@ from starlette.types import Scope
 from shared.evidence import AttachmentLimits
 
 if TYPE_CHECKING:
-    from services.intake.web import Pages
+    from services.intake.web.pages import Pages
 
 #: Paths that are never pages: their clients read JSON (or Open311's XML).
 MACHINE_PATHS = (

@@ -65,7 +65,7 @@ def startup_problems(settings: Settings, intake: IntakeSettings | None = None) -
 
 
 def _is_role(role: str) -> bool:
-    from services.intake.auth import TokenConfigError, check_role
+    from shared.auth import TokenConfigError, check_role
 
     try:
         check_role(role)
@@ -76,7 +76,7 @@ def _is_role(role: str) -> bool:
 
 def token_problems(settings: Settings) -> list[str]:
     """Tokens that cannot be read (the value itself is never echoed: it holds tokens)."""
-    from services.intake.auth import TokenConfigError, TokenStore
+    from shared.auth import TokenConfigError, TokenStore
 
     try:
         config = load_config(settings.config)

@@ -7,13 +7,15 @@ loop (:mod:`services.notifier.delivery`) sends it.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from services.notifier.delivery import CONCURRENCY, delivery_loop
-from services.notifier.handlers import events
+from services.notifier.handlers import handlers
+from services.notifier.http import router
 from services.notifier.metrics import notification_gauges
 from services.notifier.models import NotificationRow
 from services.notifier.settings import NotifierSettings
-from shared.consumer import Handler
+from shared.consumer import Handlers
 from shared.messaging import NOTIFIER
 from shared.runtime import Deps, ServiceDefinition, Subscription
 
@@ -23,8 +25,8 @@ def service(settings: NotifierSettings | None = None) -> ServiceDefinition:
     notifier = settings or NotifierSettings()
     queued = asyncio.Event()  # the consumer wakes the delivery loop after a commit
 
-    def handler(deps: Deps) -> Handler:
-        return events(deps, notifier, queued)
+    def handler_map(deps: Deps) -> Handlers[Any]:
+        return handlers(deps, notifier, queued)
 
     async def deliver(deps: Deps) -> None:
         await delivery_loop(deps, notifier, queued)
@@ -34,12 +36,13 @@ def service(settings: NotifierSettings | None = None) -> ServiceDefinition:
         subscriptions=(
             Subscription(
                 NOTIFIER,
-                handler,
+                handler_map,
                 "Citizen-facing and deadline events to notify (e-mail, SMS, webhooks, tasks)",
                 gather_seconds=0.2,
             ),
         ),
         loops=(deliver,),
+        routers=(router,),
         models=(NotificationRow,),
         gauges=(notification_gauges,),
         # the deliveries in flight, the consumer's transaction, the relay's poll and mark

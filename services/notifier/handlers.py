@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime
-
-from faststream.rabbit.message import RabbitMessage
-from pydantic import ValidationError
+from typing import Any
 
 from services.notifier.models import NotificationRow
 from services.notifier.planning import CaseFacts, Plan, Planner
 from services.notifier.settings import NotifierSettings
 from shared.cases import CaseNotFound, get_case, record_note
 from shared.cases.duplicates import joined_to
-from shared.consumer import Handler, Poison, Work
-from shared.contract import CaseEvent, CaseResolved, Event, parse_event
+from shared.clock import Clock
+from shared.consumer import EventHandler, Handlers, Poison, Prefetch
+from shared.contract import CaseEvent, CaseResolved
 from shared.db.models import CaseRow
 from shared.runtime import Deps
 from shared.uow import UnitOfWork
@@ -47,66 +47,67 @@ def case_facts(case: CaseRow) -> CaseFacts:
     )
 
 
-def parse(body: bytes) -> Event:
+@dataclass(frozen=True)
+class NotifierDeps:
+    """What the notifier's handler needs; ``queued`` is set after a commit that queued
+    notifications: the delivery loop goes."""
+
+    clock: Clock
+    planner: Planner
+    queued: asyncio.Event
+
+
+async def case_event(event: CaseEvent, uow: UnitOfWork, deps: NotifierDeps) -> None:
+    """Store the notifications an event causes (none are sent here)."""
+    now = deps.clock.now()
     try:
-        return parse_event(body)
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise Poison("el cuerpo no es JSON válido") from exc
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "·" for e in exc.errors()[:10])
-        raise Poison(f"no cumple el esquema de ningún evento: {fields}") from exc
+        case = await get_case(uow, case_id=str(event.case_id))
+    except CaseNotFound as exc:
+        raise Poison("caso desconocido") from exc
+    if case.tracking_code != event.tracking_code:
+        raise Poison("tracking_code no corresponde al case_id")
+    planner = deps.planner
+    plan = planner.plan(event, case_facts(case))
+    await store(uow, event, case, plan, now=now)
+    if isinstance(event, CaseResolved):
+        # The outcome reaches every citizen whose case is joined to this one, under
+        # their own tracking code (a recipient already told is not told twice).
+        told = {p.recipient for p in plan.notifications}
+        for joined in await joined_to(uow, case):
+            theirs = planner.plan(event, case_facts(joined))
+            theirs.notifications = [p for p in theirs.notifications if p.recipient not in told]
+            told.update(p.recipient for p in theirs.notifications)
+            await store(uow, event, joined, theirs, now=now)
+    facts = {
+        "case_id": case.id,
+        "tracking_code": case.tracking_code,
+        "event_type": event.event_type,
+        "queued": len(plan.notifications),
+        "gaps": plan.gaps,
+    }
+
+    def committed() -> None:
+        if plan.notifications:
+            deps.queued.set()
+        log.info("notifications queued", extra=facts)
+
+    uow.after_commit(committed)
 
 
-def events(deps: Deps, settings: NotifierSettings, signal: asyncio.Event) -> Handler:
-    """``signal`` is set after a commit that queued notifications: the delivery loop goes."""
+# Every case event is heard (the planner decides who is told); any other event tells
+# nobody (e.g. SubmissionRejected: 311 reads the event).
+HANDLERS: dict[type[Any], EventHandler] = {CaseEvent: case_event}
+
+
+def handlers(
+    deps: Deps, settings: NotifierSettings, queued: asyncio.Event
+) -> Handlers[NotifierDeps]:
     planner = Planner(
         deps.config, sms_gateway=bool(settings.sms_webhook_url), terms=deps.cases.terms
     )
-
-    def decode(body: bytes, msg: RabbitMessage) -> Work | None:
-        event = parse(body)
-        if not isinstance(event, CaseEvent):
-            return None  # nobody is told (e.g. SubmissionRejected: 311 reads the event)
-
-        async def work(uow: UnitOfWork) -> None:
-            now = deps.clock.now()
-            try:
-                case = await get_case(uow, case_id=str(event.case_id))
-            except CaseNotFound as exc:
-                raise Poison("caso desconocido") from exc
-            if case.tracking_code != event.tracking_code:
-                raise Poison("tracking_code no corresponde al case_id")
-            plan = planner.plan(event, case_facts(case))
-            await store(uow, event, case, plan, now=now)
-            if isinstance(event, CaseResolved):
-                # The outcome reaches every citizen whose case is joined to this one, under
-                # their own tracking code (a recipient already told is not told twice).
-                told = {p.recipient for p in plan.notifications}
-                for joined in await joined_to(uow, case):
-                    theirs = planner.plan(event, case_facts(joined))
-                    theirs.notifications = [
-                        p for p in theirs.notifications if p.recipient not in told
-                    ]
-                    told.update(p.recipient for p in theirs.notifications)
-                    await store(uow, event, joined, theirs, now=now)
-            facts = {
-                "case_id": case.id,
-                "tracking_code": case.tracking_code,
-                "event_type": event.event_type,
-                "queued": len(plan.notifications),
-                "gaps": plan.gaps,
-            }
-
-            def committed() -> None:
-                if plan.notifications:
-                    signal.set()
-                log.info("notifications queued", extra=facts)
-
-            uow.after_commit(committed)
-
-        return Work(work, claim=(CONSUMER, str(event.event_id)), case_id=str(event.case_id))
-
-    return decode
+    return Handlers(
+        CONSUMER, NotifierDeps(deps.clock, planner, queued), HANDLERS, prefetch=Prefetch.CASE
+    )
 
 
 async def store(

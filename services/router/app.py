@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from faststream.rabbit.message import RabbitMessage
-
-from services.router.handlers import case_received, department_answer
-from shared.consumer import Handler, Poison, Work
+from services.router.handlers import handlers
 from shared.messaging import ROUTER
-from shared.runtime import Deps, ServiceDefinition, Subscription
+from shared.runtime import ServiceDefinition, Subscription
 
 
 def service() -> ServiceDefinition:
@@ -16,25 +13,9 @@ def service() -> ServiceDefinition:
         subscriptions=(
             Subscription(
                 ROUTER,
-                dispatch,
+                handlers,
                 "New cases (CaseReceived) to classify and route; departments' answers "
                 "(DepartmentResponded) and returns (CaseReturned)",
             ),
         ),
     )
-
-
-def dispatch(deps: Deps) -> Handler:
-    """One queue, three kinds of message: choose the handler by routing key."""
-    received = case_received(deps)
-    answered = department_answer(deps)
-
-    def decode(body: bytes, msg: RabbitMessage) -> Work | None:
-        key = msg.raw_message.routing_key or ""
-        if key == "case.received":
-            return received(body, msg)
-        if key.startswith(("case.responded.", "case.returned.")):
-            return answered(body, msg)
-        raise Poison(f"clave de enrutamiento inesperada: {key!r}")
-
-    return decode

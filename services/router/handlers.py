@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import dataclass
 from typing import Any
-
-from faststream.rabbit.message import RabbitMessage
-from pydantic import BaseModel, ValidationError
 
 from services.router.rules import Classification, RuleSet
 from shared.cases import (
     CaseNotFound,
+    CaseServices,
     InvalidActionInput,
     NotYourCase,
     get_case,
     perform,
     record_note,
 )
-from shared.consumer import Handler, Poison, Work
+from shared.clock import Clock
+from shared.consumer import EventHandler, Handlers, Poison, Prefetch
 from shared.contract import (
     CaseReceived,
     CaseReturned,
@@ -31,7 +30,6 @@ from shared.domain.actions import RoutedClassification, actions_of
 from shared.lifecycle import DomainError, IllegalTransition
 from shared.runtime import Deps
 from shared.uow import UnitOfWork
-from shared.validation import spanish_errors
 
 CONSUMER = "router"
 log = logging.getLogger("defensa311.router")
@@ -39,49 +37,69 @@ log = logging.getLogger("defensa311.router")
 ROUTE_ACTIONS = {"inspect": "start_inspection", "agenda": "add_to_agenda", "remit": "remit"}
 
 
-def parse(model: type[BaseModel], body: bytes) -> Any:
+@dataclass(frozen=True)
+class RouterDeps:
+    """What the router's handlers need."""
+
+    clock: Clock
+    cases: CaseServices
+    rules: RuleSet
+
+
+async def case_received(event: CaseReceived, uow: UnitOfWork, deps: RouterDeps) -> None:
+    """Classify a new case by the rules and follow its route."""
     try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise Poison("el cuerpo no es JSON válido") from exc
-        fields = ", ".join(f"{e['field'] or '·'}:{e['rule']}" for e in spanish_errors(exc))
-        raise Poison(f"no cumple el esquema {model.__name__}: {fields}") from exc
+        case = await get_case(uow, case_id=str(event.case_id), lock=True)
+    except CaseNotFound as exc:
+        raise Poison("caso desconocido") from exc
+    if case.state != "received":
+        return  # staff got there first
+    result = deps.rules.classify(
+        kind=case.kind, category=case.category, description=case.description
+    )
+    await route_case(uow, deps, case, result)
+    facts = {
+        "case_id": case.id,
+        "tracking_code": case.tracking_code,
+        "route": result.route,
+        "rule": result.rule,
+        "state": case.state,
+    }
+    uow.after_commit(lambda: log.info("case routed", extra=facts))
 
 
-def case_received(deps: Deps) -> Handler:
+async def department_responded(
+    event: DepartmentResponded, uow: UnitOfWork, deps: RouterDeps
+) -> None:
+    """``case.responded.<code>``: a department's answer over AMQP."""
+    await apply_answer(uow, deps, event, "respond")
+
+
+async def case_returned(event: CaseReturned, uow: UnitOfWork, deps: RouterDeps) -> None:
+    """``case.returned.<code>``: a department gives a case back over AMQP."""
+    await apply_answer(uow, deps, event, "return")
+
+
+HANDLERS: dict[type[Any], EventHandler] = {
+    CaseReceived: case_received,
+    DepartmentResponded: department_responded,
+    CaseReturned: case_returned,
+}
+
+
+def handlers(deps: Deps) -> Handlers[RouterDeps]:
     rules = RuleSet.from_config(deps.config.rules, set(deps.config.department_codes))
-
-    def decode(body: bytes, msg: RabbitMessage) -> Work:
-        event: CaseReceived = parse(CaseReceived, body)
-
-        async def work(uow: UnitOfWork) -> None:
-            try:
-                case = await get_case(uow, case_id=str(event.case_id), lock=True)
-            except CaseNotFound as exc:
-                raise Poison("caso desconocido") from exc
-            if case.state != "received":
-                return  # staff got there first
-            result = rules.classify(
-                kind=case.kind, category=case.category, description=case.description
-            )
-            await route_case(uow, deps, case, result)
-            facts = {
-                "case_id": case.id,
-                "tracking_code": case.tracking_code,
-                "route": result.route,
-                "rule": result.rule,
-                "state": case.state,
-            }
-            uow.after_commit(lambda: log.info("case routed", extra=facts))
-
-        claim = (CONSUMER, str(event.event_id))
-        return Work(work, claim=claim, case_id=str(event.case_id), lock=True)
-
-    return decode
+    return Handlers(
+        CONSUMER,
+        RouterDeps(clock=deps.clock, cases=deps.cases, rules=rules),
+        HANDLERS,
+        prefetch=Prefetch.CASE_LOCKED,
+    )
 
 
-async def route_case(uow: UnitOfWork, deps: Deps, case: CaseRow, result: Classification) -> None:
+async def route_case(
+    uow: UnitOfWork, deps: RouterDeps, case: CaseRow, result: Classification
+) -> None:
     """Classify, then follow the route in the same transaction; what cannot go waits in triage."""
     now = deps.clock.now()
     route, _, department = result.route.partition(":")
@@ -114,37 +132,8 @@ async def route_case(uow: UnitOfWork, deps: Deps, case: CaseRow, result: Classif
         )
 
 
-def department_answer(deps: Deps) -> Handler:
-    """``case.responded.<code>`` and ``case.returned.<code>`` from a department over AMQP."""
-
-    def decode(body: bytes, msg: RabbitMessage) -> Work:
-        try:
-            event_type = json.loads(body).get("event_type")
-        except (ValueError, AttributeError) as exc:
-            raise Poison("el cuerpo no es un objeto JSON") from exc
-        model: type[DepartmentResponded | CaseReturned]
-        if event_type == "DepartmentResponded":
-            model, action = DepartmentResponded, "respond"
-        elif event_type == "CaseReturned":
-            model, action = CaseReturned, "return"
-        else:
-            raise Poison(f"event_type inesperado: {event_type!r}")
-        event = parse(model, body)
-        key = msg.raw_message.routing_key or ""
-        if key.rsplit(".", 1)[-1] != event.department:
-            raise Poison("el departamento del mensaje no coincide con su clave de enrutamiento")
-
-        async def work(uow: UnitOfWork) -> None:
-            await apply_answer(uow, deps, event, action)
-
-        claim = (CONSUMER, str(event.event_id))
-        return Work(work, claim=claim, case_id=str(event.case_id), lock=True)
-
-    return decode
-
-
 async def apply_answer(
-    uow: UnitOfWork, deps: Deps, event: DepartmentResponded | CaseReturned, action: str
+    uow: UnitOfWork, deps: RouterDeps, event: DepartmentResponded | CaseReturned, action: str
 ) -> None:
     """Apply a department's answer once; a foreign or late one changes nothing and is refused.
 

@@ -19,6 +19,7 @@ from services.intake.app import service
 from services.intake.http import create_app
 from services.intake.observability import HttpLimits
 from services.intake.settings import IntakeSettings
+from services.notifier.http import router as notifier_routes
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade
 from shared.runtime import Deps, Runtime
@@ -60,9 +61,8 @@ async def intake_app(
     clock = FixedClock(START)
     runtime = Runtime(settings, [service()], clock=clock)
     await upgrade(runtime.deps.engine)
-    if limits is not None:
-        runtime.deps.extras["http_limits"] = limits
-    app = create_app(runtime.deps, intake or IntakeSettings())
+    app = create_app(runtime.deps, intake or IntakeSettings(), limits)
+    app.include_router(notifier_routes)  # as `run all` serves them: one app, one budget
     transport = httpx.ASGITransport(app=app, client=(client_host, 51000))
     try:
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:

@@ -10,12 +10,11 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
 from sqlalchemy import select
 
-from services.notifier.handlers import events
+from services.notifier.handlers import handlers
 from services.notifier.models import NotificationRow
 from services.notifier.settings import NotifierSettings
 from shared.cases import InvalidActionInput, get_case, perform
@@ -125,12 +124,9 @@ async def test_the_outcome_of_a_main_case_reaches_the_citizens_of_its_joined_cas
         resolved_at=NOW,
         occurred_at=NOW,
     )
-    work = events(deps, NotifierSettings(), asyncio.Event())(
-        event.model_dump_json().encode(), cast(Any, None)
-    )
-    assert work is not None
+    notifier = handlers(deps, NotifierSettings(), asyncio.Event())
     async with deps.uow() as uow:
-        await work.run(uow)
+        assert await notifier.handle(event, uow)
     async with deps.uow() as uow:
         told = {
             (n.recipient, n.tracking_code, n.template)

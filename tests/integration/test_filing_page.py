@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from services.intake.app import service as intake_service
 from services.intake.http import create_app
 from services.intake.observability import HttpLimits
-from services.intake.web import format_date
-from services.intake.web_filing import divisions
+from services.intake.web.filing import divisions
+from services.intake.web.pages import format_date
 from shared.cases import get_case
 from shared.clock import FixedClock
 from shared.db.migrate import upgrade
@@ -81,9 +81,8 @@ async def open_page(
         api_tokens=f"staff={STAFF},department:obras={OBRAS}",
     )
     runtime = Runtime(settings, [intake_service()], clock=clock)
-    runtime.deps.extras["http_limits"] = limits
     await upgrade(runtime.deps.engine)
-    transport = httpx.ASGITransport(app=create_app(runtime.deps))
+    transport = httpx.ASGITransport(app=create_app(runtime.deps, limits=limits))
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
         yield Page(client, clock, runtime)
     await runtime.deps.engine.dispose()

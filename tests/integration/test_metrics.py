@@ -115,8 +115,7 @@ async def intake(amqp_url: str, pg_url: str) -> AsyncIterator[Intake]:
     gauges_of = [deadlines_service(), notifier_service()]
     services = [intake_service(), *(ServiceDefinition(s.name, gauges=s.gauges) for s in gauges_of)]
     async with running(settings, services, clock=clock) as runtime:
-        runtime.deps.extras["http_limits"] = LIMITS
-        app = create_app(runtime.deps)
+        app = create_app(runtime.deps, limits=LIMITS)
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
             yield Intake(client, runtime, clock, amqp_url, app)

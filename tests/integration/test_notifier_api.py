@@ -1,4 +1,4 @@
-"""The notification log and staff tasks over HTTP (services/intake/notifications_api.py),
+"""The notification log and staff tasks over HTTP (services/notifier/http.py),
 on a notifier that really ran: real RabbitMQ, PostgreSQL and aiosmtpd."""
 
 from __future__ import annotations
@@ -8,10 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from services.intake import notifications_api
-from services.intake.throttle import FailureThrottle
+from services.notifier.app import service
+from shared.http import http_app
 from tests.integration.test_notifier_service import citizen, harness
 
 pytestmark = pytest.mark.connected
@@ -41,10 +40,9 @@ async def test_log_and_tasks(amqp_url: str, pg_url: str, tmp_path: Path) -> None
         (failed,) = await h.settled(refused, 1)
         assert (post_task.status, phone_task.status, failed.status) == ("task", "task", "failed")
 
-        app = FastAPI()
-        # The intake app's one budget of failed authentications, which every door reads.
-        app.state.auth_throttle = FailureThrottle(10, 2.0)
-        notifications_api.install(app, h.deps)
+        # The notifier's routes as a process that runs only the notifier serves them.
+        app = http_app(h.deps, [service()])
+        assert app is not None
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             # who may read it

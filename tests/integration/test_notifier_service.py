@@ -29,7 +29,7 @@ from sqlalchemy import select
 from services.notifier.app import service
 from services.notifier.channels import verify_signature
 from services.notifier.delivery import Deliverer, DeliveryPolicy
-from services.notifier.handlers import events as notifier_handler
+from services.notifier.handlers import handlers as notifier_handlers
 from services.notifier.models import NotificationRow
 from services.notifier.settings import NotifierSettings
 from services.notifier.templates import TemplateRenderer
@@ -466,11 +466,11 @@ async def test_each_row_of_the_table(amqp_url: str, pg_url: str, tmp_path: Path)
         assert "Dirección de Aseo" in body
 
         # SubmissionRejected: nobody is notified
-        handler = notifier_handler(h.deps, h.notifier, asyncio.Event())
+        handlers = notifier_handlers(h.deps, h.notifier, asyncio.Event())
         rejected = SubmissionRejected(
             external_ref="311-999", reasons=[FieldError(field="x", rule="y", message="z")]
         )
-        assert handler(rejected.model_dump_json().encode(), None) is None  # type: ignore[arg-type]
+        assert handlers.handler_of(rejected) is None
 
         # a redelivered event has no second effect
         outbox = await _outbox(h, "CaseReceived", by_mail.id)

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from services.intake import web_console
 from services.intake.app import service as intake_service
 from services.intake.http import create_app
+from services.intake.web import console as web_console
 from shared import paging
 from shared.cases import get_case, perform
 from shared.clock import FixedClock

@@ -383,7 +383,7 @@ async def test_an_answer_given_over_http_is_not_applied_twice_by_the_router(
         (
             "case.responded.rrhh",
             {"event_type": "DepartmentResponded", "department": "rrhh"},
-            "no cumple el esquema DepartmentResponded",
+            "no cumple el esquema del evento DepartmentResponded",
         ),
         (
             "case.responded.aseo",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.intake.app import service as intake_service
-from services.intake.satisfaction import OFFICE_GROUP, load_survey, survey_csv_rows
+from services.intake.web.satisfaction import OFFICE_GROUP, load_survey, survey_csv_rows
 from shared.db.migrate import upgrade
 from shared.runtime import Deps, Runtime
 from tests.factories import case_in

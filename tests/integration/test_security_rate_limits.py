@@ -11,10 +11,10 @@ import pytest
 import shared.startup
 from services.intake.observability import HttpLimits
 from services.intake.settings import IntakeSettings, startup_problems
-from services.intake.throttle import FailureThrottle
 from shared.cli import main
 from shared.runtime import http_server_config
 from shared.settings import Settings
+from shared.throttle import FailureThrottle
 from tests.integration.security_app import (
     BASE_URL,
     PLATFORM_TOKEN,

@@ -15,11 +15,11 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from services.intake.auth import digest
 from services.intake.models import WebSessionRow
 from services.intake.settings import IntakeSettings
-from services.intake.web_session import COOKIE
+from services.intake.web.session import COOKIE
 from services.notifier.settings import NotifierSettings
+from shared.auth import digest
 from tests.integration.security_app import STAFF_TOKEN, TOKENS, App, intake_app
 
 CONSOLE = "/consola"

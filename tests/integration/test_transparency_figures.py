@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.intake.transparency import (
+from services.intake.web.transparency import (
     CaseFacts,
     figures,
     histogram_median,

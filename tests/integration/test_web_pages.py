@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from services.intake import app as intake_app
 from services.intake.http import create_app
-from services.intake.transparency import CaseFacts, figures, to_csv
+from services.intake.web.transparency import CaseFacts, figures, to_csv
 from shared.cases import get_case
 from shared.clock import FixedClock
 from shared.db.models import CaseRow, InboxRow, OutboxRow

@@ -1,4 +1,4 @@
-"""Bearer tokens and roles (services/intake/auth.py), without I/O."""
+"""Bearer tokens and roles (shared/auth.py), without I/O."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from services.intake.auth import Principal, TokenConfigError, TokenStore, bearer_token, check_role
+from shared.auth import Principal, TokenConfigError, TokenStore, bearer_token, check_role
 from shared.config import TokenEntry
 
 DEPARTMENTS = {"vias", "aseo"}

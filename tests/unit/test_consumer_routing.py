@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from shared.consumer import Consumer, Work
-from shared.contract import CaseResolved, DepartmentResponded, Event
+from shared.consumer import Consumer, Handlers
+from shared.contract import CaseReceived, CaseResolved, DepartmentResponded, Event
 from shared.messaging import ROUTER
 from shared.routing import Identities
 from shared.uow import UnitOfWork
@@ -80,17 +80,12 @@ def answer(**overrides: Any) -> DepartmentResponded:
 
 
 def consumer(broker: Broker, ran: list[str], inbox: set[tuple[str, str]]) -> Consumer:
-    def decode(body: bytes, msg: Any) -> Work:
-        event_id = msg.message_id
-
-        async def run(uow: UnitOfWork) -> None:
-            ran.append(event_id)
-
-        return Work(run, claim=("router", event_id))
+    async def answered(event: DepartmentResponded, uow: UnitOfWork, deps: list[str]) -> None:
+        deps.append(str(event.event_id))
 
     return Consumer(
         ROUTER,
-        decode,
+        Handlers("router", ran, {DepartmentResponded: answered}),
         broker,  # type: ignore[arg-type]
         lambda: FakeUow(inbox),  # type: ignore[arg-type, return-value]
         identities=Identities(system="defensa311"),
@@ -153,3 +148,45 @@ async def test_the_consumer_claims_the_inbox_so_a_redelivery_has_no_second_effec
     assert (first.acked, again.acked) == (1, 1)
     assert inbox == {("router", str(event.event_id))}
     assert broker.dead == []
+
+
+async def test_an_answer_for_another_department_than_its_key_is_refused() -> None:
+    broker, ran, inbox = Broker(), [], set()  # type: ignore[var-annotated]
+    c = consumer(broker, ran, inbox)
+    await deliver(c, answer(department="salud"), "case.responded.obras", "dept-obras")
+    assert ran == []
+    assert broker.dead == [
+        (
+            "defensa311.router.dlq",
+            "el departamento del mensaje no coincide con su clave de enrutamiento",
+        )
+    ]
+
+
+async def test_a_body_outside_its_events_schema_is_refused_naming_the_field() -> None:
+    broker, ran, inbox = Broker(), [], set()  # type: ignore[var-annotated]
+    c = consumer(broker, ran, inbox)
+    message = Message(Raw("case.responded.obras", "dept-obras"), str(uuid.uuid4()))
+    body = b'{"event_type": "DepartmentResponded", "department": "obras"}'
+    await c(body, message)  # type: ignore[arg-type]
+    assert ran == [] and message.acked == 1
+    ((_queue, reason),) = broker.dead
+    assert reason.startswith("no cumple el esquema del evento DepartmentResponded: ")
+    assert "case_id:" in reason
+
+
+async def test_an_event_no_handler_maps_is_acked_and_not_claimed() -> None:
+    broker, ran, inbox = Broker(), [], set()  # type: ignore[var-annotated]
+    c = consumer(broker, ran, inbox)
+    received = CaseReceived(
+        case_id=uuid.uuid4(),
+        tracking_code="D311-2026-000101",
+        channel="web",
+        kind="denuncia",
+        category=None,
+        received_at=NOW,
+        due_at=NOW,
+        occurred_at=NOW,
+    )
+    message = await deliver(c, received, "case.received", None)
+    assert (ran, inbox, broker.dead, message.acked) == ([], set(), [], 1)

@@ -3,7 +3,7 @@
 import json
 import unicodedata
 
-from services.intake.web_filing import DIVISIONS, divisions
+from services.intake.web.filing import DIVISIONS, divisions
 
 
 def _plain(name: str) -> str:

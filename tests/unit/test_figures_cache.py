@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from services.intake.transparency import Figures, FiguresCache
+from services.intake.web.transparency import Figures, FiguresCache
 
 START = datetime(2026, 6, 1, 15, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.intake.transparency import bar_chart_svg, wrap_label
+from services.intake.web.transparency import bar_chart_svg, wrap_label
 from services.notifier.channels import ChannelError, MailboxChannel, SmtpSettings
 from services.notifier.delivery import email_channel
 from services.notifier.settings import NotifierSettings

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.intake.schemas import FilingRequest, filing_errors
+from services.intake.api.schemas import FilingRequest, filing_errors
 from shared.domain.actions import REGISTRY, ClassifyBody, MeetingOutcomeBody
 from shared.validation import PANAMA_BOUNDS, control_character, spanish_errors
 

@@ -239,14 +239,13 @@ def test_retry_delay_is_exponential_capped_and_honours_retry_after() -> None:
 
 
 def test_a_body_that_is_no_event_is_poison() -> None:
-    from services.notifier.handlers import parse
-    from shared.consumer import Poison
+    from shared.consumer import Poison, parse
 
     with pytest.raises(Poison, match="JSON"):
-        parse(b"{not json")
-    with pytest.raises(Poison, match="esquema"):
-        parse(b'{"event_type": "CaseReceived"}')
-    assert isinstance(parse(received().model_dump_json().encode()), CaseReceived)
+        parse(CaseReceived, b"{not json")
+    with pytest.raises(Poison, match="esquema del evento CaseReceived"):
+        parse(CaseReceived, b'{"event_type": "CaseReceived"}')
+    assert isinstance(parse(CaseReceived, received().model_dump_json().encode()), CaseReceived)
 
 
 def test_a_moved_legal_term_tells_the_citizen_and_a_moved_department_term_the_department() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.intake.open311_catalog import build_catalog
-from services.intake.open311_requests import public_coordinates
+from services.intake.open311.catalog import build_catalog
+from services.intake.open311.requests import public_coordinates
 from shared.config import InstitutionConfig, Open311Output
 
 PLACE = {"lat": 8.991234, "lon": -79.512345, "address": "Calle 73, casa 21"}

@@ -9,7 +9,7 @@ from typing import get_args
 
 import pytest
 
-from services.intake.schemas import ListFilters
+from services.intake.api.schemas import ListFilters
 from shared.calendar import TZ, BusinessCalendar, CalendarKind, TermPolicy
 from shared.cases.services import CaseServices
 from shared.config import load_config

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from services.intake.open311_format import to_xml
+from services.intake.open311.format import to_xml
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.validation import InvalidValue, clean_text, control_character
 

@@ -27,16 +27,9 @@ from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.intake.auth import (
-    DEPARTMENT_PREFIX,
-    STAFF,
-    SUPERIOR,
-    SUPERVISOR,
-    TokenStore,
-    digest,
-)
 from services.intake.models import WebSessionKeyRow, WebSessionRow
 from services.intake.settings import IntakeSettings
+from shared.auth import DEPARTMENT_PREFIX, STAFF, SUPERIOR, SUPERVISOR, digest
 from shared.runtime import Deps
 
 COOKIE = "d311_sesion"
@@ -87,9 +80,7 @@ class Sessions:
         self._key: bytes | None = (
             configured.get_secret_value().encode() if configured is not None else None
         )
-        self.tokens = TokenStore.build(
-            deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
-        )
+        self.tokens = deps.tokens
         self.grants = self.tokens.grants()
 
     # ------------------------------------------------------------------ the key

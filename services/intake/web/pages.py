@@ -1,8 +1,8 @@
 """The web pages: the staff console, the citizen's tracking page, transparency.
 
 Server-rendered HTML (Jinja2), in Spanish, with every asset served by the app. ``install``
-mounts the stylesheet and adds the public pages (:mod:`services.intake.web_public`) and the
-console (:mod:`services.intake.web_console`); the shared rendering helpers live here.
+mounts the stylesheet and adds the public pages (:mod:`services.intake.web.public`) and the
+console (:mod:`services.intake.web.console`); the shared rendering helpers live here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from services.intake.web_session import Session
+from services.intake.web.session import Session
 from shared.calendar import TZ, CalendarKind
 from shared.domain.labels import (
     CHANNEL_LABELS,
@@ -42,8 +42,8 @@ __all__ = [
 ]
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES = HERE / "web_templates"
-STATIC = HERE / "web_static"
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
 STATIC_URL = "/estaticos"
 
 STATE_EXPLANATIONS = {
@@ -193,17 +193,16 @@ def format_datetime(value: datetime | None) -> str:
 
 def install(app: FastAPI, deps: Deps) -> None:
     """Mount the assets and add the public pages and the console."""
-    from services.intake import (
-        refusals,
-        web_attachments,
-        web_console,
-        web_filing,
-        web_mailbox,
-        web_public,
-        web_session,
-    )
+    from services.intake import refusals
+    from services.intake.web import attachments as web_attachments
+    from services.intake.web import console as web_console
+    from services.intake.web import filing as web_filing
+    from services.intake.web import mailbox as web_mailbox
+    from services.intake.web import public as web_public
+    from services.intake.web import session as web_session
 
     pages = Pages(deps)
+    app.state.pages = pages
     refusals.install(app, pages)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="web-static")
     web_public.install(app, deps, pages)
@@ -212,3 +211,9 @@ def install(app: FastAPI, deps: Deps) -> None:
     web_mailbox.install(app, deps, pages)
     web_attachments.install(app, deps, pages)
     web_filing.install(app, deps, pages)
+
+
+def pages_of(request: Request) -> Pages:
+    """The app's page renderer, for a route: ``Annotated[Pages, Depends(pages_of)]``."""
+    pages: Pages = request.app.state.pages
+    return pages

@@ -21,20 +21,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.intake.auth import Principal, TokenStore, bearer_token
-from services.intake.refusals import refused
-from services.intake.schemas import (
+from services.intake.api.schemas import (
     Filed,
     FilingRequest,
     ListFilters,
     actions_openapi,
     filing_errors,
 )
-from services.intake.throttle import client_of, throttle_of
+from services.intake.api.views import platform311_view, public_view, staff_view, summary
+from services.intake.refusals import refused
 from services.intake.uploads import COUNT_FIELD, UPLOADS, prepared_uploads, takes_files
-from services.intake.views import platform311_view, public_view, rfc3339, staff_view, summary
 from shared.agenda import agenda_page
-from shared.calendar import TZ
+from shared.auth import Principal, bearer_token
+from shared.calendar import TZ, rfc3339
 from shared.cases import (
     CaseNotFound,
     InvalidActionInput,
@@ -57,6 +56,7 @@ from shared.evidence import (
     discard,
     store_blobs,
 )
+from shared.http import deps_of
 from shared.lifecycle import IllegalTransition
 from shared.messaging import ANSWERS_INBOX
 from shared.paging import (
@@ -70,6 +70,7 @@ from shared.paging import (
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
 from shared.storage import BlobStore
+from shared.throttle import client_of, throttle_of
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
 
@@ -154,9 +155,7 @@ async def optional_principal(
     wait = throttle.retry_after(client)
     if wait:
         raise ApiError(429, {"detail": throttle.message(wait)}, {"Retry-After": str(wait)})
-    store = request.app.state.api_tokens
-    assert isinstance(store, TokenStore)
-    principal = store.authenticate(token) if token else None
+    principal = deps_of(request).tokens.authenticate(token) if token else None
     if principal is None:
         throttle.failed(client)
         raise unauthorized("token inválido o desconocido")
@@ -177,10 +176,6 @@ RequiredPrincipal = Annotated[Principal, Depends(required_principal)]
 
 def install(app: FastAPI, deps: Deps) -> None:
     """Add the case API's routes to the app."""
-    store = TokenStore.build(
-        deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
-    )
-    app.state.api_tokens = store
     limiter = MissLimiter(PUBLIC_MISSES_PER_WINDOW, PUBLIC_MISS_WINDOW)
     error_handlers(app)
     app.include_router(build_router(deps, limiter))
@@ -609,7 +604,7 @@ def error_handlers(app: FastAPI) -> None:
             else "un valor de la solicitud está fuera del rango admitido o no se pudo leer"
         )
         if request.url.path.startswith("/open311/"):
-            from services.intake.open311_format import Open311Error, render_errors
+            from services.intake.open311.format import Open311Error, render_errors
 
             fmt = "xml" if request.url.path.endswith(".xml") else "json"
             return render_errors(fmt, Open311Error(400, message))

@@ -19,11 +19,10 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, select
 
-from services.intake import web_session
-from services.intake.throttle import client_of, throttle_of
 from services.intake.uploads import COUNT_FIELD, UPLOADS, prepared_uploads, takes_files
-from services.intake.web_attachments import attachment_store
-from services.intake.web_session import Session
+from services.intake.web import session as web_session
+from services.intake.web.attachments import attachment_store
+from services.intake.web.session import Session
 from shared.calendar import days_left
 from shared.cases import (
     CaseNotFound,
@@ -81,13 +80,14 @@ from shared.paging import (
 )
 from shared.runtime import Deps
 from shared.search import InvalidSearch, search_clause, search_words
+from shared.throttle import client_of, throttle_of
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
 
 log = logging.getLogger("defensa311.intake.console")
 
 if TYPE_CHECKING:
-    from services.intake.web import Pages
+    from services.intake.web.pages import Pages
 
 NEAR_DAYS = 3
 # A department's list of remitted cases.
@@ -431,7 +431,7 @@ def install(app: FastAPI, deps: Deps, pages: Pages, sessions: web_session.Sessio
                     select(CaseRow).where(*where).order_by(*order).limit(PAGE_SIZE + 1)
                 )
             )
-        from services.intake.web import STATE_LABELS
+        from services.intake.web.pages import STATE_LABELS
 
         open_count = (
             sum(counts[s.value][0] for s in OPEN_STATES),

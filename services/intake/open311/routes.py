@@ -12,27 +12,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from sqlalchemy import and_, false, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from services.intake.auth import TokenStore
-from services.intake.open311_catalog import Service, build_catalog
-from services.intake.open311_format import FORMATS, Open311Error, render, render_errors, w3c
-from services.intake.open311_media import MediaSettings, fetch_media
-from services.intake.open311_requests import (
+from services.intake.open311.catalog import Service, build_catalog
+from services.intake.open311.format import FORMATS, Open311Error, render, render_errors, w3c
+from services.intake.open311.media import MediaSettings, fetch_media
+from services.intake.open311.requests import (
     describe,
     parse_query,
     read_filing,
     request_element,
     service_notice,
 )
-from services.intake.throttle import client_of, throttle_of
-from services.intake.web_attachments import attachment_store
+from services.intake.web.attachments import attachment_store
 from shared.cases import file_case
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
@@ -46,6 +44,7 @@ from shared.evidence import (
 )
 from shared.lifecycle import OPEN_STATES
 from shared.runtime import Deps
+from shared.throttle import client_of, throttle_of
 from shared.tracking import normalize_tracking_code
 
 PREFIX = "/open311/v2"
@@ -55,39 +54,59 @@ log = logging.getLogger("defensa311.intake.open311")
 Answer = tuple[str, Any, int]
 
 
+router = APIRouter(prefix=PREFIX, tags=["open311"])
+
+
 def install(app: FastAPI, deps: Deps) -> None:
     """Add the GeoReport v2 routes to intake's app."""
-    api = Open311(deps)
+    app.state.open311 = Open311(deps)
+    app.include_router(router)
 
-    @app.get(PREFIX + "/discovery.{fmt}", tags=["open311"])
-    async def discovery(fmt: str) -> Response:
-        return await api.answer(fmt, api.discovery)
 
-    @app.get(PREFIX + "/services.{fmt}", tags=["open311"])
-    async def services(fmt: str) -> Response:
-        return await api.answer(fmt, api.services)
+def open311_of(request: Request) -> Open311:
+    """The app's one Open311 door (its catalogue is built once)."""
+    door: Open311 = request.app.state.open311
+    return door
 
-    @app.get(PREFIX + "/services/{service_code}.{fmt}", tags=["open311"])
-    async def service_definition(service_code: str, fmt: str) -> Response:
-        return await api.answer(fmt, lambda: api.definition(service_code))
 
-    @app.post(PREFIX + "/requests.{fmt}", tags=["open311"])
-    async def post_request(fmt: str, request: Request) -> Response:
-        return await api.answer(fmt, lambda: api.file(request))
+Api = Annotated["Open311", Depends(open311_of)]
 
-    @app.get(PREFIX + "/requests.{fmt}", tags=["open311"])
-    async def get_requests(fmt: str, request: Request) -> Response:
-        return await api.answer(fmt, lambda: api.requests(request))
 
-    @app.get(PREFIX + "/requests/{service_request_id}.{fmt}", tags=["open311"])
-    async def get_request(service_request_id: str, fmt: str) -> Response:
-        return await api.answer(fmt, lambda: api.request(service_request_id))
+@router.get("/discovery.{fmt}")
+async def discovery(fmt: str, api: Api) -> Response:
+    return await api.answer(fmt, api.discovery)
 
-    @app.api_route(PREFIX + "/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
-    async def not_found(rest: str) -> Response:
-        fmt = rest.rsplit(".", 1)[-1] if "." in rest else "json"
-        error = Open311Error(404, f"recurso Open311 inexistente: {PREFIX}/{rest}")
-        return render_errors(fmt, error)
+
+@router.get("/services.{fmt}")
+async def services(fmt: str, api: Api) -> Response:
+    return await api.answer(fmt, api.services)
+
+
+@router.get("/services/{service_code}.{fmt}")
+async def service_definition(service_code: str, fmt: str, api: Api) -> Response:
+    return await api.answer(fmt, lambda: api.definition(service_code))
+
+
+@router.post("/requests.{fmt}")
+async def post_request(fmt: str, request: Request, api: Api) -> Response:
+    return await api.answer(fmt, lambda: api.file(request))
+
+
+@router.get("/requests.{fmt}")
+async def get_requests(fmt: str, request: Request, api: Api) -> Response:
+    return await api.answer(fmt, lambda: api.requests(request))
+
+
+@router.get("/requests/{service_request_id}.{fmt}")
+async def get_request(service_request_id: str, fmt: str, api: Api) -> Response:
+    return await api.answer(fmt, lambda: api.request(service_request_id))
+
+
+@router.api_route("/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
+async def not_found(rest: str) -> Response:
+    fmt = rest.rsplit(".", 1)[-1] if "." in rest else "json"
+    error = Open311Error(404, f"recurso Open311 inexistente: {PREFIX}/{rest}")
+    return render_errors(fmt, error)
 
 
 class Open311:
@@ -99,9 +118,7 @@ class Open311:
         self.changeset = self._changeset()
         self.media = MediaSettings()
         self.limits = AttachmentLimits()
-        self.tokens = TokenStore.build(
-            deps.settings.api_tokens, deps.config.tokens, set(deps.config.department_codes)
-        )
+        self.tokens = deps.tokens
 
     def _changeset(self) -> str:
         # The catalogue changes when the institution's config file does.

@@ -29,8 +29,8 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.intake.open311_catalog import KIND_GROUPS, build_catalog
-from services.intake.web_attachments import attachment_store
+from services.intake.open311.catalog import KIND_GROUPS, build_catalog
+from services.intake.web.attachments import attachment_store
 from shared.cases import CaseNotFound, file_case, get_case
 from shared.cases.form import submission_data
 from shared.contract import SubmissionInvalid, validate_submission
@@ -48,7 +48,7 @@ from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
 
 if TYPE_CHECKING:
-    from services.intake.web import Pages
+    from services.intake.web.pages import Pages
 
 log = logging.getLogger("defensa311.intake.filing")
 

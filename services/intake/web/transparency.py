@@ -39,7 +39,7 @@ from sqlalchemy import (
     case as sql_case,
 )
 
-from services.intake.satisfaction import SurveyFigures, survey_csv_rows
+from services.intake.web.satisfaction import SurveyFigures, survey_csv_rows
 from shared.calendar import TZ, BusinessCalendar
 from shared.config import InstitutionConfig
 from shared.db.models import CaseRow

@@ -10,9 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from services.intake import web_session
-from services.intake.web import secure_headers
-from services.intake.web_session import Session
+from services.intake.web import session as web_session
+from services.intake.web.pages import secure_headers
+from services.intake.web.session import Session
 from shared.cases import CaseNotFound, get_case
 from shared.db.models import CaseRow
 from shared.evidence import AttachmentRow, RemitLinks, of_case
@@ -30,7 +30,7 @@ from shared.storage import (
 from shared.tracking import normalize_tracking_code
 
 if TYPE_CHECKING:
-    from services.intake.web import Pages
+    from services.intake.web.pages import Pages
 
 #: Who sent an attachment (``AttachmentRow.source``), as the console says it.
 SOURCE_LABELS = {

@@ -13,9 +13,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from services.intake.satisfaction import load_survey
-from services.intake.throttle import client_of, throttle_of
-from services.intake.transparency import (
+from services.intake.web.attachments import attachment_store
+from services.intake.web.satisfaction import load_survey
+from services.intake.web.transparency import (
     SMALL_SAMPLE,
     Figures,
     FiguresCache,
@@ -24,7 +24,6 @@ from services.intake.transparency import (
     load_figures,
     to_csv,
 )
-from services.intake.web_attachments import attachment_store
 from shared.cases import CaseNotFound, InvalidActionInput, get_case, history, perform
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.domain.actions import CITIZEN, REGISTRY
@@ -44,6 +43,7 @@ from shared.evidence import (
 )
 from shared.lifecycle import DomainError, IllegalTransition, State, is_open
 from shared.runtime import Deps
+from shared.throttle import client_of, throttle_of
 from shared.tracking import normalize_tracking_code
 from shared.validation import spanish_errors
 
@@ -72,7 +72,7 @@ WRONG_KEY = "clave: no corresponde a este caso; revise la clave de su constancia
 PUBLIC_NOTES = frozenset({"file", "add_information", "answer_survey"})
 
 if TYPE_CHECKING:
-    from services.intake.web import Pages
+    from services.intake.web.pages import Pages
 
 
 @dataclass(frozen=True)

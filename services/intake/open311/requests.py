@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from services.intake.open311_catalog import Service, find_service
-from services.intake.open311_format import Open311Error, w3c
+from services.intake.open311.catalog import Service, find_service
+from services.intake.open311.format import Open311Error, w3c
 from shared.config import InstitutionConfig, PublicLocation
 from shared.contract import FieldError
 from shared.db.models import CaseRow

@@ -6,16 +6,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from shared.calendar import TZ
+from shared.calendar import rfc3339
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.domain.clocks import Clock, Terms, clock_statuses, is_overdue, legal_status
 from shared.domain.labels import actor_label, timeline_text
-
-
-def rfc3339(value: datetime | None) -> str | None:
-    """Every timestamp the API answers: RFC 3339 with the institution's offset (-05:00)."""
-    return value.astimezone(TZ).isoformat() if value else None
-
 
 _iso = rfc3339
 
