@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     # The public transparency figures are recomputed at most this often (0: every request).
-    transparency_cache_seconds: float = Field(default=30.0, ge=0)
+    transparency_cache_seconds: float = Field(default=300.0, ge=0)
     # Figures older than the cache's seconds but younger than these are answered at once
     # while they are recomputed in the background (services/intake/web/transparency.py).
     transparency_stale_seconds: float = Field(default=900.0, ge=0)
