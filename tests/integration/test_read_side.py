@@ -317,12 +317,12 @@ async def test_the_inbox_pages_its_list_by_keyset_and_caps_its_counts(
     assert stale.status_code == 200 and len(listed(stale.text)) == 2
 
 
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 async def test_the_list_indexes_exist_on_postgresql(
     client: tuple[httpx.AsyncClient, Runtime, FixedClock],
 ) -> None:
     _http, runtime, _clock = client
-    if runtime.deps.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's catalogue")
+    assert runtime.deps.engine.dialect.name == "postgresql"
     async with runtime.deps.engine.connect() as conn:
         rows = await conn.execute(
             text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'cases'")
