@@ -284,3 +284,16 @@ def test_a_short_link_secret_stops_the_start_with_one_line_for_both_services(
     assert err.count("DEFENSA311_CLAVE_LINK_SECRET") == 1
     assert "al menos 32 caracteres" in err
     assert "corto-secreto-2" not in err and "Traceback" not in err
+
+
+async def test_without_a_link_secret_every_link_is_answered_not_valid(local: Local) -> None:
+    site = local.site
+    code, _ = await file_on_the_web(site)
+    link = await link_for(site, code)
+    site.deps.__dict__["key_links"] = None  # PostgreSQL without DEFENSA311_CLAVE_LINK_SECRET
+    for answer in (
+        await site.client.get(link),
+        await site.client.post(f"/clave/{code}", data={"t": link.split("t=", 1)[1]}),
+    ):
+        assert answer.status_code == 400
+        assert "Este enlace no es válido" in unescape(answer.text)
