@@ -67,12 +67,15 @@ def preflight(settings: Settings, names: Sequence[str]) -> str:
 
     config = check_config(settings)
     # Each service's own checks (one line each), before anything is connected to.
-    problems = [
-        problem
-        for name in names
-        for check in service_definition(name).checks
-        for problem in check(settings)
-    ]
+    # (a setting two services read is named once)
+    problems = list(
+        dict.fromkeys(
+            problem
+            for name in names
+            for check in service_definition(name).checks
+            for problem in check(settings)
+        )
+    )
     if problems:
         raise StartupError("\nno se puede iniciar: ".join(problems))
     if "intake" in names:

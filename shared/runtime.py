@@ -32,7 +32,9 @@ from shared.consumer import Consumer, Handlers
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.domain.clocks import Terms
+from shared.domain.key_link import KeyLinks
 from shared.evidence import RemitLinks
+from shared.key_links import load_key_links
 from shared.messaging import (
     QueueSpec,
     declare_topology,
@@ -82,6 +84,12 @@ class Deps:
         return TokenStore.build(
             self.settings.api_tokens, self.config.tokens, set(self.config.department_codes)
         )
+
+    @cached_property
+    def key_links(self) -> KeyLinks | None:
+        """The receipt e-mail's clave links: signed by the notifier, checked by intake (built
+        once; ``None`` when links are off, :mod:`shared.key_links`)."""
+        return load_key_links(self.settings)
 
     async def check_ready(self) -> dict[str, bool]:
         database = False

@@ -101,8 +101,8 @@ async def check_database(settings: Settings) -> None:
     from shared.db.engine import make_engine
 
     if settings.is_sqlite:
-        path = settings.database_url.split(":///", 1)[-1].split("?", 1)[0]
-        folder = Path(path).parent if path and path != ":memory:" else Path(".")
+        path = settings.sqlite_path
+        folder = path.parent if path is not None else Path(".")
         if not folder.is_dir():
             raise StartupError(
                 f"DEFENSA311_DATABASE_URL: no existe la carpeta {folder} de la base SQLite"

@@ -7,6 +7,7 @@ from services.intake.http import create_app
 from services.intake.models import WebSessionKeyRow, WebSessionRow
 from services.intake.observability import case_gauges
 from services.intake.settings import startup_problems
+from shared.key_links import key_link_problems
 from shared.messaging import INTAKE
 from shared.runtime import ServiceDefinition, Subscription
 
@@ -22,7 +23,7 @@ def service() -> ServiceDefinition:
             ),
         ),
         http=create_app,
-        checks=(startup_problems,),
+        checks=(startup_problems, key_link_problems),
         models=(WebSessionRow, WebSessionKeyRow),
         gauges=(case_gauges,),
     )

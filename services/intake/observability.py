@@ -11,9 +11,9 @@ every route: a request refused here (413, 429) is still counted by route and sta
 - Rate limits: a token bucket per client IP, in memory (per process; behind N instances
   the effective limit is N times this one). Filing without a token
   (``POST /api/v1/cases``) and tracking lookups (``GET /api/v1/cases/{code}``,
-  ``/seguimiento…``, Open311's ``requests/{id}`` and each code of a
-  ``requests?service_request_id=`` batch) are limited; a request bearing a valid API token
-  is not.
+  ``/seguimiento…``, the clave link's ``/clave/{code}``, Open311's ``requests/{id}`` and
+  each code of a ``requests?service_request_id=`` batch) are limited; a request bearing a
+  valid API token is not.
 - Body size: a declared ``Content-Length`` over the limit is refused before the app runs;
   a chunked body is counted as it is read.
 """
@@ -200,6 +200,10 @@ def public_rules(limits: HttpLimits) -> list[LimitRule]:
             re.compile(r"/seguimiento/[^/]+/?"),
             "/seguimiento/{tracking_code}",
             lookup,
+        ),
+        # The receipt e-mail's clave link names a case as a lookup does.
+        LimitRule(
+            "lookup", get | post, re.compile(r"/clave/[^/]+/?"), "/clave/{tracking_code}", lookup
         ),
     ]
 

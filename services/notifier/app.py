@@ -16,6 +16,7 @@ from services.notifier.metrics import notification_gauges
 from services.notifier.models import NotificationRow
 from services.notifier.settings import NotifierSettings
 from shared.consumer import Handlers
+from shared.key_links import key_link_problems
 from shared.messaging import NOTIFIER
 from shared.runtime import Deps, ServiceDefinition, Subscription
 
@@ -43,6 +44,8 @@ def service(settings: NotifierSettings | None = None) -> ServiceDefinition:
         ),
         loops=(deliver,),
         routers=(router,),
+        # the receipt e-mail's clave link is signed with intake's secret
+        checks=(key_link_problems,),
         models=(NotificationRow,),
         gauges=(notification_gauges,),
         # the deliveries in flight, the consumer's transaction, the relay's poll and mark

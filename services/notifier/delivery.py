@@ -46,6 +46,7 @@ from services.notifier.templates import RenderedMessage, TemplateRenderer
 from shared.cases import CaseNotFound, get_case, record_note
 from shared.clock import Clock
 from shared.contract import NotificationFailed
+from shared.domain.key_link import KeyLinks
 from shared.mailbox import MailSettings, uses_mailbox
 from shared.outbox import OutboxRelay
 from shared.runtime import Deps
@@ -100,6 +101,21 @@ def message_id(row: NotificationRow) -> str:
     return f"notification-{row.id}"
 
 
+def with_clave_url(context: Mapping[str, Any], links: KeyLinks | None) -> Mapping[str, Any]:
+    """The receipt's ``clave_url``, signed as the e-mail goes out: the token is never stored
+    (the log keeps only what it is made of). Without a signer, the e-mail has no link."""
+    made_of = context.get("clave_link")
+    if links is None or not isinstance(made_of, Mapping):
+        return context
+    url = links.url(
+        str(context["public_url"]),
+        str(context["tracking_code"]),
+        str(made_of["binding"]),
+        datetime.fromisoformat(str(made_of["expires_at"])),
+    )
+    return {**context, "clave_url": url}
+
+
 class Deliverer:
     def __init__(
         self,
@@ -111,8 +127,10 @@ class Deliverer:
         policy: DeliveryPolicy,
         *,
         relay: OutboxRelay | None = None,
+        links: KeyLinks | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._links = links
         self._clock = clock
         self._renderer = renderer
         self._email = email
@@ -185,7 +203,7 @@ class Deliverer:
     async def _send(self, row: NotificationRow) -> None:
         context = row.context
         if row.channel == EMAIL:
-            message = self._renderer.render(row.template, context)
+            message = self._renderer.render(row.template, with_clave_url(context, self._links))
             await self._email.send(to=row.recipient, message=message, message_id=message_id(row))
         elif row.channel == WEBHOOK:
             payload = {
@@ -331,6 +349,7 @@ async def delivery_loop(deps: Deps, settings: NotifierSettings, signal: asyncio.
             webhook,
             policy,
             relay=deps.relay,
+            links=deps.key_links,
         )
         while True:
             signal.clear()

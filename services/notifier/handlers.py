@@ -23,6 +23,7 @@ from shared.clock import Clock
 from shared.consumer import EventHandler, Handlers, Poison, Prefetch
 from shared.contract import CaseEvent, CaseResolved
 from shared.db.models import CaseRow
+from shared.domain.key_link import binding_of
 from shared.runtime import Deps
 from shared.uow import UnitOfWork
 
@@ -44,6 +45,7 @@ def case_facts(case: CaseRow) -> CaseFacts:
         notify={k: v for k, v in (case.notify or {}).items() if isinstance(v, str) and v},
         department=case.department,
         description=case.description,
+        clave_binding=binding_of(case.clave_hash),
     )
 
 
@@ -102,8 +104,12 @@ HANDLERS: dict[type[Any], EventHandler] = {CaseEvent: case_event}
 def handlers(
     deps: Deps, settings: NotifierSettings, queued: asyncio.Event
 ) -> Handlers[NotifierDeps]:
+    links = deps.key_links
     planner = Planner(
-        deps.config, sms_gateway=bool(settings.sms_webhook_url), terms=deps.cases.terms
+        deps.config,
+        sms_gateway=bool(settings.sms_webhook_url),
+        terms=deps.cases.terms,
+        clave_link_lifetime=None if links is None else links.lifetime,
     )
     return Handlers(
         CONSUMER, NotifierDeps(deps.clock, planner, queued), HANDLERS, prefetch=Prefetch.CASE

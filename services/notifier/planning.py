@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,6 +73,8 @@ class CaseFacts:
     department: str | None = None
     # The petition's text (sent to another public body when the case is forwarded there).
     description: str = ""
+    # What a clave link made now is bound to (shared.domain.key_link.binding_of).
+    clave_binding: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,11 +126,18 @@ def location_text(location: Location | None) -> str:
 
 class Planner:
     def __init__(
-        self, config: InstitutionConfig, *, sms_gateway: bool, terms: Terms | None = None
+        self,
+        config: InstitutionConfig,
+        *,
+        sms_gateway: bool,
+        terms: Terms | None = None,
+        clave_link_lifetime: timedelta | None = None,
     ) -> None:
         self._config = config
         self._sms_gateway = sms_gateway
         self._terms = terms or Terms.from_config(config)
+        # None: no clave link in the receipt (no secret to sign it with).
+        self._clave_link = clave_link_lifetime
 
     def plan(self, event: Event, case: CaseFacts) -> Plan:
         plan = Plan()
@@ -138,6 +147,13 @@ class Planner:
                 "due_at": _iso(event.due_at),
                 "citizen": self._citizen(case),
             }
+            if self._clave_link is not None:
+                # What the e-mail's link is made of; the delivery signs it as it sends, so
+                # the token itself is never stored.
+                context["clave_link"] = {
+                    "expires_at": _iso(event.received_at + self._clave_link),
+                    "binding": case.clave_binding,
+                }
             self._to_citizen(plan, "case_received", case, context)
         elif isinstance(event, CaseResolved):
             department = self._config.department(event.department) if event.department else None

@@ -38,7 +38,9 @@ Common to every kind:
 ``case_received`` (to the citizen; receipt):
     ``received_at`` (required, filing date), ``due_at`` (required, legal due date);
     optional: ``category`` (str), ``citizen`` (mapping; ``citizen.name`` is used in the greeting),
-    ``clave`` (str, the citizen's key; without it the message says where to get one).
+    ``clave_url`` (the signed link to the page that issues the citizen's clave, added as the
+    e-mail is sent, :mod:`shared.domain.key_link`) with ``clave_link.expires_at``; without it
+    the message says where to get a clave. The clave itself is never in a message.
 
 ``case_remitted`` (to the department's contact; the case to act on):
     ``department_name`` (required), ``department_code`` (required; answers go to the routing key

@@ -15,6 +15,7 @@ import yaml
 from services.intake.observability import HttpLimits
 from services.notifier.settings import NotifierSettings
 from shared.cli import SERVICES, build_parser
+from shared.key_links import KeyLinkSettings
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +115,12 @@ def test_the_console_is_published(services: dict[str, dict[str, Any]]) -> None:
 def test_every_setting_is_one_the_application_reads(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    fields = (*Settings.model_fields, *NotifierSettings.model_fields, *HttpLimits.model_fields)
+    fields = (
+        *Settings.model_fields,
+        *NotifierSettings.model_fields,
+        *HttpLimits.model_fields,
+        *KeyLinkSettings.model_fields,
+    )
     known = {f"DEFENSA311_{f.upper()}" for f in fields}
     for name in ("migrate", *SERVICES):
         env = services[name]["environment"]

@@ -192,9 +192,10 @@ def format_datetime(value: datetime | None) -> str:
 
 
 def install(app: FastAPI, deps: Deps) -> None:
-    """Mount the assets and add the public pages and the console."""
+    """Mount the assets and add the public pages (the clave link's among them) and the console."""
     from services.intake import refusals
     from services.intake.web import attachments as web_attachments
+    from services.intake.web import clave as web_clave
     from services.intake.web import console as web_console
     from services.intake.web import filing as web_filing
     from services.intake.web import mailbox as web_mailbox
@@ -211,6 +212,7 @@ def install(app: FastAPI, deps: Deps) -> None:
     web_mailbox.install(app, deps, pages)
     web_attachments.install(app, deps, pages)
     web_filing.install(app, deps, pages)
+    app.include_router(web_clave.router)
 
 
 def pages_of(request: Request) -> Pages:
