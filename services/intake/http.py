@@ -17,6 +17,7 @@ from services.intake.observability import HttpLimits
 from services.intake.open311 import routes as open311
 from services.intake.settings import IntakeSettings
 from services.intake.web import pages as web
+from shared.evidence import AttachmentLimits
 from shared.runtime import Deps
 from shared.throttle import FailureThrottle
 from shared.validation import control_character
@@ -40,6 +41,7 @@ def create_app(
     )
     app.state.deps = deps
     app.state.intake_settings = settings
+    app.state.attachment_limits = AttachmentLimits()
     # One budget of failed authentications per client, whichever door is tried.
     app.state.auth_throttle = FailureThrottle(
         settings.auth_failures_burst, settings.auth_failures_per_minute
