@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -217,3 +217,6 @@ def pages_of(request: Request) -> Pages:
     """The app's page renderer, for a route: ``Annotated[Pages, Depends(pages_of)]``."""
     pages: Pages = request.app.state.pages
     return pages
+
+
+AppPages = Annotated[Pages, Depends(pages_of)]
