@@ -12,8 +12,7 @@ from fastapi import Depends, Request
 
 from services.intake.settings import IntakeSettings
 from shared.evidence import AttachmentLimits
-from shared.http import deps_of
-from shared.runtime import Deps
+from shared.http import AppDeps
 
 
 def settings_of(request: Request) -> IntakeSettings:
@@ -28,6 +27,7 @@ def limits_of(request: Request) -> AttachmentLimits:
     return limits
 
 
-AppDeps = Annotated[Deps, Depends(deps_of)]
+__all__ = ["AppDeps", "AppSettings", "Limits"]
+
 AppSettings = Annotated[IntakeSettings, Depends(settings_of)]
 Limits = Annotated[AttachmentLimits, Depends(limits_of)]

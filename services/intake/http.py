@@ -13,12 +13,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.intake import observability
 from services.intake.api import cases as api
-from services.intake.dependencies import AppDeps
 from services.intake.observability import HttpLimits
 from services.intake.open311 import routes as open311
 from services.intake.settings import IntakeSettings
 from services.intake.web import pages as web
 from shared.evidence import AttachmentLimits
+from shared.http import health
 from shared.runtime import Deps
 from shared.throttle import FailureThrottle
 from shared.validation import control_character
@@ -49,6 +49,7 @@ def create_app(
     )
 
     app.include_router(router)
+    app.include_router(health)
     app.add_middleware(RefuseControlCharacters)
     # Each part of the front door installs its own routes (the case API, with the error
     # handlers that answer in Spanish, comes first); observability goes last so its
@@ -67,18 +68,6 @@ router = APIRouter()
 async def home() -> RedirectResponse:
     # The public front page is the tracking form; staff go on to /consola from there.
     return RedirectResponse("/seguimiento", status_code=307)
-
-
-@router.get("/healthz", tags=["operación"])
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@router.get("/readyz", tags=["operación"])
-async def readyz(deps: AppDeps) -> JSONResponse:
-    checks = await deps.check_ready()
-    ready = all(checks.values())
-    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
 
 class RefuseControlCharacters:
