@@ -4,25 +4,26 @@ A service contributes an app (intake's front door: :attr:`ServiceDefinition.http
 (:attr:`ServiceDefinition.routers`, e.g. the notifier's log and tasks). :func:`http_app` builds
 the one app a process serves: intake's when intake runs in it, with every other service's
 routers mounted on it; otherwise a small app of its own (health, readiness, the Spanish
-error answers) for the routers. A route reads the process's dependencies with
-``Annotated[Deps, Depends(deps_of)]``.
+error answers) for the routers, with the same module-level :data:`health` routes. A route
+reads the process's dependencies as ``deps: AppDeps`` (``Annotated[Deps, Depends(deps_of)]``).
 """
 
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.runtime import Deps
 from shared.throttle import FailureThrottle
 from shared.validation import spanish_errors
 
 if TYPE_CHECKING:
-    from shared.runtime import Deps, ServiceDefinition
+    from shared.runtime import ServiceDefinition
 
 # The failed-authentication budget of an app without intake's settings (intake's defaults).
 AUTH_FAILURES_BURST = 10
@@ -33,6 +34,24 @@ def deps_of(request: Request) -> Deps:
     """The process's dependencies, for a route: ``Annotated[Deps, Depends(deps_of)]``."""
     deps: Deps = request.app.state.deps
     return deps
+
+
+AppDeps = Annotated[Deps, Depends(deps_of)]
+
+#: Health and readiness, on every app a process serves.
+health = APIRouter(tags=["operación"])
+
+
+@health.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/readyz")
+async def readyz(deps: AppDeps) -> JSONResponse:
+    checks = await deps.check_ready()
+    ready = all(checks.values())
+    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
 
 def http_app(deps: Deps, services: list[ServiceDefinition]) -> FastAPI | None:
@@ -52,16 +71,7 @@ def plain_app(deps: Deps) -> FastAPI:
     app = FastAPI(title="Defensa311", docs_url=None, redoc_url=None)
     app.state.deps = deps
     app.state.auth_throttle = FailureThrottle(AUTH_FAILURES_BURST, AUTH_FAILURES_PER_MINUTE)
-
-    @app.get("/healthz", tags=["operación"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["operación"])
-    async def readyz() -> JSONResponse:
-        checks = await deps.check_ready()
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+    app.include_router(health)
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

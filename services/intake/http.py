@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_plus
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi_offline import FastAPIOffline
@@ -17,6 +17,8 @@ from services.intake.observability import HttpLimits
 from services.intake.open311 import routes as open311
 from services.intake.settings import IntakeSettings
 from services.intake.web import pages as web
+from shared.evidence import AttachmentLimits
+from shared.http import health
 from shared.runtime import Deps
 from shared.throttle import FailureThrottle
 from shared.validation import control_character
@@ -40,26 +42,14 @@ def create_app(
     )
     app.state.deps = deps
     app.state.intake_settings = settings
+    app.state.attachment_limits = AttachmentLimits()
     # One budget of failed authentications per client, whichever door is tried.
     app.state.auth_throttle = FailureThrottle(
         settings.auth_failures_burst, settings.auth_failures_per_minute
     )
 
-    @app.get("/", include_in_schema=False)
-    async def home() -> RedirectResponse:
-        # The public front page is the tracking form; staff go on to /consola from there.
-        return RedirectResponse("/seguimiento", status_code=307)
-
-    @app.get("/healthz", tags=["operación"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["operación"])
-    async def readyz() -> JSONResponse:
-        checks = await deps.check_ready()
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
-
+    app.include_router(router)
+    app.include_router(health)
     app.add_middleware(RefuseControlCharacters)
     # Each part of the front door installs its own routes (the case API, with the error
     # handlers that answer in Spanish, comes first); observability goes last so its
@@ -69,6 +59,15 @@ def create_app(
     observability.install(app, deps, limits)
     document_errors(app)
     return app
+
+
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+async def home() -> RedirectResponse:
+    # The public front page is the tracking form; staff go on to /consola from there.
+    return RedirectResponse("/seguimiento", status_code=307)
 
 
 class RefuseControlCharacters:

@@ -28,10 +28,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
@@ -42,12 +41,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.intake.dependencies import AppDeps
 from services.intake.refusals import refused
 from shared.auth import TokenStore, bearer_token
 from shared.db.models import CaseRow
 from shared.domain.clocks import overdue_clause
 from shared.evidence import AttachmentLimits
-from shared.http import deps_of
 from shared.lifecycle import State
 from shared.runtime import Deps
 
@@ -246,6 +245,7 @@ class HttpGuard:
         limits: HttpLimits,
         rules: list[LimitRule],
         tokens: TokenStore,
+        attachments: AttachmentLimits,
     ) -> None:
         self.app = app
         self.deps = deps
@@ -253,7 +253,7 @@ class HttpGuard:
         self.rules = rules
         self.tokens = tokens
         # The filing page carries attachments: it may weigh as much as they may.
-        self.upload_limit = max(limits.max_body_bytes, AttachmentLimits().max_body_bytes)
+        self.upload_limit = max(limits.max_body_bytes, attachments.max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -409,7 +409,7 @@ router = APIRouter(tags=["operación"], include_in_schema=False)
 
 
 @router.get("/metrics")
-async def metrics(deps: Annotated[Deps, Depends(deps_of)]) -> Response:
+async def metrics(deps: AppDeps) -> Response:
     return Response(await render_metrics(deps), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -423,4 +423,5 @@ def install(app: FastAPI, deps: Deps, limits: HttpLimits | None = None) -> None:
         limits=limits,
         rules=public_rules(limits),
         tokens=deps.tokens,
+        attachments=app.state.attachment_limits,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -90,60 +91,60 @@ def _way_back(path: str) -> tuple[str, str, str]:
 
 def install(app: FastAPI, pages: Pages) -> None:
     """Give browsers a page for a flood (429) and for a body over the limit (413)."""
-    limits = AttachmentLimits()
+    app.state.refusal_page = partial(refusal_page, pages, app.state.attachment_limits)
 
-    def page(scope: Scope, status: int, headers: dict[str, str]) -> Response | None:
-        href, back_text, section = _way_back(str(scope.get("path", "")))
-        sent = scope.get("method") == "POST"
-        if status == 429:
-            seconds = int(headers.get("Retry-After", "60") or 60)
-            title = "Demasiadas solicitudes"
-            message = (
-                "Recibimos demasiadas solicitudes desde su conexión en poco tiempo y, para "
-                "proteger el servicio, no atendimos esta."
-            )
-            advice = f"Espere {wait_text(seconds)} y vuelva a intentarlo."
-            if sent:
-                advice += (
-                    " Lo que envió no se registró todavía: con el botón «Atrás» de su navegador "
-                    "vuelve al formulario con lo que escribió."
-                )
-        elif status == 413 and _header(scope, b"content-type").startswith("multipart/"):
-            count = limits.attachments_max_files
-            megabytes = f"{limits.attachments_max_megabytes:g}".replace(".", ",")
-            files = "1 archivo" if count == 1 else f"{count} archivos"
-            title = "Archivos demasiado grandes"
-            message = (
-                f"Lo que envió supera el tamaño máximo que aceptamos: hasta {files} de "
-                f"{megabytes} MB{'' if count == 1 else ' cada uno'} (fotos JPEG, PNG o WebP, o "
-                "documentos PDF)."
-            )
-            advice = (
-                "No se registró nada. Vuelva al formulario, elija menos archivos o archivos más "
-                "pequeños (por ejemplo, fotos con menos resolución) y envíelo de nuevo."
-            )
-        elif status == 413:
-            title = "Formulario demasiado grande"
-            message = "Lo que envió supera el tamaño máximo que acepta este formulario."
-            advice = (
-                "No se registró nada. Vuelva al formulario, acorte el texto y envíelo de nuevo."
-            )
-        else:
-            return None
-        response = pages.render(
-            Request(scope),
-            "rechazo.html",
-            status_code=status,
-            private=True,
-            title=title,
-            section=section,
-            message=message,
-            advice=advice,
-            back_href=href,
-            back_text=back_text,
+
+def refusal_page(
+    pages: Pages, limits: AttachmentLimits, scope: Scope, status: int, headers: dict[str, str]
+) -> Response | None:
+    """The page for a flood (429) or a body over the limit (413); ``None`` for any other."""
+    href, back_text, section = _way_back(str(scope.get("path", "")))
+    sent = scope.get("method") == "POST"
+    if status == 429:
+        seconds = int(headers.get("Retry-After", "60") or 60)
+        title = "Demasiadas solicitudes"
+        message = (
+            "Recibimos demasiadas solicitudes desde su conexión en poco tiempo y, para "
+            "proteger el servicio, no atendimos esta."
         )
-        for name, value in headers.items():
-            response.headers[name] = value
-        return response
-
-    app.state.refusal_page = page
+        advice = f"Espere {wait_text(seconds)} y vuelva a intentarlo."
+        if sent:
+            advice += (
+                " Lo que envió no se registró todavía: con el botón «Atrás» de su navegador "
+                "vuelve al formulario con lo que escribió."
+            )
+    elif status == 413 and _header(scope, b"content-type").startswith("multipart/"):
+        count = limits.attachments_max_files
+        megabytes = f"{limits.attachments_max_megabytes:g}".replace(".", ",")
+        files = "1 archivo" if count == 1 else f"{count} archivos"
+        title = "Archivos demasiado grandes"
+        message = (
+            f"Lo que envió supera el tamaño máximo que aceptamos: hasta {files} de "
+            f"{megabytes} MB{'' if count == 1 else ' cada uno'} (fotos JPEG, PNG o WebP, o "
+            "documentos PDF)."
+        )
+        advice = (
+            "No se registró nada. Vuelva al formulario, elija menos archivos o archivos más "
+            "pequeños (por ejemplo, fotos con menos resolución) y envíelo de nuevo."
+        )
+    elif status == 413:
+        title = "Formulario demasiado grande"
+        message = "Lo que envió supera el tamaño máximo que acepta este formulario."
+        advice = "No se registró nada. Vuelva al formulario, acorte el texto y envíelo de nuevo."
+    else:
+        return None
+    response = pages.render(
+        Request(scope),
+        "rechazo.html",
+        status_code=status,
+        private=True,
+        title=title,
+        section=section,
+        message=message,
+        advice=advice,
+        back_href=href,
+        back_text=back_text,
+    )
+    for name, value in headers.items():
+        response.headers[name] = value
+    return response

@@ -29,6 +29,7 @@ from services.intake.api.schemas import (
     filing_errors,
 )
 from services.intake.api.views import platform311_view, public_view, staff_view, summary
+from services.intake.dependencies import AppDeps, Limits
 from services.intake.refusals import refused
 from services.intake.uploads import COUNT_FIELD, UPLOADS, prepared_uploads, takes_files
 from shared.agenda import agenda_page
@@ -174,335 +175,364 @@ OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 RequiredPrincipal = Annotated[Principal, Depends(required_principal)]
 
 
+router = APIRouter(prefix="/api/v1")
+
+
 def install(app: FastAPI, deps: Deps) -> None:
     """Add the case API's routes to the app."""
-    limiter = MissLimiter(PUBLIC_MISSES_PER_WINDOW, PUBLIC_MISS_WINDOW)
+    app.state.lookup_misses = MissLimiter(PUBLIC_MISSES_PER_WINDOW, PUBLIC_MISS_WINDOW)
     error_handlers(app)
-    app.include_router(build_router(deps, limiter))
+    app.include_router(router)
 
 
-def build_router(deps: Deps, limiter: MissLimiter) -> APIRouter:
-    router = APIRouter(prefix="/api/v1")
-    limits = AttachmentLimits()
+def misses_of(request: Request) -> MissLimiter:
+    """The app's count of anonymous look-ups of codes that do not exist."""
+    limiter: MissLimiter = request.app.state.lookup_misses
+    return limiter
 
-    def department_name(code: str) -> str:
-        department = deps.config.department(code)
-        return department.name if department else code
 
-    def render(case: CaseRow, rows: list[CaseHistoryRow], who: Principal | None) -> dict[str, Any]:
-        now = deps.clock.now()
-        terms = deps.cases.terms
+Misses = Annotated[MissLimiter, Depends(misses_of)]
+
+
+def department_name(deps: Deps, code: str) -> str:
+    department = deps.config.department(code)
+    return department.name if department else code
+
+
+def render(
+    deps: Deps, case: CaseRow, rows: list[CaseHistoryRow], who: Principal | None
+) -> dict[str, Any]:
+    now = deps.clock.now()
+    terms = deps.cases.terms
+    if who is None:
+        return public_view(case, rows, terms, now)
+    if who.is_platform311:
+        return platform311_view(case, rows, terms, now)
+    mine = offered_to(deps.cases.lifecycle, who.role, case)
+    return staff_view(case, rows, terms, now, mine, lambda code: department_name(deps, code))
+
+
+# ------------------------------------------------------------------------ filing
+
+
+@router.post(
+    "/cases",
+    status_code=201,
+    response_model=Filed,
+    tags=["casos"],
+    summary="Presentar un caso",
+    responses={200: {"description": "caso 311 ya recibido (mismo external_ref)"}},
+)
+async def file_a_case(
+    body: FilingRequest, who: OptionalPrincipal, response: Response, deps: AppDeps
+) -> Any:
+    if body.channel == "presencial" and (who is None or not who.is_staff):
         if who is None:
-            return public_view(case, rows, terms, now)
-        if who.is_platform311:
-            return platform311_view(case, rows, terms, now)
-        mine = offered_to(deps.cases.lifecycle, who.role, case)
-        return staff_view(case, rows, terms, now, mine, department_name)
-
-    # ------------------------------------------------------------------------ filing
-
-    @router.post(
-        "/cases",
-        status_code=201,
-        response_model=Filed,
-        tags=["casos"],
-        summary="Presentar un caso",
-        responses={200: {"description": "caso 311 ya recibido (mismo external_ref)"}},
-    )
-    async def file_a_case(body: FilingRequest, who: OptionalPrincipal, response: Response) -> Any:
-        if body.channel == "presencial" and (who is None or not who.is_staff):
-            if who is None:
-                raise unauthorized("el canal presencial requiere un token del personal")
-            raise forbidden("solo el personal puede presentar casos por el canal presencial")
-        if body.channel == "311" and (who is None or not who.is_platform311):
-            if who is None:
-                raise unauthorized("el canal 311 requiere el token de la plataforma 311")
-            raise forbidden("solo la plataforma 311 puede presentar casos por el canal 311")
-        errors = filing_errors(body)
-        if errors:
-            raise invalid(errors)
-        now = deps.clock.now()
-        actor = who.actor if who else "ciudadano"
-        try:
-            async with deps.uow() as uow:
-                case, created = await file_case(
-                    uow,
-                    deps.cases,
-                    body.submission(),
-                    channel=body.channel,
-                    actor=actor,
-                    now=now,
-                    external_ref=body.external_ref,
-                )
-        except IntegrityError:
-            # The same 311 ticket filed at the same moment elsewhere: that case is the one.
-            if body.external_ref is None:
-                raise
-            async with deps.uow() as uow:
-                case = await _by_external_ref(uow.session, body.external_ref)
-            created = False
-        if not created:
-            response.status_code = 200
-        log.info(
-            "case filed" if created else "duplicate 311 submission answered",
-            extra={
-                "case_id": case.id,
-                "tracking_code": case.tracking_code,
-                "channel": case.channel,
-            },
-        )
-        return Filed(
-            case_id=case.id,
-            tracking_code=case.tracking_code,
-            state=case.state,
-            received_at=case.received_at.astimezone(TZ),
-            due_at=case.due_at.astimezone(TZ),
-        )
-
-    # ------------------------------------------------------------------------ reading
-
-    @router.get("/cases/{tracking_code}", tags=["casos"], summary="Consultar un caso")
-    async def read_case(tracking_code: str, request: Request, who: OptionalPrincipal) -> Any:
-        now = deps.clock.now()
-        client = request.client.host if request.client else "?"
-        if who is None and limiter.blocked(client, now):
-            raise ApiError(
-                429,
-                {"detail": "demasiadas consultas de códigos inexistentes; intente más tarde"},
-                {"Retry-After": str(int(PUBLIC_MISS_WINDOW.total_seconds()))},
+            raise unauthorized("el canal presencial requiere un token del personal")
+        raise forbidden("solo el personal puede presentar casos por el canal presencial")
+    if body.channel == "311" and (who is None or not who.is_platform311):
+        if who is None:
+            raise unauthorized("el canal 311 requiere el token de la plataforma 311")
+        raise forbidden("solo la plataforma 311 puede presentar casos por el canal 311")
+    errors = filing_errors(body)
+    if errors:
+        raise invalid(errors)
+    now = deps.clock.now()
+    actor = who.actor if who else "ciudadano"
+    try:
+        async with deps.uow() as uow:
+            case, created = await file_case(
+                uow,
+                deps.cases,
+                body.submission(),
+                channel=body.channel,
+                actor=actor,
+                now=now,
+                external_ref=body.external_ref,
             )
-        try:
-            async with deps.uow() as uow:
-                case = await _visible_case(uow, tracking_code, who)
-                rows = await history(uow, case.id)
-                return render(case, rows, who)
-        except ApiError as exc:
-            if who is None and exc.status == 404:
-                limiter.miss(client, now)
+    except IntegrityError:
+        # The same 311 ticket filed at the same moment elsewhere: that case is the one.
+        if body.external_ref is None:
             raise
-
-    async def _visible_case(
-        uow: Any, tracking_code: str, who: Principal | None, *, lock: bool = False
-    ) -> CaseRow:
-        try:
-            code = normalize_tracking_code(tracking_code)
-            case = await get_case(uow, tracking_code=code, lock=lock)
-        except (ValueError, CaseNotFound):
-            raise not_found() from None
-        if who is not None and who.department and case.department != who.department:
-            raise not_found()  # a department does not learn that other cases exist
-        return case
-
-    @router.get("/cases", tags=["casos"], summary="Listar y buscar casos (personal)")
-    async def list_cases(who: RequiredPrincipal, filters: Annotated[ListFilters, Query()]) -> Any:
-        if not (who.is_staff or who.department):
-            raise forbidden("solo el personal y los departamentos pueden listar casos")
-        department = who.department or filters.department
-        now = deps.clock.now()
-        where: list[ColumnElement[bool]] = []
-        if filters.state:
-            where.append(CaseRow.state == filters.state)
-        if filters.kind:
-            where.append(CaseRow.kind == filters.kind)
-        if filters.channel:
-            where.append(CaseRow.channel == filters.channel)
-        if department:
-            where.append(CaseRow.department == department)
-        if filters.overdue is not None:
-            where.append(
-                overdue_clause(
-                    CaseRow.state,
-                    CaseRow.due_at,
-                    CaseRow.department_due_at,
-                    now,
-                    recourse_due=CaseRow.recourse_due_at,
-                    overdue=filters.overdue,
-                )
-            )
-        try:
-            if filters.q is not None:
-                where.append(search_clause(search_words(filters.q), deps.engine.dialect.name))
-            cursor = Cursor.decode(filters.cursor) if filters.cursor else None
-        except (InvalidSearch, InvalidCursor) as exc:
-            raise invalid([exc.error]) from None
-        if cursor is not None and filters.offset:
-            raise invalid(
-                [
-                    FieldError(
-                        field="offset",
-                        rule="cursor_or_offset",
-                        message="use cursor u offset, no ambos",
-                    )
-                ]
-            )
-        newest_first = (CaseRow.received_at.desc(), CaseRow.id)
-        if cursor is not None:
-            where.append(after(cursor, CaseRow.received_at, CaseRow.id, newest_first=True))
-        page = select(CaseRow).where(*where).order_by(*newest_first).limit(filters.limit + 1)
-        if filters.offset:
-            # A deep page skips its offset over the ids alone (an index-only scan of the
-            # list's index), then reads the rows of the page.
-            ids = (
-                select(CaseRow.id)
-                .where(*where)
-                .order_by(*newest_first)
-                .limit(filters.limit + 1)
-                .offset(filters.offset)
-                .subquery()
-            )
-            page = select(CaseRow).join(ids, CaseRow.id == ids.c.id).order_by(*newest_first)
-        # A search counts along the list's order (as its page reads); the overdue along the
-        # open cases' due dates, where they come first.
-        count_order: tuple[Any, ...] = ()
-        if filters.q is not None:
-            count_order = newest_first
-        elif filters.overdue:
-            count_order = (CaseRow.due_at, CaseRow.id)
         async with deps.uow() as uow:
-            # The total is counted on the first page only (a cursor walks on without it), up
-            # to a cap: exact for a narrow filter, "more than" for years of cases.
-            total, capped = (
-                (None, False)
-                if cursor is not None
-                else await capped_count(
-                    uow.session,
-                    CaseRow.__table__,
-                    where,
-                    SEARCH_TOTAL_CAP if filters.q is not None else None,
-                    count_order,
-                )
-            )
-            rows = list(await uow.session.scalars(page))
-            items = [summary(case, now) for case in rows[: filters.limit]]
-        return {
-            "items": items,
-            "total": total,
-            "total_capped": capped,
-            "limit": filters.limit,
-            "offset": filters.offset,
-            "next_cursor": next_cursor(rows, filters.limit),
-        }
-
-    @router.get("/agenda", tags=["casos"], summary="Sugerencias en agenda (personal)")
-    async def agenda(
-        who: RequiredPrincipal,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
-    ) -> Any:
-        if not who.is_staff:
-            raise forbidden("solo el personal puede ver la agenda")
-        try:
-            after_item = Cursor.decode(cursor) if cursor else None
-        except InvalidCursor as exc:
-            raise invalid([exc.error]) from None
-        now = deps.clock.now()
-        async with deps.uow() as uow:
-            page = await agenda_page(uow, deps.cases.terms, now, limit=limit, after=after_item)
-        return {
-            "items": [item.model_dump(mode="json") for item in page.items],
-            "total": page.total,
-            "limit": limit,
-            "next_cursor": page.next_cursor,
-        }
-
-    @router.get("/departments", tags=["catálogo"], summary="Departamentos configurados")
-    async def departments() -> Any:
-        return [{"code": d.code, "name": d.name} for d in deps.config.departments]
-
-    # ------------------------------------------------------------------------ actions
-
-    @router.post(
-        "/cases/{tracking_code}/actions/{action}",
-        tags=["casos"],
-        summary="Aplicar una acción del ciclo de vida",
-        openapi_extra=actions_openapi(),
-        responses={
-            404: {"description": "caso o acción desconocidos"},
-            409: {
-                "description": "la acción no está permitida en el estado actual, o su plazo "
-                "terminó (un recurso fuera de plazo: term_ended_at)"
-            },
+            case = await _by_external_ref(uow.session, body.external_ref)
+        created = False
+    if not created:
+        response.status_code = 200
+    log.info(
+        "case filed" if created else "duplicate 311 submission answered",
+        extra={
+            "case_id": case.id,
+            "tracking_code": case.tracking_code,
+            "channel": case.channel,
         },
     )
-    async def act(tracking_code: str, action: str, request: Request, who: RequiredPrincipal) -> Any:
-        spec = REGISTRY.get(action)
-        if spec is None:
-            raise ApiError(
-                404, {"detail": f"acción desconocida: {action}", "actions": list(REGISTRY)}
-            )
-        if not may_take(who.role, action):
-            raise forbidden(refusal(who.role, action))
-        data, files = await _action_input(request, spec.body, limits)
-        try:
-            body = spec.body.model_validate(data)
-        except ValidationError as exc:
-            raise invalid(spanish_errors(exc)) from None
-        now = deps.clock.now()
-        offered: list[str] = []
-        stored: list[AttachmentRow] = []
-        if files:
-            store: BlobStore = request.app.state.attachment_store
-            source = "department" if who.department else "staff"
-            stored = await store_blobs(store, files, source, now)
-            body = body.model_copy(update={COUNT_FIELD: len(stored)})
-        try:
-            try:
-                async with deps.uow() as uow:
-                    case = await _visible_case(uow, tracking_code, who, lock=True)
-                    offered = offered_to(deps.cases.lifecycle, who.role, case)
-                    await perform(
-                        uow,
-                        deps.cases,
-                        case,
-                        action,
-                        body,
-                        actor=who.actor,
-                        now=now,
-                        department=who.department,
-                        answers_heard_by=ANSWERS_INBOX,
-                    )
-                    for attachment in stored:
-                        attachment.case_id = case.id
-                        uow.session.add(attachment)
-                    rows = await history(uow, case.id)
-                    view = render(case, rows, who)
-            except BaseException:
-                if stored:  # nothing half-stored: no files without the answer
-                    await discard(request.app.state.attachment_store, stored)
-                raise
-        except IllegalTransition as exc:
-            mine = exc.only(offered)  # name only what this caller may do on this case
-            log.info(
-                "illegal transition refused",
-                extra={"tracking_code": tracking_code[:20], "action": action, "state": exc.state},
-            )
-            raise ApiError(
-                409, {"detail": str(mine), "state": mine.state, "allowed": mine.allowed}
-            ) from None
-        except NotYourCase:
-            raise not_found() from None
-        except TermEnded as exc:
-            # A well-formed step whose term has passed: refused like any state rule, naming
-            # the day the term ended.
-            raise ApiError(
-                409, {"detail": exc.message, "term_ended_at": rfc3339(exc.ended_at)}
-            ) from None
-        except InvalidActionInput as exc:
-            raise invalid(
-                [FieldError(field=exc.field, rule=exc.rule, message=exc.message)]
-            ) from None
-        log.info(
-            "action applied",
-            extra={
-                "case_id": case.id,
-                "tracking_code": case.tracking_code,
-                "action": action,
-                "state": case.state,
-            },
-        )
-        return view
+    return Filed(
+        case_id=case.id,
+        tracking_code=case.tracking_code,
+        state=case.state,
+        received_at=case.received_at.astimezone(TZ),
+        due_at=case.due_at.astimezone(TZ),
+    )
 
-    return router
+
+# ------------------------------------------------------------------------ reading
+
+
+@router.get("/cases/{tracking_code}", tags=["casos"], summary="Consultar un caso")
+async def read_case(
+    tracking_code: str, request: Request, who: OptionalPrincipal, deps: AppDeps, limiter: Misses
+) -> Any:
+    now = deps.clock.now()
+    client = request.client.host if request.client else "?"
+    if who is None and limiter.blocked(client, now):
+        raise ApiError(
+            429,
+            {"detail": "demasiadas consultas de códigos inexistentes; intente más tarde"},
+            {"Retry-After": str(int(PUBLIC_MISS_WINDOW.total_seconds()))},
+        )
+    try:
+        async with deps.uow() as uow:
+            case = await _visible_case(uow, tracking_code, who)
+            rows = await history(uow, case.id)
+            return render(deps, case, rows, who)
+    except ApiError as exc:
+        if who is None and exc.status == 404:
+            limiter.miss(client, now)
+        raise
+
+
+async def _visible_case(
+    uow: Any, tracking_code: str, who: Principal | None, *, lock: bool = False
+) -> CaseRow:
+    try:
+        code = normalize_tracking_code(tracking_code)
+        case = await get_case(uow, tracking_code=code, lock=lock)
+    except (ValueError, CaseNotFound):
+        raise not_found() from None
+    if who is not None and who.department and case.department != who.department:
+        raise not_found()  # a department does not learn that other cases exist
+    return case
+
+
+@router.get("/cases", tags=["casos"], summary="Listar y buscar casos (personal)")
+async def list_cases(
+    who: RequiredPrincipal, filters: Annotated[ListFilters, Query()], deps: AppDeps
+) -> Any:
+    if not (who.is_staff or who.department):
+        raise forbidden("solo el personal y los departamentos pueden listar casos")
+    department = who.department or filters.department
+    now = deps.clock.now()
+    where: list[ColumnElement[bool]] = []
+    if filters.state:
+        where.append(CaseRow.state == filters.state)
+    if filters.kind:
+        where.append(CaseRow.kind == filters.kind)
+    if filters.channel:
+        where.append(CaseRow.channel == filters.channel)
+    if department:
+        where.append(CaseRow.department == department)
+    if filters.overdue is not None:
+        where.append(
+            overdue_clause(
+                CaseRow.state,
+                CaseRow.due_at,
+                CaseRow.department_due_at,
+                now,
+                recourse_due=CaseRow.recourse_due_at,
+                overdue=filters.overdue,
+            )
+        )
+    try:
+        if filters.q is not None:
+            where.append(search_clause(search_words(filters.q), deps.engine.dialect.name))
+        cursor = Cursor.decode(filters.cursor) if filters.cursor else None
+    except (InvalidSearch, InvalidCursor) as exc:
+        raise invalid([exc.error]) from None
+    if cursor is not None and filters.offset:
+        raise invalid(
+            [
+                FieldError(
+                    field="offset",
+                    rule="cursor_or_offset",
+                    message="use cursor u offset, no ambos",
+                )
+            ]
+        )
+    newest_first = (CaseRow.received_at.desc(), CaseRow.id)
+    if cursor is not None:
+        where.append(after(cursor, CaseRow.received_at, CaseRow.id, newest_first=True))
+    page = select(CaseRow).where(*where).order_by(*newest_first).limit(filters.limit + 1)
+    if filters.offset:
+        # A deep page skips its offset over the ids alone (an index-only scan of the
+        # list's index), then reads the rows of the page.
+        ids = (
+            select(CaseRow.id)
+            .where(*where)
+            .order_by(*newest_first)
+            .limit(filters.limit + 1)
+            .offset(filters.offset)
+            .subquery()
+        )
+        page = select(CaseRow).join(ids, CaseRow.id == ids.c.id).order_by(*newest_first)
+    # A search counts along the list's order (as its page reads); the overdue along the
+    # open cases' due dates, where they come first.
+    count_order: tuple[Any, ...] = ()
+    if filters.q is not None:
+        count_order = newest_first
+    elif filters.overdue:
+        count_order = (CaseRow.due_at, CaseRow.id)
+    async with deps.uow() as uow:
+        # The total is counted on the first page only (a cursor walks on without it), up
+        # to a cap: exact for a narrow filter, "more than" for years of cases.
+        total, capped = (
+            (None, False)
+            if cursor is not None
+            else await capped_count(
+                uow.session,
+                CaseRow.__table__,
+                where,
+                SEARCH_TOTAL_CAP if filters.q is not None else None,
+                count_order,
+            )
+        )
+        rows = list(await uow.session.scalars(page))
+        items = [summary(case, now) for case in rows[: filters.limit]]
+    return {
+        "items": items,
+        "total": total,
+        "total_capped": capped,
+        "limit": filters.limit,
+        "offset": filters.offset,
+        "next_cursor": next_cursor(rows, filters.limit),
+    }
+
+
+@router.get("/agenda", tags=["casos"], summary="Sugerencias en agenda (personal)")
+async def agenda(
+    who: RequiredPrincipal,
+    deps: AppDeps,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Any:
+    if not who.is_staff:
+        raise forbidden("solo el personal puede ver la agenda")
+    try:
+        after_item = Cursor.decode(cursor) if cursor else None
+    except InvalidCursor as exc:
+        raise invalid([exc.error]) from None
+    now = deps.clock.now()
+    async with deps.uow() as uow:
+        page = await agenda_page(uow, deps.cases.terms, now, limit=limit, after=after_item)
+    return {
+        "items": [item.model_dump(mode="json") for item in page.items],
+        "total": page.total,
+        "limit": limit,
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get("/departments", tags=["catálogo"], summary="Departamentos configurados")
+async def departments(deps: AppDeps) -> Any:
+    return [{"code": d.code, "name": d.name} for d in deps.config.departments]
+
+
+# ------------------------------------------------------------------------ actions
+
+
+@router.post(
+    "/cases/{tracking_code}/actions/{action}",
+    tags=["casos"],
+    summary="Aplicar una acción del ciclo de vida",
+    openapi_extra=actions_openapi(),
+    responses={
+        404: {"description": "caso o acción desconocidos"},
+        409: {
+            "description": "la acción no está permitida en el estado actual, o su plazo "
+            "terminó (un recurso fuera de plazo: term_ended_at)"
+        },
+    },
+)
+async def act(
+    tracking_code: str,
+    action: str,
+    request: Request,
+    who: RequiredPrincipal,
+    deps: AppDeps,
+    limits: Limits,
+) -> Any:
+    spec = REGISTRY.get(action)
+    if spec is None:
+        raise ApiError(404, {"detail": f"acción desconocida: {action}", "actions": list(REGISTRY)})
+    if not may_take(who.role, action):
+        raise forbidden(refusal(who.role, action))
+    data, files = await _action_input(request, spec.body, limits)
+    try:
+        body = spec.body.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(spanish_errors(exc)) from None
+    now = deps.clock.now()
+    offered: list[str] = []
+    stored: list[AttachmentRow] = []
+    if files:
+        store: BlobStore = request.app.state.attachment_store
+        source = "department" if who.department else "staff"
+        stored = await store_blobs(store, files, source, now)
+        body = body.model_copy(update={COUNT_FIELD: len(stored)})
+    try:
+        try:
+            async with deps.uow() as uow:
+                case = await _visible_case(uow, tracking_code, who, lock=True)
+                offered = offered_to(deps.cases.lifecycle, who.role, case)
+                await perform(
+                    uow,
+                    deps.cases,
+                    case,
+                    action,
+                    body,
+                    actor=who.actor,
+                    now=now,
+                    department=who.department,
+                    answers_heard_by=ANSWERS_INBOX,
+                )
+                for attachment in stored:
+                    attachment.case_id = case.id
+                    uow.session.add(attachment)
+                rows = await history(uow, case.id)
+                view = render(deps, case, rows, who)
+        except BaseException:
+            if stored:  # nothing half-stored: no files without the answer
+                await discard(request.app.state.attachment_store, stored)
+            raise
+    except IllegalTransition as exc:
+        mine = exc.only(offered)  # name only what this caller may do on this case
+        log.info(
+            "illegal transition refused",
+            extra={"tracking_code": tracking_code[:20], "action": action, "state": exc.state},
+        )
+        raise ApiError(
+            409, {"detail": str(mine), "state": mine.state, "allowed": mine.allowed}
+        ) from None
+    except NotYourCase:
+        raise not_found() from None
+    except TermEnded as exc:
+        # A well-formed step whose term has passed: refused like any state rule, naming
+        # the day the term ended.
+        raise ApiError(
+            409, {"detail": exc.message, "term_ended_at": rfc3339(exc.ended_at)}
+        ) from None
+    except InvalidActionInput as exc:
+        raise invalid([FieldError(field=exc.field, rule=exc.rule, message=exc.message)]) from None
+    log.info(
+        "action applied",
+        extra={
+            "case_id": case.id,
+            "tracking_code": case.tracking_code,
+            "action": action,
+            "state": case.state,
+        },
+    )
+    return view
 
 
 async def _action_input(

@@ -59,7 +59,7 @@ router = APIRouter(prefix=PREFIX, tags=["open311"])
 
 def install(app: FastAPI, deps: Deps) -> None:
     """Add the GeoReport v2 routes to intake's app."""
-    app.state.open311 = Open311(deps)
+    app.state.open311 = Open311(deps, app.state.attachment_limits)
     app.include_router(router)
 
 
@@ -110,14 +110,14 @@ async def not_found(rest: str) -> Response:
 
 
 class Open311:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, limits: AttachmentLimits) -> None:
         self.deps = deps
         self.config = deps.config
         self.tz = ZoneInfo(deps.config.institution.timezone)
         self.catalog = build_catalog(deps.config)
         self.changeset = self._changeset()
         self.media = MediaSettings()
-        self.limits = AttachmentLimits()
+        self.limits = limits
         self.tokens = deps.tokens
 
     def _changeset(self) -> str:

@@ -22,15 +22,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.intake.dependencies import AppDeps, AppSettings
 from services.intake.open311.catalog import KIND_GROUPS, build_catalog
-from services.intake.web.attachments import attachment_store
+from services.intake.web.attachments import Store
+from services.intake.web.pages import AppPages, Pages
 from shared.cases import CaseNotFound, file_case, get_case
 from shared.cases.form import submission_data
 from shared.contract import SubmissionInvalid, validate_submission
@@ -46,9 +48,6 @@ from shared.evidence import (
 )
 from shared.runtime import Deps
 from shared.tracking import normalize_tracking_code
-
-if TYPE_CHECKING:
-    from services.intake.web.pages import Pages
 
 log = logging.getLogger("defensa311.intake.filing")
 
@@ -193,26 +192,39 @@ class FormStamp:
         return now.timestamp() - int(raw)
 
 
-def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
-    settings = FilingFormSettings()
-    limits = AttachmentLimits()
-    stamps = FormStamp(settings.form_secret)
-    catalog = build_catalog(deps.config)
-    categories: dict[str, list[str]] = {}
-    for service in catalog.values():
-        names = categories.setdefault(service.kind, [])
-        if service.category not in names:
-            names.append(service.category)
-    category_groups = [(KIND_GROUPS.get(k, k), names) for k, names in categories.items()]
+@dataclass
+class FilingPage:
+    """What the filing page's routes share: the renderer, the anti-abuse settings and stamps,
+    the attachment limits and the configured categories, built once per app."""
+
+    deps: Deps
+    pages: Pages
+    settings: FilingFormSettings
+    limits: AttachmentLimits
+    stamps: FormStamp
+    category_groups: list[tuple[str, list[str]]]
+
+    @classmethod
+    def build(cls, deps: Deps, pages: Pages, limits: AttachmentLimits) -> FilingPage:
+        settings = FilingFormSettings()
+        catalog = build_catalog(deps.config)
+        categories: dict[str, list[str]] = {}
+        for service in catalog.values():
+            names = categories.setdefault(service.kind, [])
+            if service.category not in names:
+                names.append(service.category)
+        category_groups = [(KIND_GROUPS.get(k, k), names) for k, names in categories.items()]
+        return cls(deps, pages, settings, limits, FormStamp(settings.form_secret), category_groups)
 
     def form_page(
+        self,
         request: Request,
         values: dict[str, str],
         errors: dict[str, str],
         *,
         status_code: int = 200,
     ) -> Response:
-        response = pages.render(
+        response = self.pages.render(
             request,
             "presentar.html",
             status_code=status_code,
@@ -224,141 +236,159 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
             field_labels=FIELD_LABELS,
             anchor=anchor,
             kinds=KIND_CHOICES,
-            category_groups=category_groups,
+            category_groups=self.category_groups,
             provinces=divisions(),
-            stamp=stamps.issue(deps.clock.now()),
+            stamp=self.stamps.issue(self.deps.clock.now()),
             honeypot=HONEYPOT,
             stamp_name=STAMP,
             uploads=UPLOADS,
-            limits=limits,
+            limits=self.limits,
         )
         response.headers["Content-Security-Policy"] = SCRIPT_CSP
         return response
 
-    @app.get("/presentar", include_in_schema=False)
-    async def filing_form(request: Request) -> Response:
-        return form_page(request, {}, {})
 
-    @app.post("/presentar", include_in_schema=False)
-    async def file_on_the_web(request: Request) -> Response:
-        raw = await request.form()
-        form = {k: v for k, v in raw.items() if isinstance(v, str)}
-        now = deps.clock.now()
-        if form.get(HONEYPOT, "").strip():
-            log.info("web filing refused", extra={"reason": "honeypot"})
-            return form_page(
-                request,
-                form,
-                {"form": "No se pudo registrar el caso. Revise los datos y envíelo de nuevo."},
-                status_code=422,
-            )
-        age = stamps.age(form.get(STAMP, ""), now)
-        if age is None or age > settings.form_max_hours * 3600:
-            return form_page(
-                request,
-                form,
-                {"form": "El formulario caducó. Revise sus datos y envíelo de nuevo."},
-                status_code=422,
-            )
-        if age < settings.form_min_seconds:
-            log.info("web filing refused", extra={"reason": "too_fast"})
-            return form_page(
-                request,
-                form,
-                {"form": "El formulario se envió demasiado rápido. Revise y envíelo de nuevo."},
-                status_code=422,
-            )
-        errors: dict[str, str] = {}
-        submission = None
-        try:
-            submission = validate_submission(submission_data(form))
-        except SubmissionInvalid as exc:
-            for error in exc.errors:
-                errors.setdefault(error.field or "form", error.message)
-        files = []
-        for upload in raw.getlist(UPLOADS):
-            if isinstance(upload, str) or (not upload.filename and not upload.size):
-                continue  # the empty part a browser sends when no file was chosen
-            files.append((upload.filename or "", await upload.read(limits.max_bytes + 1)))
-        prepared: list[Prepared] = []
-        try:
-            prepared = await asyncio.to_thread(prepare, files, limits)
-        except AttachmentRefused as exc:
-            errors[FIELD] = "; ".join(e.message for e in exc.errors)
-        if errors or submission is None:
-            return form_page(request, form, errors, status_code=422)
-        store = attachment_store(app)
-        clave = new_key()
-        clave_hash = await asyncio.to_thread(hash_key, clave)
-        rows = await store_blobs(store, prepared, "web", now)
-        try:
-            async with deps.uow() as uow:
-                case, _ = await file_case(
-                    uow,
-                    deps.cases,
-                    submission,
-                    channel="web",
-                    actor="ciudadano",
-                    now=now,
-                    clave_hash=clave_hash,
-                )
-                for row in rows:
-                    row.case_id = case.id
-                    uow.session.add(row)
-                code = case.tracking_code
-        except BaseException:
-            await discard(store, rows)  # nothing half-stored: no bytes without their case
-            raise
-        log.info(
-            "case filed",
-            extra={
-                "case_id": case.id,
-                "tracking_code": code,
-                "channel": "web",
-                "attachments": len(rows),
-            },
-        )
-        response = RedirectResponse(f"/presentar/recibo/{code}", status_code=303)
-        # The clave is shown once, on the receipt: it rides in a short-lived cookie scoped to
-        # that page (never in a URL, which logs and browser history keep), dropped when shown.
-        response.set_cookie(
-            KEY_COOKIE,
-            clave,
-            max_age=600,
-            path=f"/presentar/recibo/{code}",
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https" or app.state.intake_settings.cookie_secure,
-        )
-        return response
+def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
+    app.state.filing_page = FilingPage.build(deps, pages, app.state.attachment_limits)
+    app.include_router(router)
 
-    @app.get("/presentar/recibo/{tracking_code}", include_in_schema=False)
-    async def receipt(request: Request, tracking_code: str) -> Response:
-        try:
-            code = normalize_tracking_code(tracking_code)
-            async with deps.uow() as uow:
-                case = await get_case(uow, tracking_code=code)
-        except (ValueError, CaseNotFound):
-            return pages.render(
-                request,
-                "no_encontrado.html",
-                status_code=404,
-                title="Caso no encontrado",
-                section="presentar",
-                message="No hay ningún caso con ese código.",
-                back_href="/presentar",
-                back_text="Presentar un caso",
-            )
-        clave = request.cookies.get(KEY_COOKIE)
-        response = pages.render(
+
+def filing_of(request: Request) -> FilingPage:
+    page: FilingPage = request.app.state.filing_page
+    return page
+
+
+router = APIRouter(include_in_schema=False)
+Filing = Annotated[FilingPage, Depends(filing_of)]
+
+
+@router.get("/presentar")
+async def filing_form(request: Request, filing: Filing) -> Response:
+    return filing.form_page(request, {}, {})
+
+
+@router.post("/presentar")
+async def file_on_the_web(
+    request: Request, filing: Filing, deps: AppDeps, store: Store, settings: AppSettings
+) -> Response:
+    raw = await request.form()
+    form = {k: v for k, v in raw.items() if isinstance(v, str)}
+    now = deps.clock.now()
+    if form.get(HONEYPOT, "").strip():
+        log.info("web filing refused", extra={"reason": "honeypot"})
+        return filing.form_page(
             request,
-            "presentar_recibo.html",
-            private=True,
-            title=f"Constancia del caso {case.tracking_code}",
-            section="presentar",
-            case=case,
-            clave=clave,
+            form,
+            {"form": "No se pudo registrar el caso. Revise los datos y envíelo de nuevo."},
+            status_code=422,
         )
-        if clave is not None:
-            response.delete_cookie(KEY_COOKIE, path=f"/presentar/recibo/{code}")
-        return response
+    age = filing.stamps.age(form.get(STAMP, ""), now)
+    if age is None or age > filing.settings.form_max_hours * 3600:
+        return filing.form_page(
+            request,
+            form,
+            {"form": "El formulario caducó. Revise sus datos y envíelo de nuevo."},
+            status_code=422,
+        )
+    if age < filing.settings.form_min_seconds:
+        log.info("web filing refused", extra={"reason": "too_fast"})
+        return filing.form_page(
+            request,
+            form,
+            {"form": "El formulario se envió demasiado rápido. Revise y envíelo de nuevo."},
+            status_code=422,
+        )
+    errors: dict[str, str] = {}
+    submission = None
+    try:
+        submission = validate_submission(submission_data(form))
+    except SubmissionInvalid as exc:
+        for error in exc.errors:
+            errors.setdefault(error.field or "form", error.message)
+    files = []
+    for upload in raw.getlist(UPLOADS):
+        if isinstance(upload, str) or (not upload.filename and not upload.size):
+            continue  # the empty part a browser sends when no file was chosen
+        files.append((upload.filename or "", await upload.read(filing.limits.max_bytes + 1)))
+    prepared: list[Prepared] = []
+    try:
+        prepared = await asyncio.to_thread(prepare, files, filing.limits)
+    except AttachmentRefused as exc:
+        errors[FIELD] = "; ".join(e.message for e in exc.errors)
+    if errors or submission is None:
+        return filing.form_page(request, form, errors, status_code=422)
+    clave = new_key()
+    clave_hash = await asyncio.to_thread(hash_key, clave)
+    rows = await store_blobs(store, prepared, "web", now)
+    try:
+        async with deps.uow() as uow:
+            case, _ = await file_case(
+                uow,
+                deps.cases,
+                submission,
+                channel="web",
+                actor="ciudadano",
+                now=now,
+                clave_hash=clave_hash,
+            )
+            for row in rows:
+                row.case_id = case.id
+                uow.session.add(row)
+            code = case.tracking_code
+    except BaseException:
+        await discard(store, rows)  # nothing half-stored: no bytes without their case
+        raise
+    log.info(
+        "case filed",
+        extra={
+            "case_id": case.id,
+            "tracking_code": code,
+            "channel": "web",
+            "attachments": len(rows),
+        },
+    )
+    response = RedirectResponse(f"/presentar/recibo/{code}", status_code=303)
+    # The clave is shown once, on the receipt: it rides in a short-lived cookie scoped to
+    # that page (never in a URL, which logs and browser history keep), dropped when shown.
+    response.set_cookie(
+        KEY_COOKIE,
+        clave,
+        max_age=600,
+        path=f"/presentar/recibo/{code}",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https" or settings.cookie_secure,
+    )
+    return response
+
+
+@router.get("/presentar/recibo/{tracking_code}")
+async def receipt(request: Request, tracking_code: str, deps: AppDeps, pages: AppPages) -> Response:
+    try:
+        code = normalize_tracking_code(tracking_code)
+        async with deps.uow() as uow:
+            case = await get_case(uow, tracking_code=code)
+    except (ValueError, CaseNotFound):
+        return pages.render(
+            request,
+            "no_encontrado.html",
+            status_code=404,
+            title="Caso no encontrado",
+            section="presentar",
+            message="No hay ningún caso con ese código.",
+            back_href="/presentar",
+            back_text="Presentar un caso",
+        )
+    clave = request.cookies.get(KEY_COOKIE)
+    response = pages.render(
+        request,
+        "presentar_recibo.html",
+        private=True,
+        title=f"Constancia del caso {case.tracking_code}",
+        section="presentar",
+        case=case,
+        clave=clave,
+    )
+    if clave is not None:
+        response.delete_cookie(KEY_COOKIE, path=f"/presentar/recibo/{code}")
+    return response

@@ -4,15 +4,14 @@ mailbox folder because no SMTP server is configured (:mod:`shared.mailbox`). Sta
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
-from services.intake.web import session as web_session
-from services.intake.web.pages import Pages, pages_of
+from services.intake.dependencies import AppDeps
+from services.intake.web.pages import AppPages, Pages
+from services.intake.web.session import CurrentSession
 from shared import mailbox
-from shared.http import deps_of
 from shared.runtime import Deps
 
 PATH = "/consola/correo"
@@ -30,10 +29,10 @@ def install(app: FastAPI, deps: Deps, pages: Pages) -> None:
 @router.get(PATH)
 async def sent_mail(
     request: Request,
-    deps: Annotated[Deps, Depends(deps_of)],
-    pages: Annotated[Pages, Depends(pages_of)],
+    deps: AppDeps,
+    pages: AppPages,
+    session: CurrentSession,
 ) -> Response:
-    session = web_session.current(request)
     if session is None or not session.is_staff:
         return RedirectResponse("/consola", status_code=303)
     mail = mailbox.MailSettings()

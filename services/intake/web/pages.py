@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -207,8 +207,8 @@ def install(app: FastAPI, deps: Deps) -> None:
     refusals.install(app, pages)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="web-static")
     web_public.install(app, deps, pages)
-    sessions = web_session.install(app, deps, app.state.intake_settings)
-    web_console.install(app, deps, pages, sessions)
+    web_session.install(app, deps, app.state.intake_settings)
+    web_console.install(app)
     web_mailbox.install(app, deps, pages)
     web_attachments.install(app, deps, pages)
     web_filing.install(app, deps, pages)
@@ -219,3 +219,6 @@ def pages_of(request: Request) -> Pages:
     """The app's page renderer, for a route: ``Annotated[Pages, Depends(pages_of)]``."""
     pages: Pages = request.app.state.pages
     return pages
+
+
+AppPages = Annotated[Pages, Depends(pages_of)]

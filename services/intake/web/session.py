@@ -20,9 +20,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -236,14 +237,27 @@ class SessionLookup:
 
 
 def install(app: FastAPI, deps: Deps, settings: IntakeSettings) -> Sessions:
+    """The app's one :class:`Sessions` (on ``app.state``) and the middleware that reads it."""
     sessions = Sessions(deps, settings)
+    app.state.sessions = sessions
     app.add_middleware(SessionLookup, sessions=sessions)
     return sessions
 
 
+def sessions_of(request: Request) -> Sessions:
+    sessions: Sessions = request.app.state.sessions
+    return sessions
+
+
 def current(request: Request) -> Session | None:
+    """The console session the request's cookie names (resolved by :class:`SessionLookup`)."""
     session = request.scope.get("state", {}).get(_STATE)
     return session if isinstance(session, Session) else None
+
+
+AppSessions = Annotated[Sessions, Depends(sessions_of)]
+#: The signed-in console session, or ``None``.
+CurrentSession = Annotated[Session | None, Depends(current)]
 
 
 def csrf_ok(session: Session, submitted: str | None) -> bool:
