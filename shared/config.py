@@ -119,6 +119,9 @@ class DuplicatePolicy(BaseModel):
     text_similarity: float = Field(default=0.6, gt=0, le=1)
     # At most this many candidates are shown.
     limit: int = Field(default=5, ge=1, le=50)
+    # A new case with possible duplicates waits in triage (classified) for staff to join it
+    # or route it, instead of following its automatic route: one remittance per matter.
+    hold_routing: bool = True
 
 
 class Department(BaseModel):
