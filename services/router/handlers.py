@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.router.rules import Classification, RuleSet
@@ -47,7 +47,7 @@ class RouterDeps:
     clock: Clock
     cases: CaseServices
     rules: RuleSet
-    duplicates: DuplicatePolicy
+    duplicates: DuplicatePolicy = field(default_factory=DuplicatePolicy)
 
 
 async def case_received(event: CaseReceived, uow: UnitOfWork, deps: RouterDeps) -> None:
