@@ -19,9 +19,12 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.calendar import TZ
+from shared.cases.joined import follow_main
 from shared.config import InstitutionConfig
 from shared.contract import DueDateChanged
 from shared.db.models import CaseHistoryRow, CaseRow, ClosureRow
+from shared.domain.actions import new_lifecycle
+from shared.domain.case import Case
 from shared.domain.clocks import Clock, Terms
 from shared.domain.closures import Closure, ClosureSource, OpenTerms, closed_days, moved_terms
 from shared.lifecycle import OPEN_STATES, RECOURSE_STATES
@@ -122,6 +125,8 @@ async def move_terms_spanning(
     query = (
         select(CaseRow)
         .where(
+            # A joined case's terms are its main case's: it follows the main case's move.
+            CaseRow.duplicate_of.is_(None),
             or_(
                 and_(
                     CaseRow.state.in_([s.value for s in OPEN_STATES]),
@@ -133,13 +138,14 @@ async def move_terms_spanning(
                     CaseRow.recourse_filed_at < start_of_day,
                     CaseRow.recourse_due_at >= start_of_day,
                 ),
-            )
+            ),
         )
         .order_by(CaseRow.id)
     )
     if uow.is_postgres:
         query = query.with_for_update()
     events: list[DueDateChanged] = []
+    moved_cases: dict[str, tuple[CaseRow, list[DueDateChanged]]] = {}
     reason = _reason(closure)
     for case in await uow.session.scalars(query):
         changes = moved_terms(
@@ -207,7 +213,38 @@ async def move_terms_spanning(
             )
         )
         events.extend(moved)
+        moved_cases[case.id] = (case, moved)
+    await _followers_follow(uow, terms, moved_cases, now=now)
     return events
+
+
+async def _followers_follow(
+    uow: UnitOfWork,
+    terms: Terms,
+    moved: dict[str, tuple[CaseRow, list[DueDateChanged]]],
+    *,
+    now: datetime,
+) -> None:
+    """The cases joined to a main case whose term moved follow it (``due_date_changed``)."""
+    ids = list(moved)
+    mains: set[str] = set()
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        mains.update(
+            await uow.session.scalars(
+                select(CaseRow.duplicate_of).where(CaseRow.duplicate_of.in_(chunk)).distinct()
+            )
+        )
+    if not mains:
+        return
+    lifecycle = new_lifecycle()
+
+    def case_of(row: CaseRow) -> Case:
+        return Case(row, lifecycle=lifecycle, terms=terms, departments=())
+
+    for main_id in sorted(mains):
+        main, changes = moved[main_id]
+        await follow_main(uow, main, "due_date_changed", list(changes), case_of=case_of, now=now)
 
 
 def _reason(closure: Closure) -> str:

@@ -119,6 +119,10 @@ class DuplicatePolicy(BaseModel):
     text_similarity: float = Field(default=0.6, gt=0, le=1)
     # At most this many candidates are shown.
     limit: int = Field(default=5, ge=1, le=50)
+    # A new case with possible duplicates waits in triage (classified) for staff to join it
+    # or route it, instead of following its automatic route (one remittance per matter).
+    # Off by default: the office turns it on once it reviews its triage every day.
+    hold_routing: bool = False
 
 
 class Department(BaseModel):

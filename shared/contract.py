@@ -574,6 +574,60 @@ class CaseForwarded(CaseEvent):
     routing_prefix: ClassVar[str] = "case.forwarded"
 
 
+class CaseJoined(CaseEvent):
+    """Staff joined this case to a main case that reports the same thing (a duplicate).
+
+    From now on the case follows its main case (``CaseFollowedMain``): it is not routed or
+    remitted on its own, its own legal clock stops (the main case's governs) and its citizen
+    is told each step of the main case. ``state`` is where the main case stands.
+    """
+
+    event_type: Literal["CaseJoined"] = "CaseJoined"
+    main_case_id: UUID
+    main_tracking_code: str
+    joined_at: AwareDatetime
+    state: str
+    #: The main case's legal due date, which governs the joined case while it follows.
+    due_at: AwareDatetime
+    routing_prefix: ClassVar[str] = "case.joined"
+
+
+class CaseFollowedMain(CaseEvent):
+    """A joined case took a step of its main case: its state and dates mirror the main's.
+
+    ``step`` names what the main case went through: a lifecycle action of the registry
+    (``remit``, ``respond``, ``reopen``, ``decide_appeal``…) or ``due_date_changed`` (a closure
+    by decree moved the main case's term); ``step_event_id`` is the main case's event that
+    carried it. ``resolution`` is the main case's outcome once it has one (the same text
+    ``CaseResolved`` carries).
+    """
+
+    event_type: Literal["CaseFollowedMain"] = "CaseFollowedMain"
+    main_case_id: UUID
+    main_tracking_code: str
+    step: str
+    step_event_id: UUID | None = None
+    state: str
+    due_at: AwareDatetime
+    resolution: str | None = None
+    routing_prefix: ClassVar[str] = "case.followed"
+
+
+class CaseSeparated(CaseEvent):
+    """Staff separated a joined case from its main case: it is handled on its own again.
+
+    It starts over from ``received`` (the router classifies and routes it) with a new legal
+    term from the separation (``due_at``), like a reopened case.
+    """
+
+    event_type: Literal["CaseSeparated"] = "CaseSeparated"
+    main_case_id: UUID
+    main_tracking_code: str
+    separated_at: AwareDatetime
+    due_at: AwareDatetime
+    routing_prefix: ClassVar[str] = "case.separated"
+
+
 class SubmissionRejected(Event):
     """A submission or a department's message refused, with every reason."""
 
@@ -652,6 +706,9 @@ AnyEvent = Annotated[
     | RecourseFiled
     | RecourseDecided
     | CaseForwarded
+    | CaseJoined
+    | CaseFollowedMain
+    | CaseSeparated
     | SubmissionRejected
     | DeadlineNear
     | DeadlineMissed
@@ -680,6 +737,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RecourseFiled,
         RecourseDecided,
         CaseForwarded,
+        CaseJoined,
+        CaseFollowedMain,
+        CaseSeparated,
         SubmissionRejected,
         DeadlineNear,
         DeadlineMissed,

@@ -46,8 +46,9 @@ INTAKE = QueueSpec(
 )
 ROUTER = QueueSpec(
     f"{PREFIX}.router",
-    ("case.received", "case.responded.*", "case.returned.*"),
-    "New cases to classify and route; departments' answers and returns",
+    ("case.received", "case.responded.*", "case.returned.*", "case.separated"),
+    "New cases to classify and route (and cases separated from a main case, routed anew); "
+    "departments' answers and returns",
 )
 #: The inbox of the consumer on :data:`ROUTER` that applies departments' answers: a door that
 #: emits an answer itself marks it there, so the answer is not applied a second time.
@@ -65,11 +66,14 @@ DEADLINES = QueueSpec(
         "case.reopened",
         "case.recourse_filed",
         "case.recourse_decided",
+        "case.joined",
+        "case.separated",
     ),
     "Events that start, stop and move the legal, department and recourse clocks (the system's "
     "verdicts only: never a department's own answer, which the router judges; a due date moved "
     "by a closure, DueDateChanged, moves its clock; a case the citizen reopened, CaseReopened, "
-    "or a revoked decision, RecourseDecided, starts a new legal clock)",
+    "or a revoked decision, RecourseDecided, starts a new legal clock; a case joined to a main "
+    "case, CaseJoined, stops its clocks until it is separated, CaseSeparated)",
     retired=("case.responded.*", "case.returned.*", "case.rejected.*"),
 )
 NOTIFIER = QueueSpec(
@@ -86,6 +90,9 @@ NOTIFIER = QueueSpec(
         "case.reopened",
         "case.recourse_filed",
         "case.recourse_decided",
+        "case.joined",
+        "case.followed",
+        "case.separated",
     ),
     "Events that become e-mails, SMS and webhooks",
 )
@@ -106,6 +113,9 @@ PUBLIC_CASE_KEYS: tuple[str, ...] = (
     "case.closed",
     "case.recourse_filed",
     "case.recourse_decided",
+    "case.joined",
+    "case.followed",
+    "case.separated",
     "case.rejected",
     "case.rejected.*",
 )

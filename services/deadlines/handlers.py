@@ -9,7 +9,12 @@
   ``RecourseDecided`` stops it and, when the decision is revoked, starts a new legal clock the
   way ``CaseReopened`` does;
 - ``CaseResolved`` / ``CaseClosed`` stop the legal clock and every department clock of the case;
-- ``DueDateChanged`` (a closure by decree moved a term) moves that clock and its next alert.
+- ``DueDateChanged`` (a closure by decree moved a term) moves that clock and its next alert;
+- ``CaseJoined`` (staff joined the case to a main case) stops its legal and department clocks:
+  while it follows, the main case's clocks govern (its alerts are the main case's, and the
+  joined case's state and dates mirror them); ``CaseSeparated`` starts a new legal clock from
+  the separation with the event's ``due_at`` (``Terms.legal_due``: a fresh term, as a reopened
+  case gets; see docs/deadlines.md for why not the days that were left).
 
 Only the system's verdicts move a clock: a department's own ``DepartmentResponded`` /
 ``CaseReturned`` is judged by the router (which owns the case's state), and the clocks hear
@@ -38,11 +43,13 @@ from shared.contract import (
     CaseClosed,
     CaseEvent,
     CaseForwarded,
+    CaseJoined,
     CaseReceived,
     CaseRemitted,
     CaseReopened,
     CaseResolved,
     CaseReturnAccepted,
+    CaseSeparated,
     DueDateChanged,
     RecourseDecided,
     RecourseFiled,
@@ -88,6 +95,8 @@ CLOCK_EVENTS: tuple[type[CaseEvent], ...] = (
     DueDateChanged,
     RecourseFiled,
     RecourseDecided,
+    CaseJoined,
+    CaseSeparated,
 )
 HANDLERS: dict[type[Any], EventHandler] = dict.fromkeys(CLOCK_EVENTS, case_event)
 
@@ -145,6 +154,12 @@ async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str |
         return await start(uow, policy, event, LEGAL, None, event.received_at)
     if isinstance(event, CaseReopened):
         return await start(uow, policy, event, LEGAL, None, event.reopened_at)
+    if isinstance(event, CaseSeparated):
+        return await start(uow, policy, event, LEGAL, None, event.separated_at)
+    if isinstance(event, CaseJoined):
+        await stop(uow, event, LEGAL, None, event.joined_at)
+        await stop(uow, event, DEPARTMENT, None, event.joined_at)
+        return "clocks stopped (joined: the main case's clocks govern)"
     if isinstance(event, CaseRemitted):
         return await start(uow, policy, event, DEPARTMENT, event.department, event.remitted_at)
     if isinstance(event, RecourseFiled):
@@ -171,7 +186,12 @@ async def apply(uow: UnitOfWork, policy: AlertPolicy, event: CaseEvent) -> str |
 async def start(
     uow: UnitOfWork,
     policy: AlertPolicy,
-    event: CaseReceived | CaseRemitted | CaseReopened | RecourseFiled | RecourseDecided,
+    event: CaseReceived
+    | CaseRemitted
+    | CaseReopened
+    | CaseSeparated
+    | RecourseFiled
+    | RecourseDecided,
     clock: str,
     department: str | None,
     started_at: datetime,
@@ -180,15 +200,15 @@ async def start(
 ) -> str:
     due = due or event.due_at
     assert due is not None
-    # A reopened case's new clock (and a revoked decision's) is stopped only by a later stop:
-    # the closure it reopens may carry the very same instant.
+    # A reopened case's new clock (and a revoked decision's, and a separated case's) is
+    # stopped only by a later stop: the stop it restarts after may carry the very same instant.
     stopped = await _stopped_at(
         uow,
         str(event.case_id),
         clock,
         department,
         started_at,
-        after_only=isinstance(event, CaseReopened | RecourseDecided),
+        after_only=isinstance(event, CaseReopened | CaseSeparated | RecourseDecided),
     )
     first = None if stopped is not None else policy.first(due, started_at)
     uow.session.add(

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from services.notifier.models import NotificationRow
 from services.notifier.planning import CaseFacts, Plan, Planner
 from services.notifier.settings import NotifierSettings
 from shared.cases import CaseNotFound, get_case, record_note
-from shared.cases.duplicates import joined_to
 from shared.clock import Clock
 from shared.consumer import EventHandler, Handlers, Poison, Prefetch
-from shared.contract import CaseEvent, CaseResolved
+from shared.contract import CaseEvent, CaseFollowedMain
 from shared.db.models import CaseRow
 from shared.domain.key_link import binding_of
 from shared.runtime import Deps
@@ -68,18 +69,12 @@ async def case_event(event: CaseEvent, uow: UnitOfWork, deps: NotifierDeps) -> N
         raise Poison("caso desconocido") from exc
     if case.tracking_code != event.tracking_code:
         raise Poison("tracking_code no corresponde al case_id")
-    planner = deps.planner
-    plan = planner.plan(event, case_facts(case))
+    plan = deps.planner.plan(event, case_facts(case))
+    if isinstance(event, CaseFollowedMain) and event.step_event_id is not None:
+        # Whoever filed the main case too was told of the step under that case's code.
+        told = await told_of(uow, str(event.step_event_id))
+        plan.notifications = [p for p in plan.notifications if p.recipient not in told]
     await store(uow, event, case, plan, now=now)
-    if isinstance(event, CaseResolved):
-        # The outcome reaches every citizen whose case is joined to this one, under
-        # their own tracking code (a recipient already told is not told twice).
-        told = {p.recipient for p in plan.notifications}
-        for joined in await joined_to(uow, case):
-            theirs = planner.plan(event, case_facts(joined))
-            theirs.notifications = [p for p in theirs.notifications if p.recipient not in told]
-            told.update(p.recipient for p in theirs.notifications)
-            await store(uow, event, joined, theirs, now=now)
     facts = {
         "case_id": case.id,
         "tracking_code": case.tracking_code,
@@ -114,6 +109,14 @@ def handlers(
     return Handlers(
         CONSUMER, NotifierDeps(deps.clock, planner, queued), HANDLERS, prefetch=Prefetch.CASE
     )
+
+
+async def told_of(uow: UnitOfWork, event_id: str) -> set[str]:
+    """The recipients already notified of an event."""
+    found = await uow.session.scalars(
+        select(NotificationRow.recipient).where(NotificationRow.event_id == event_id)
+    )
+    return set(found)
 
 
 async def store(

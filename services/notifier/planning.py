@@ -20,11 +20,14 @@ from services.notifier.channels import mask_email, mask_phone
 from shared.config import Department, InstitutionConfig
 from shared.contract import (
     CaseClosed,
+    CaseFollowedMain,
     CaseForwarded,
+    CaseJoined,
     CaseReceived,
     CaseRemittedToDepartment,
     CaseReopened,
     CaseResolved,
+    CaseSeparated,
     DeadlineMissed,
     DeadlineNear,
     DueDateChanged,
@@ -35,6 +38,7 @@ from shared.contract import (
 )
 from shared.domain.case import RECOURSE_NAMES
 from shared.domain.clocks import Terms
+from shared.domain.labels import STATE_LABELS, action_label
 
 EMAIL = "email"
 WEBHOOK = "webhook"
@@ -51,6 +55,8 @@ NO_ADDRESS = "no notification address"
 NO_SMS_GATEWAY = "no SMS gateway configured: notify by phone"
 ADDRESS_MASK = "dirección física (ver expediente)"
 KIND_FALLBACK = "petición"  # a case received before it is classified has no kind yet
+#: A main case's steps its joined cases' citizens are not told of: the office's own sorting.
+QUIET_STEPS = frozenset({"classify"})
 #: Who decides each recurso, as the citizen reads it.
 DECIDERS = {
     "reconsideration": "el Departamento que tomó la decisión",
@@ -189,6 +195,8 @@ class Planner:
             self._recourse_filed(plan, event, case)
         elif isinstance(event, RecourseDecided):
             self._recourse_decided(plan, event, case)
+        elif isinstance(event, CaseJoined | CaseFollowedMain | CaseSeparated):
+            self._joined(plan, event, case)
         return plan
 
     # ---------------------------------------------------------------------------- contexts
@@ -391,6 +399,31 @@ class Planner:
             context["appeal_days"] = self._config.deadlines.appeal_days
             context["appeal_ends"] = _iso(self._terms.appeal_ends(event.decided_at))
         self._to_citizen(plan, "recourse_decided", case, context)
+
+    def _joined(
+        self, plan: Plan, event: CaseJoined | CaseFollowedMain | CaseSeparated, case: CaseFacts
+    ) -> None:
+        """The citizen of a joined case hears that it was joined, each step of the main case
+        (under their own tracking code) and that it was separated."""
+        context = self._base(case) | {
+            "main_tracking_code": event.main_tracking_code,
+            "due_at": _iso(event.due_at),
+            "citizen": self._citizen(case),
+        }
+        if isinstance(event, CaseJoined):
+            context["state_label"] = STATE_LABELS.get(event.state, event.state)
+            self._to_citizen(plan, "case_joined", case, context)
+        elif isinstance(event, CaseSeparated):
+            context["separated_at"] = _iso(event.separated_at)
+            self._to_citizen(plan, "case_separated", case, context)
+        elif event.step not in QUIET_STEPS:
+            context |= {
+                "step_label": action_label(event.step),
+                "state": event.state,
+                "state_label": STATE_LABELS.get(event.state, event.state),
+                "resolution": event.resolution,
+            }
+            self._to_citizen(plan, "case_followed", case, context)
 
     def _deadline(self, plan: Plan, event: DeadlineNear | DeadlineMissed, case: CaseFacts) -> None:
         code = event.department or case.department

@@ -142,6 +142,9 @@ MESSAGE_KINDS = (
     "case_declined",
     "case_forwarded",
     "case_forwarded_entity",
+    "case_joined",
+    "case_followed",
+    "case_separated",
 )
 SMS_MAX_CHARS = 300
 DEFAULT_TIMEZONE = "America/Panama"

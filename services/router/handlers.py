@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.router.rules import Classification, RuleSet
@@ -16,11 +16,14 @@ from shared.cases import (
     perform,
     record_note,
 )
+from shared.cases.duplicates import record_candidates
 from shared.clock import Clock
+from shared.config import DuplicatePolicy
 from shared.consumer import EventHandler, Handlers, Poison, Prefetch
 from shared.contract import (
     CaseReceived,
     CaseReturned,
+    CaseSeparated,
     DepartmentResponded,
     FieldError,
     SubmissionRejected,
@@ -44,6 +47,7 @@ class RouterDeps:
     clock: Clock
     cases: CaseServices
     rules: RuleSet
+    duplicates: DuplicatePolicy = field(default_factory=DuplicatePolicy)
 
 
 async def case_received(event: CaseReceived, uow: UnitOfWork, deps: RouterDeps) -> None:
@@ -54,10 +58,29 @@ async def case_received(event: CaseReceived, uow: UnitOfWork, deps: RouterDeps) 
         raise Poison("caso desconocido") from exc
     if case.state != "received":
         return  # staff got there first
+    if case.duplicate_of is not None:
+        return  # joined to a main case before it was routed: it follows the main case
+    await classify_and_route(uow, deps, case, search_duplicates=True)
+
+
+async def case_separated(event: CaseSeparated, uow: UnitOfWork, deps: RouterDeps) -> None:
+    """A case separated from its main case starts over: classified and routed by the rules."""
+    try:
+        case = await get_case(uow, case_id=str(event.case_id), lock=True)
+    except CaseNotFound as exc:
+        raise Poison("caso desconocido") from exc
+    if case.state != "received" or case.duplicate_of is not None:
+        return  # staff got there first
+    await classify_and_route(uow, deps, case, search_duplicates=False)
+
+
+async def classify_and_route(
+    uow: UnitOfWork, deps: RouterDeps, case: CaseRow, *, search_duplicates: bool
+) -> None:
     result = deps.rules.classify(
         kind=case.kind, category=case.category, description=case.description
     )
-    await route_case(uow, deps, case, result)
+    await route_case(uow, deps, case, result, search_duplicates=search_duplicates)
     facts = {
         "case_id": case.id,
         "tracking_code": case.tracking_code,
@@ -84,6 +107,7 @@ HANDLERS: dict[type[Any], EventHandler] = {
     CaseReceived: case_received,
     DepartmentResponded: department_responded,
     CaseReturned: case_returned,
+    CaseSeparated: case_separated,
 }
 
 
@@ -91,16 +115,28 @@ def handlers(deps: Deps) -> Handlers[RouterDeps]:
     rules = RuleSet.from_config(deps.config.rules, set(deps.config.department_codes))
     return Handlers(
         CONSUMER,
-        RouterDeps(clock=deps.clock, cases=deps.cases, rules=rules),
+        RouterDeps(
+            clock=deps.clock, cases=deps.cases, rules=rules, duplicates=deps.config.duplicates
+        ),
         HANDLERS,
         prefetch=Prefetch.CASE_LOCKED,
     )
 
 
 async def route_case(
-    uow: UnitOfWork, deps: RouterDeps, case: CaseRow, result: Classification
+    uow: UnitOfWork,
+    deps: RouterDeps,
+    case: CaseRow,
+    result: Classification,
+    *,
+    search_duplicates: bool = False,
 ) -> None:
-    """Classify, then follow the route in the same transaction; what cannot go waits in triage."""
+    """Classify, then follow the route in the same transaction; what cannot go waits in triage.
+
+    ``search_duplicates`` (a new case): once classified (its category known), the open cases
+    it may duplicate are looked for and stored; with ``[duplicates] hold_routing``, a case
+    that has some waits in triage for staff to join it or route it.
+    """
     now = deps.clock.now()
     route, _, department = result.route.partition(":")
     kind: str | None = result.kind
@@ -116,6 +152,18 @@ async def route_case(
     )
     await perform(uow, deps.cases, case, "classify", classification, actor="router", now=now)
     action = ROUTE_ACTIONS.get(route)
+    if search_duplicates:
+        found = await record_candidates(uow, case, deps.duplicates, now)
+        if found and deps.duplicates.hold_routing and action is not None:
+            record_note(
+                uow,
+                case,
+                actor="router",
+                action="route_held",
+                now=now,
+                details={"route": result.route, "candidates": len(found)},
+            )
+            return
     if action is None or case.kind is None:
         return
     params = {"department": department} if action == "remit" else {}

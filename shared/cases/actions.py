@@ -15,10 +15,11 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from shared.cases.audit import audit
+from shared.cases.joined import count_followers, follow_main, main_of
 from shared.cases.services import CaseServices
 from shared.contract import CaseReturned, DepartmentResponded, Event
 from shared.db.models import CaseRow
-from shared.domain.actions import REGISTRY, Acting, ActionSpec
+from shared.domain.actions import REGISTRY, Acting, ActionSpec, check_follows
 from shared.domain.case import InvalidActionInput
 from shared.lifecycle import UnknownAction
 from shared.uow import UnitOfWork
@@ -66,19 +67,29 @@ async def perform(
     consumer that hears departments' answers over AMQP; when this door emits an answer
     itself, that consumer's inbox is marked in the same transaction so it does not apply the
     same fact a second time.
+
+    A case joined to a main one takes only the actions its spec marks ``while_joined``
+    (:func:`~shared.domain.actions.check_follows`); the cases joined to this one follow the
+    step in the same transaction (:func:`~shared.cases.joined.follow_main`).
     """
     spec = REGISTRY.get(action)
     if spec is None:
         raise UnknownAction(action)
     checked = checked_body(spec, body)
-    related = None
+    # A joined case follows its main case: only a few actions are its own.
+    related = await main_of(uow, case)
+    check_follows(spec, case, related)
+    followers = 0
     if spec.related_field is not None:
         code = getattr(checked, spec.related_field)
         related = await uow.session.scalar(
             select(CaseRow).where(CaseRow.tracking_code == code).with_for_update()
         )
+        followers = await count_followers(uow, case)
     from_state = case.state
-    events = spec.take(services.case(case), checked, Acting(now, department, related))
+    events = spec.take(
+        services.case(case), checked, Acting(now, department, related, followers=followers)
+    )
     if answer_on_wire:
         events = [e for e in events if not isinstance(e, DEPARTMENT_FACTS)]
     if services.complete_event is not None:
@@ -97,6 +108,8 @@ async def perform(
         now=now,
         details=_public_details(checked, department, events, case, action),
     )
+    if spec.followed and case.duplicate_of is None:
+        await follow_main(uow, case, action, events, case_of=services.case, now=now)
     return events
 
 

@@ -5,17 +5,23 @@ confirmed by the exact haversine distance. Similar text: the open cases filed wi
 policy's days, nearest text first — in PostgreSQL with ``pg_trgm`` (when the extension is
 installed) over a trigram index of the open cases, else on a bounded set of the most recent
 ones here. Joined cases are not offered.
+
+A filing runs the search once (:func:`record_candidates`, by the router as it classifies a new
+case) and stores what it found with the reason; the console's case page shows those and any
+found when it is opened (:func:`duplicates_for`), and its inbox flags the cases not routed yet
+that have some (:func:`flagged_as_duplicates`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Float, func, select, text
 
 from shared.config import DuplicatePolicy
-from shared.db.models import CaseRow
+from shared.db.models import CaseRow, DuplicateCandidateRow
 from shared.domain.duplicates import (
     bounding_box,
     distance_reason,
@@ -23,7 +29,7 @@ from shared.domain.duplicates import (
     similarity,
     text_reason,
 )
-from shared.lifecycle import OPEN_STATES
+from shared.lifecycle import OPEN_STATES, State
 from shared.uow import UnitOfWork
 
 #: Without pg_trgm, at most this many recent open cases are compared in Python.
@@ -122,10 +128,68 @@ async def possible_duplicates(
     return list(found.values())[: policy.limit]
 
 
-async def joined_to(uow: UnitOfWork, case: CaseRow) -> list[CaseRow]:
-    """The cases joined to ``case`` (it is their main case)."""
-    return list(
-        await uow.session.scalars(
-            select(CaseRow).where(CaseRow.duplicate_of == case.id).order_by(CaseRow.received_at)
+async def joined_to(uow: UnitOfWork, case: CaseRow, *, lock: bool = False) -> list[CaseRow]:
+    """The cases joined to ``case`` (it is their main case), oldest first; locked FOR UPDATE
+    when asked (on PostgreSQL)."""
+    query = select(CaseRow).where(CaseRow.duplicate_of == case.id).order_by(CaseRow.received_at)
+    if lock and uow.is_postgres:
+        query = query.with_for_update()
+    return list(await uow.session.scalars(query))
+
+
+#: A case may still be joined to another while it is not routed: the console flags it then.
+_JOINABLE = (State.RECEIVED.value, State.CLASSIFIED.value)
+
+
+async def record_candidates(
+    uow: UnitOfWork, case: CaseRow, policy: DuplicatePolicy, now: datetime
+) -> list[Candidate]:
+    """The duplicate search a filing runs (:func:`possible_duplicates`): each candidate is
+    stored with its reason, for the console's case page and inbox."""
+    found = await possible_duplicates(uow, case, policy)
+    uow.session.add_all(
+        DuplicateCandidateRow(
+            case_id=case.id, candidate_id=c.case.id, reason=c.reason[:200], found_at=now
         )
+        for c in found
     )
+    return found
+
+
+async def candidates_at_filing(uow: UnitOfWork, case: CaseRow) -> list[Candidate]:
+    """The candidates stored when ``case`` was filed, as found then."""
+    rows = await uow.session.execute(
+        select(CaseRow, DuplicateCandidateRow.reason)
+        .join(DuplicateCandidateRow, DuplicateCandidateRow.candidate_id == CaseRow.id)
+        .where(DuplicateCandidateRow.case_id == case.id)
+        .order_by(DuplicateCandidateRow.found_at, CaseRow.received_at)
+    )
+    return [Candidate(other, reason) for other, reason in rows.all()]
+
+
+async def duplicates_for(
+    uow: UnitOfWork, case: CaseRow, policy: DuplicatePolicy
+) -> list[Candidate]:
+    """What the console shows as "posibles duplicados" of an open, unjoined case: the
+    candidates found at filing that are still open and unjoined, then any found now."""
+    shown: dict[str, Candidate] = {}
+    for found in await candidates_at_filing(uow, case):
+        if found.case.state in _OPEN and found.case.duplicate_of is None:
+            shown.setdefault(found.case.id, found)
+    for found in await possible_duplicates(uow, case, policy):
+        shown.setdefault(found.case.id, found)
+    return list(shown.values())
+
+
+async def flagged_as_duplicates(uow: UnitOfWork, cases: Iterable[CaseRow]) -> set[str]:
+    """Of ``cases``, the ids of those not routed nor joined yet for which the filing found
+    possible duplicates: the inbox flags them "posible duplicado" (one statement)."""
+    ids = {c.id for c in cases if c.state in _JOINABLE and c.duplicate_of is None}
+    if not ids:
+        return set()
+    found = await uow.session.scalars(
+        select(DuplicateCandidateRow.case_id)
+        .where(DuplicateCandidateRow.case_id.in_(sorted(ids)))
+        .distinct()
+    )
+    return set(found)

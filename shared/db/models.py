@@ -110,6 +110,18 @@ class CaseHistoryRow(Base):
     case: Mapped[CaseRow] = relationship(lazy="raise")
 
 
+class DuplicateCandidateRow(Base):
+    """An open case that looked like this one when it was filed, and why (the duplicate
+    search's reason: near and of the same category, or very similar text)."""
+
+    __tablename__ = "duplicate_candidates"
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    candidate_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    found_at: Mapped[datetime]
+
+
 class ClosureRow(Base):
     """A day closed by decree added at run time (``defensa311 calendar close``)."""
 

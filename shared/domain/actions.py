@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.contract import Decision, Event, Kind, LongText, ShortText
-from shared.domain.case import Case, CaseRecord
+from shared.domain.case import Case, CaseRecord, FollowsMain
 from shared.lifecycle import OPEN_STATES, Lifecycle, State, Transition
 from shared.tracking import normalize_tracking_code
 
@@ -185,8 +185,11 @@ class Acting:
 
     now: datetime
     department: str | None = None
-    #: The other case the body names (a join's main case), looked up by the service layer.
+    #: The other case the body names (a join's main case), or the main case a joined case
+    #: follows; looked up by the service layer.
     related: CaseRecord | None = None
+    #: How many cases are joined to this one (read for an action that names another case).
+    followers: int = 0
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,10 @@ class ActionSpec:
     applies: Callable[[CaseRecord], bool] | None = None
     #: The body's field that names another case by its tracking code.
     related_field: str | None = None
+    #: A case joined to a main one may take it (the rest are taken on the main case).
+    while_joined: bool = False
+    #: The cases joined to this one follow the step (:meth:`Case.follow`).
+    followed: bool = True
 
     def offered_on(self, case: CaseRecord) -> bool:
         return self.applies is None or self.applies(case)
@@ -405,11 +412,14 @@ _SPECS += (
         takers=_OFFICE,
         label="Unido a otro caso como duplicado",
         button="Unir a otro caso",
-        take=lambda case, body, acting: case.join(acting.related, acting.now),
+        take=lambda case, body, acting: case.join(
+            acting.related, acting.now, followers=acting.followers
+        ),
         fields=(FormField("main", "Código del caso principal", required=True),),
         secondary=True,
         applies=lambda case: case.duplicate_of is None,
         related_field="main",
+        followed=False,
     ),
     ActionSpec(
         name="separate",
@@ -418,9 +428,11 @@ _SPECS += (
         takers=_OFFICE,
         label="Separado del caso principal",
         button="Separar del caso principal",
-        take=lambda case, body, acting: case.separate(acting.now),
+        take=lambda case, body, acting: case.separate(acting.related, acting.now),
         secondary=True,
         applies=lambda case: case.duplicate_of is not None,
+        while_joined=True,
+        followed=False,
     ),
     # ---- the citizen's, on the tracking page with the clave (never in the console)
     ActionSpec(
@@ -434,6 +446,8 @@ _SPECS += (
             body.text, body.attachments, acting.now
         ),
         fields=(FormField("text", "Información adicional", "textarea", required=True),),
+        while_joined=True,
+        followed=False,
     ),
     ActionSpec(
         name="reopen",
@@ -457,6 +471,8 @@ _SPECS += (
             FormField("score", "Calificación (1 a 5)", "select", required=True, choices="scores"),
             FormField("comment", "Comentario (opcional)", "textarea"),
         ),
+        while_joined=True,
+        followed=False,
     ),
 )
 
@@ -547,12 +563,21 @@ def allowed_for(lifecycle: Lifecycle, role: str | None, state: str, kind: str | 
     return [a for a in lifecycle.allowed(state, kind) if may_take(role, a)]
 
 
+def check_follows(spec: ActionSpec, case: CaseRecord, main: CaseRecord | None) -> None:
+    """A case joined to a main one follows it: it takes only the actions marked
+    ``while_joined`` (to be separated; the citizen's information and survey); any other,
+    a recurso included, is refused naming the main case, where it is taken."""
+    if case.duplicate_of is not None and not spec.while_joined:
+        raise FollowsMain(main.tracking_code if main is not None else None)
+
+
 def offered_to(lifecycle: Lifecycle, role: str | None, case: CaseRecord) -> list[str]:
     """What ``role`` is offered on this case: :func:`allowed_for`, less the actions that do not
-    fit it (``applies``); a case joined to another follows its main case and offers only to be
-    separated from it. The API's ``allowed_actions`` and the console's buttons are this list."""
+    fit it (``applies``); a case joined to another follows its main case and offers only what
+    :func:`check_follows` lets it take (staff: to separate it). The API's ``allowed_actions``
+    and the console's buttons are this list."""
     return [
         a
         for a in allowed_for(lifecycle, role, case.state, case.kind)
-        if REGISTRY[a].offered_on(case) and (case.duplicate_of is None or a == "separate")
+        if REGISTRY[a].offered_on(case) and (case.duplicate_of is None or REGISTRY[a].while_joined)
     ]

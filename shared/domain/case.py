@@ -20,13 +20,16 @@ from shared.contract import (
     CaseAddedToAgenda,
     CaseClassified,
     CaseClosed,
+    CaseFollowedMain,
     CaseForwarded,
+    CaseJoined,
     CaseRemitted,
     CaseRemittedToDepartment,
     CaseReopened,
     CaseResolved,
     CaseReturnAccepted,
     CaseReturned,
+    CaseSeparated,
     CitizenAddedInformation,
     CitizenContact,
     DepartmentResponded,
@@ -114,6 +117,40 @@ class NotYourCase(DomainError):
         super().__init__(f"el caso no está remitido al departamento «{department}»")
         self.department = department
         self.actual = actual
+
+
+class FollowsMain(InvalidActionInput):
+    """An action on a case joined to a main one: the case follows its main case, where the
+    actions (a recurso included) are taken."""
+
+    def __init__(self, main_code: str | None) -> None:
+        main = f"al caso principal {main_code}" if main_code else "a un caso principal"
+        super().__init__(
+            "case",
+            "follows_main",
+            f"este caso está unido {main} y sigue sus pasos: las actuaciones, los recursos "
+            "incluidos, se hacen sobre el caso principal (en la oficina); si su caso es "
+            "distinto, pida en la oficina que lo separen",
+        )
+        self.main_code = main_code
+
+
+#: What a joined case mirrors of its main case: where it stands, its decision and its dates
+#: (the main case's terms govern). Never the department, which holds the main case alone.
+FOLLOWED_FIELDS = (
+    "state",
+    "due_at",
+    "due_note",
+    "resolved_at",
+    "closed_at",
+    "resolution",
+    "resolution_path",
+    "decision",
+    "recourse",
+    "recourse_filed_at",
+    "recourse_due_at",
+    "reconsidered_at",
+)
 
 
 class TermEnded(DomainError):
@@ -377,7 +414,9 @@ class Case:
         return [
             CitizenAddedInformation(
                 **self._ids(),
-                department=self.record.department if self.record.state == State.REMITTED else None,
+                department=self.record.department
+                if self.record.state == State.REMITTED and self.record.duplicate_of is None
+                else None,
                 attachments=attachments,
                 occurred_at=now,
             )
@@ -567,8 +606,10 @@ class Case:
 
     # -------------------------------------------------------------------- duplicates
 
-    def join(self, main: CaseRecord | None, now: datetime) -> list[Event]:
-        """Join this case to ``main`` (an open case, not itself joined): it follows the main."""
+    def join(self, main: CaseRecord | None, now: datetime, *, followers: int = 0) -> list[Event]:
+        """Join this case to ``main`` (an open case, not itself joined) as a duplicate: it
+        takes the main case's state and dates and follows it from now on (:meth:`follow`).
+        ``followers``: how many cases are joined to this one (a main case is not joined)."""
         self._next("join")
         case = self.record
         if main is None:
@@ -585,18 +626,93 @@ class Case:
             )
         if case.duplicate_of is not None:
             raise InvalidActionInput("main", "already_joined", "el caso ya está unido a otro")
+        if followers:
+            raise InvalidActionInput(
+                "main",
+                "has_joined_cases",
+                "otros casos están unidos a este; una al otro caso a este, o separe primero "
+                "los casos unidos",
+            )
         case.duplicate_of = main.id
-        case.updated_at = now
-        return []
+        self._mirror(main, now)
+        return [
+            CaseJoined(
+                **self._ids(),
+                main_case_id=uuid.UUID(main.id),
+                main_tracking_code=main.tracking_code,
+                joined_at=now,
+                state=case.state,
+                due_at=case.due_at,
+                occurred_at=now,
+            )
+        ]
 
-    def separate(self, now: datetime) -> list[Event]:
-        """Undo a join: the case is handled on its own again."""
+    def follow(
+        self,
+        main: CaseRecord,
+        step: str,
+        now: datetime,
+        *,
+        step_event_id: uuid.UUID | None = None,
+    ) -> list[Event]:
+        """The main case took ``step``: this joined case mirrors where it now stands."""
+        case = self.record
+        if case.duplicate_of != main.id:
+            raise InvalidActionInput("main", "not_its_main", "el caso no está unido a ese caso")
+        self._mirror(main, now)
+        decided = case.state not in OPEN_STATES
+        return [
+            CaseFollowedMain(
+                **self._ids(),
+                main_case_id=uuid.UUID(main.id),
+                main_tracking_code=main.tracking_code,
+                step=step,
+                step_event_id=step_event_id,
+                state=case.state,
+                due_at=case.due_at,
+                resolution=case.resolution if decided else None,
+                occurred_at=now,
+            )
+        ]
+
+    def separate(self, main: CaseRecord | None, now: datetime) -> list[Event]:
+        """Undo a join: the case is handled on its own again, from ``received`` (the router
+        classifies and routes it) with a new legal term from now, as a reopened case gets:
+        its own term stopped while the main case's governed, and what the main case decided
+        is not this case's decision."""
         self._next("separate")
-        if self.record.duplicate_of is None:
+        case = self.record
+        if case.duplicate_of is None:
             raise InvalidActionInput("case", "not_joined", "el caso no está unido a otro")
-        self.record.duplicate_of = None
-        self.record.updated_at = now
-        return []
+        main_id = case.duplicate_of
+        case.duplicate_of = None
+        case.due_at = self._terms.legal_due(now)
+        for name in FOLLOWED_FIELDS:
+            if name not in ("state", "due_at"):
+                setattr(case, name, None)
+        case.department = None
+        case.department_due_at = None
+        case.remitted_at = None
+        self._enter(State.RECEIVED, now)
+        return [
+            CaseSeparated(
+                **self._ids(),
+                main_case_id=uuid.UUID(main_id),
+                main_tracking_code=main.tracking_code if main is not None else "",
+                separated_at=now,
+                due_at=case.due_at,
+                occurred_at=now,
+            )
+        ]
+
+    def _mirror(self, main: CaseRecord, now: datetime) -> None:
+        case = self.record
+        for name in FOLLOWED_FIELDS:
+            setattr(case, name, getattr(main, name))
+        case.department = None
+        case.department_due_at = None
+        case.remitted_at = None
+        case.updated_at = now
 
     # -------------------------------------------------------------------------- events
 

@@ -27,6 +27,8 @@ NOTE_LABELS = {
     "notification_failed": "Notificación fallida",
     "notification_delivered": "Notificación entregada",
     "citizen_key_issued": "Nueva clave entregada al ciudadano",
+    "route_held": "Ruta automática en espera: posible duplicado",
+    "follow_main": "Sigue un paso del caso principal",
 }
 ACTOR_LABELS = {
     "staff": "Personal",
@@ -37,6 +39,7 @@ ACTOR_LABELS = {
     "platform311": "Plataforma 311",
     "open311": "Plataforma 311 (Open311)",
     "ciudadano": "Ciudadano (web)",
+    "system": "Sistema",
 }
 CHANNEL_LABELS = {"presencial": "Presencial", "web": "Web", "311": "Plataforma 311"}
 #: How a notification travels.
@@ -78,6 +81,9 @@ TEMPLATE_LABELS = {
     "case_reopened": "alerta de caso reabierto",
     "recourse_filed": "acuse del recurso",
     "recourse_decided": "decisión del recurso",
+    "case_joined": "aviso de unión al caso principal",
+    "case_followed": "paso del caso principal",
+    "case_separated": "aviso de separación",
 }
 _STATUS_LABELS = {
     "pending": "pendiente",
@@ -98,6 +104,8 @@ DETAIL_LABELS = {
     "outcome": "decisión del recurso",
     "reasoning": "motivación",
     "main": "caso principal",
+    "step": "paso",
+    "candidates": "posibles duplicados",
     "score": "calificación",
     "comment": "comentario",
     "attachments": "adjuntos",
@@ -167,6 +175,8 @@ def _value(key: str, value: Any, department_name: Callable[[str], str]) -> str:
         return {"confirm": "confirmada", "revoke": "revocada"}.get(text, text)
     if key == "by":
         return actor_label(text, department_name)
+    if key == "step":
+        return action_label(text).lower()
     return text
 
 

@@ -108,7 +108,7 @@ async def test_the_outcome_of_a_main_case_reaches_the_citizens_of_its_joined_cas
     sqlite_deps: Deps,
 ) -> None:
     deps = sqlite_deps
-    main = case_in("resolved", notify={"email": "ana@example.com"})
+    main = case_in("resolved", notify={"email": "ana@example.com"}, resolution="Se rellenó.")
     joined = case_in("received", notify={"email": "luis@example.com"})
     same_person = case_in("received", notify={"email": "ana@example.com"})
     for row in (main, joined, same_person):
@@ -116,7 +116,7 @@ async def test_the_outcome_of_a_main_case_reaches_the_citizens_of_its_joined_cas
     joined.duplicate_of = same_person.duplicate_of = main.id
     async with deps.uow() as uow:
         uow.session.add_all([main, joined, same_person])
-    event = CaseResolved(
+    resolved = CaseResolved(
         case_id=uuid.UUID(main.id),
         tracking_code=main.tracking_code,
         path="inspection",
@@ -124,9 +124,18 @@ async def test_the_outcome_of_a_main_case_reaches_the_citizens_of_its_joined_cas
         resolved_at=NOW,
         occurred_at=NOW,
     )
+    # Each joined case follows the step (as perform does), naming the main case's event.
+    followed = [
+        event
+        for row in (joined, same_person)
+        for event in deps.cases.case(row).follow(
+            main, "record_findings", NOW, step_event_id=resolved.event_id
+        )
+    ]
     notifier = handlers(deps, NotifierSettings(), asyncio.Event())
-    async with deps.uow() as uow:
-        assert await notifier.handle(event, uow)
+    for event in (resolved, *followed):
+        async with deps.uow() as uow:
+            assert await notifier.handle(event, uow)
     async with deps.uow() as uow:
         told = {
             (n.recipient, n.tracking_code, n.template)
@@ -134,5 +143,6 @@ async def test_the_outcome_of_a_main_case_reaches_the_citizens_of_its_joined_cas
         }
     assert told == {
         ("ana@example.com", main.tracking_code, "case_resolved"),
-        ("luis@example.com", joined.tracking_code, "case_resolved"),  # under their own code
+        # under their own code; whoever filed the main case too is not told twice
+        ("luis@example.com", joined.tracking_code, "case_followed"),
     }

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from shared.calendar import TZ
-from shared.contract import CaseReopened, CitizenAddedInformation
+from shared.contract import CaseJoined, CaseReopened, CaseSeparated, CitizenAddedInformation
 from shared.domain.actions import CITIZEN, REGISTRY, actions_of, may_take
 from shared.domain.case import AlreadyAnswered, InvalidActionInput, TermEnded
 from shared.domain.citizen_key import MalformedKey, hash_key, key_matches, new_key, normalize_key
@@ -159,14 +159,16 @@ def test_text_similarity_is_trigram_overlap_and_ignores_case_and_accents() -> No
 
 def test_a_case_is_joined_to_an_open_main_case_and_separated_again() -> None:
     main, joined = case_in(State.CLASSIFIED.value), case_in(State.RECEIVED.value)
-    assert aggregate(joined).join(main, NOW) == []
+    (event,) = aggregate(joined).join(main, NOW)
+    assert isinstance(event, CaseJoined) and event.main_tracking_code == main.tracking_code
     assert joined.duplicate_of == main.id
     with pytest.raises(InvalidActionInput, match="ya está unido"):
         aggregate(case_in(State.RECEIVED.value)).join(joined, NOW)  # join to the main instead
-    aggregate(joined).separate(NOW)
+    (separated,) = aggregate(joined).separate(main, NOW)
+    assert isinstance(separated, CaseSeparated)
     assert joined.duplicate_of is None
     with pytest.raises(InvalidActionInput) as refused:
-        aggregate(joined).separate(NOW)
+        aggregate(joined).separate(main, NOW)
     assert refused.value.rule == "not_joined"
 
 

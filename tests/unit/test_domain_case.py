@@ -33,8 +33,9 @@ EMITS = {
     "decline": (["CaseClosed"], "closed"),
     "forward": (["CaseForwarded"], "closed"),
     # The citizen's steps; None: the state stays as it was.
-    "join": ([], None),
-    "separate": ([], None),
+    # A joined case takes its main case's state (here: classified); a separated one starts over.
+    "join": (["CaseJoined"], "classified"),
+    "separate": (["CaseSeparated"], "received"),
     "add_information": (["CitizenAddedInformation"], None),
     "reopen": (["CaseReopened"], "classified"),
     "answer_survey": ([], None),

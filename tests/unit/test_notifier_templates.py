@@ -216,6 +216,12 @@ def test_sms_is_short_and_has_the_code(renderer: TemplateRenderer, kind: str) ->
         reasoning="Se verificó. " * 100,
         decided_at=RECEIVED,
         appeal_ends=DUE,
+        main_tracking_code="D311-2026-000099",
+        step_label="Respuesta de la dependencia registrada",
+        state="resolved",
+        state_label="Resuelto",
+        resolution="Se reparó. " * 100,
+        separated_at=RECEIVED,
     )
     sms = renderer.render_sms(kind, ctx)
     assert len(sms) <= SMS_MAX_CHARS

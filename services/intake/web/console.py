@@ -36,7 +36,7 @@ from shared.cases import (
     issue_key,
     perform,
 )
-from shared.cases.duplicates import joined_to, possible_duplicates
+from shared.cases.duplicates import duplicates_for, flagged_as_duplicates, joined_to
 from shared.cases.form import submission_data
 from shared.contract import SubmissionInvalid, validate_submission
 from shared.db.models import CaseRow
@@ -438,6 +438,9 @@ async def console(
                 select(CaseRow).where(*where).order_by(*order).limit(PAGE_SIZE + 1)
             )
         )
+        suspected = await flagged_as_duplicates(
+            uow, [*overdue_cases, *upcoming, *triage_cases, *listed_cases]
+        )
     from services.intake.web.pages import STATE_LABELS
 
     open_count = (
@@ -473,6 +476,7 @@ async def console(
         listed_caption=f"Casos: {listed_label}",
         next_page=f"/consola?estado={state_filter}&despues={following}" if following else None,
         first_page=f"/consola?estado={state_filter}" if after_item is not None else None,
+        suspected=suspected,
     )
 
 
@@ -670,7 +674,7 @@ async def case_page(
             if case.duplicate_of is not None:
                 main = await uow.session.get(CaseRow, case.duplicate_of)
             elif is_open(case.state):
-                duplicates = await possible_duplicates(uow, case, deps.config.duplicates)
+                duplicates = await duplicates_for(uow, case, deps.config.duplicates)
     actions = offered_to(deps.cases.lifecycle, session.role, case)
     now = deps.clock.now()
     return pages.render(
