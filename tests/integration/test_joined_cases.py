@@ -119,6 +119,9 @@ async def test_a_joined_case_follows_its_main_case_until_it_is_separated(site: S
     assert refused.status_code in (409, 422), refused.text
     assert main_code in refused.text and "separen" in refused.text
 
+    joined_page = await site.client.get(f"/seguimiento/{code}")
+    assert 'id="caso-unido"' in joined_page.text and main_code not in joined_page.text
+
     site.clock.advance(timedelta(days=3))
     separated = await staff(site, code, "separate")
     assert separated.status_code == 200, separated.text
@@ -132,5 +135,6 @@ async def test_a_joined_case_follows_its_main_case_until_it_is_separated(site: S
     assert await eventually(fresh_clock)
     assert await eventually(lambda: told(site, joined_id, "case_separated")) == ["luis@example.com"]
     page = await site.client.get(f"/seguimiento/{code}")
+    assert 'id="caso-unido"' not in page.text  # separated: its own case again
     assert "Unido a otro caso como duplicado" in page.text
     assert "Separado del caso principal" in page.text

@@ -221,7 +221,7 @@ def test_without_links_the_receipt_says_where_to_get_a_clave() -> None:
     assert "clave_link" not in context
     message = TemplateRenderer().render("case_received", with_clave_url(context, None))
     assert "/clave/" not in message.text and "/clave/" not in message.html
-    assert "pida una nueva en el Departamento con su cédula" in message.text
+    assert "pida una nueva en el Departamento con su documento de identidad" in message.text
     # A stored receipt with a link's parts, sent by a process without the secret: no link.
     parts = receipt_context(timedelta(days=30), None)
     assert with_clave_url(parts, None) == parts

@@ -388,6 +388,7 @@ async def receipt(request: Request, tracking_code: str, deps: AppDeps, pages: Ap
         section="presentar",
         case=case,
         clave=clave,
+        mailed_link=deps.key_links is not None and bool((case.notify or {}).get("email")),
     )
     if clave is not None:
         response.delete_cookie(KEY_COOKIE, path=f"/presentar/recibo/{code}")
