@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from services.intake.app import service as intake_service
 from services.intake.http import create_app
 from services.intake.observability import HttpLimits
-from services.intake.web.filing import divisions
+from services.intake.web.filing import corregimiento_names, divisions
 from services.intake.web.pages import format_date
 from shared.cases import get_case
 from shared.clock import FixedClock
@@ -236,6 +236,16 @@ def test_the_shipped_list_has_every_province_and_comarca_and_their_districts() -
     assert sum(len(p.districts) for p in provinces.values()) >= 81
     capital = {d.name: d for d in provinces["Panamá"].districts}["Panamá"]
     assert "Bella Vista" in capital.corregimientos
+
+
+async def test_the_page_suggests_the_whole_country_s_corregimientos_once_each(page: Page) -> None:
+    form = await page.client.get("/presentar")
+    suggestions = form.text.split('<datalist id="corregimientos">')[1].split("</datalist>")[0]
+    names = re.findall(r'<option value="([^"]*)"></option>', suggestions)
+    assert len(names) == len(set(names)) == len(corregimiento_names())
+    assert {"Bella Vista", "Tortí", "Cucunatí", "San José"} <= {unescape(n) for n in names}
+    # Plain HTML: a text field with suggestions, so any corregimiento can still be typed.
+    assert 'name="location.corregimiento" type="text" list="corregimientos"' in form.text
 
 
 async def sign_in(client: httpx.AsyncClient, token: str) -> str:

@@ -47,6 +47,7 @@ from shared.evidence import (
     store_blobs,
 )
 from shared.runtime import Deps
+from shared.search import fold
 from shared.tracking import normalize_tracking_code
 
 log = logging.getLogger("defensa311.intake.filing")
@@ -153,7 +154,7 @@ class Province:
 
 @cache
 def divisions() -> tuple[Province, ...]:
-    """Panama's provinces, comarcas and districts as shipped with the project."""
+    """Panama's provinces, comarcas, districts and corregimientos as shipped with the project."""
     raw = json.loads(DIVISIONS.read_text(encoding="utf-8"))
     return tuple(
         Province(
@@ -162,6 +163,17 @@ def divisions() -> tuple[Province, ...]:
         )
         for p in raw["provinces"]
     )
+
+
+@cache
+def corregimiento_names() -> tuple[str, ...]:
+    """Each corregimiento's name once, alphabetically: the suggestions of the filing page.
+
+    One list for the whole country keeps the page usable without JavaScript; many names recur
+    in several districts (San José, Santa Rosa…), and one suggestion serves them all.
+    """
+    names = {c for p in divisions() for d in p.districts for c in d.corregimientos}
+    return tuple(sorted(names, key=lambda name: (fold(name), name)))
 
 
 def anchor(field: str) -> str:
@@ -238,6 +250,7 @@ class FilingPage:
             kinds=KIND_CHOICES,
             category_groups=self.category_groups,
             provinces=divisions(),
+            corregimientos=corregimiento_names(),
             stamp=self.stamps.issue(self.deps.clock.now()),
             honeypot=HONEYPOT,
             stamp_name=STAMP,
