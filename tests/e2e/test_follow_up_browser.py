@@ -1,7 +1,7 @@
 """The citizen follows up in a real browser (issue 20), at desktop and 390 px phone widths:
 the receipt shows the clave; with it the tracking page adds information (with a photo),
 answers the survey once the case is closed and says "no está resuelto"; a wrong clave is named
-next to its field.
+next to its field; the link of the receipt e-mail gives a new clave once.
 axe-core finds no violation on the pages. On the embedded default (SQLite, no broker)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from shared.cases import get_case, perform
+from shared.domain.key_link import binding_of
 from shared.evidence import of_case
 from tests.e2e.test_filing_browser import DESKTOP, PHONE, Site, shot, site
 from tests.unit.test_evidence import photo_with_exif
@@ -118,3 +119,42 @@ async def test_a_citizen_adds_information_answers_the_survey_and_reopens_at_both
         await follow_up(s, desktop, "escritorio", None)
         phone = await (await s.context(PHONE)).new_page()
         await follow_up(s, phone, "telefono", 390)
+
+
+async def new_clave_from_the_link(s: Site, page: Page, name: str, width: int | None) -> None:
+    code, old_clave = await file_a_sugerencia(s, page)
+    links = s.runtime.deps.key_links
+    assert links is not None  # the embedded default keeps its own secret
+    async with s.runtime.deps.uow() as uow:
+        case = await get_case(uow, tracking_code=code)
+    link = links.url(s.base, code, binding_of(case.clave_hash), links.expiry(s.clock.now()))
+
+    await page.goto(link)
+    await expect(page.get_by_role("heading", name="¿Qué es la clave?")).to_be_visible()
+    await s.accessible(page)
+    if width is not None:
+        await s.no_horizontal_scroll(page, width)
+    await page.get_by_role("button", name="Obtener mi clave").click()
+    clave = (await page.locator("#clave").inner_text()).strip()
+    assert clave and clave != old_clave
+    await s.accessible(page)
+    await shot(page, f"clave-enlace-{name}")
+
+    await page.goto(link)  # the link served once
+    await expect(page.get_by_role("alert")).to_be_visible()
+    await s.accessible(page)
+
+    await page.goto(f"/seguimiento/{code}")
+    info = page.locator("#informacion")
+    await info.get_by_label("Clave del caso").fill(clave)
+    await info.get_by_label("Información adicional").fill("Las bancas serían de concreto.")
+    await info.get_by_role("button", name="Añadir información").click()
+    await expect(page.get_by_role("status")).to_contain_text("Recibimos su información")
+
+
+async def test_the_e_mailed_link_gives_a_new_clave_once_at_both_widths(tmp_path: Path) -> None:
+    async with site(tmp_path) as s:
+        desktop = await (await s.context(DESKTOP)).new_page()
+        await new_clave_from_the_link(s, desktop, "escritorio", None)
+        phone = await (await s.context(PHONE)).new_page()
+        await new_clave_from_the_link(s, phone, "telefono", 390)
