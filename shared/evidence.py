@@ -13,8 +13,10 @@ import io
 import re
 import uuid
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from weakref import WeakKeyDictionary
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -247,13 +249,38 @@ async def of_case(
     return list(await uow.session.scalars(statement.order_by(AttachmentRow.created_at)))
 
 
+async def of_cases(uow: UnitOfWork, case_ids: Iterable[str]) -> dict[str, list[AttachmentRow]]:
+    """The attachments of several cases in one statement, without flushing the transaction's
+    pending changes first: for a consumer's batch, whose handlers never add attachments."""
+    found: dict[str, list[AttachmentRow]] = {case_id: [] for case_id in case_ids}
+    statement = select(AttachmentRow).where(AttachmentRow.case_id.in_(sorted(found)))
+    with uow.session.no_autoflush:
+        for row in await uow.session.scalars(statement.order_by(AttachmentRow.created_at)):
+            found[row.case_id].append(row)
+    return found
+
+
 class RemitLinks:
     """Puts the case's attachments, as links that expire, on the department's copy of a
-    remitted case (``CaseRemittedToDepartment``; the public ``CaseRemitted`` carries none)."""
+    remitted case (``CaseRemittedToDepartment``; the public ``CaseRemitted`` carries none).
+
+    In a consumer's batch the attachments of all its cases are read once, at the first
+    remittance: a read per case would flush the batch's pending rows once per case."""
 
     def __init__(self, store: BlobStore, valid_for: timedelta) -> None:
         self.store = store
         self.valid_for = valid_for
+        self._batches: WeakKeyDictionary[UnitOfWork, dict[str, list[AttachmentRow]]] = (
+            WeakKeyDictionary()
+        )
+
+    async def _attachments(self, uow: UnitOfWork, case_id: str) -> list[AttachmentRow]:
+        batch = uow.batch_case_ids
+        if case_id not in batch:
+            return await of_case(uow, case_id)
+        if uow not in self._batches:
+            self._batches[uow] = await of_cases(uow, batch)
+        return self._batches[uow][case_id]
 
     async def __call__(self, uow: UnitOfWork, event: Event, now: datetime) -> Event:
         if not isinstance(event, CaseRemittedToDepartment):
@@ -265,6 +292,6 @@ class RemitLinks:
                 url=await self.store.link(row.key, self.valid_for, now),
                 expires_at=now + self.valid_for,
             )
-            for row in await of_case(uow, str(event.case_id))
+            for row in await self._attachments(uow, str(event.case_id))
         ]
         return event.model_copy(update={"attachments": links}) if links else event

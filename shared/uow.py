@@ -3,7 +3,7 @@ outgoing events (the outbox) and the inbox mark of the event being handled."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ class UnitOfWork:
         self._sessionmaker = sessionmaker
         self._relay = relay  # this process's relay: it publishes our rows from memory
         self._outbox: list[OutboxRow] = []
+        self._before_commit: list[Callable[[], Awaitable[object]]] = []
         self._after_commit: list[Callable[[], None]] = []
         self.events: list[Event] = []
         # What a batch fetched ahead (see prefetch): claims tried and won, cases read.
@@ -38,6 +39,7 @@ class UnitOfWork:
         self._cases: dict[str, CaseRow | None] = {}
         self._locked = False
         self._by_ref: dict[str, CaseRow | None] = {}
+        self._followers: dict[str, list[CaseRow]] = {}
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._sessionmaker()
@@ -52,6 +54,9 @@ class UnitOfWork:
     ) -> None:
         try:
             if exc_type is None:
+                # A callback may add rows, and queue more callbacks: each runs once.
+                while self._before_commit:
+                    await self._before_commit.pop(0)()
                 if self._outbox and self._relay is not None:
                     # The lease runs from the commit, not from the publish: a long
                     # transaction (a notifier's SMTP try) must not hand its rows to other
@@ -69,6 +74,13 @@ class UnitOfWork:
                 await self.session.rollback()
         finally:
             await self.session.close()
+
+    def before_commit(self, callback: Callable[[], Awaitable[object]]) -> None:
+        """Await ``callback`` just before the commit, after every handler of the batch ran, in
+        the order given. Work that reads the database once the batch's own changes are in it
+        goes here: the first read flushes the whole batch at once, instead of one flush per
+        event between the handlers."""
+        self._before_commit.append(callback)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction committed (a log line, a wake-up); never if
@@ -126,6 +138,15 @@ class UnitOfWork:
             found = {row.id: row for row in await self.session.scalars(query)}
             self._cases = {case_id: found.get(case_id) for case_id in case_ids}
             self._locked = lock
+            if lock:
+                # The cases joined to these (they follow each step of their main case).
+                followers = select(CaseRow).where(CaseRow.duplicate_of.in_(sorted(found)))
+                followers = followers.order_by(CaseRow.received_at, CaseRow.id)
+                if self.is_postgres:
+                    followers = followers.with_for_update()
+                self._followers = {case_id: [] for case_id in found}
+                for row in await self.session.scalars(followers):
+                    self._followers[str(row.duplicate_of)].append(row)
         if external_refs:
             query = select(CaseRow).where(CaseRow.external_ref.in_(set(external_refs)))
             found_refs = {row.external_ref: row for row in await self.session.scalars(query)}
@@ -136,6 +157,19 @@ class UnitOfWork:
         if case_id in self._cases and (self._locked or not lock):
             return True, self._cases[case_id]
         return False, None
+
+    @property
+    def batch_case_ids(self) -> frozenset[str]:
+        """The cases a batch read ahead (what its handlers act on); empty outside a batch."""
+        return frozenset(case_id for case_id, row in self._cases.items() if row is not None)
+
+    def cached_followers(self, case_id: str) -> list[CaseRow] | None:
+        """The cases joined to ``case_id``, locked, when a locking batch read them ahead."""
+        return self._followers.get(case_id)
+
+    def forget_followers(self) -> None:
+        """A join or a separation in this transaction: read the followers anew."""
+        self._followers.clear()
 
     def cached_external_ref(self, ref: str) -> tuple[bool, CaseRow | None]:
         if ref in self._by_ref:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -142,7 +143,26 @@ async def store(
         for p in plan.notifications
     ]
     uow.session.add_all(rows)
-    await uow.session.flush()  # the audit rows name the notification ids
+    if rows:
+        uow.before_commit(partial(note_queued, uow, case, rows, now))
+    for gap in plan.gaps:
+        record_note(
+            uow,
+            case,
+            actor=ACTOR,
+            action="notification_skipped",
+            now=now,
+            details={"event_type": event.event_type, "reason": gap},
+        )
+
+
+async def note_queued(
+    uow: UnitOfWork, case: CaseRow, rows: list[NotificationRow], now: datetime
+) -> None:
+    """An audit row per queued notification, naming its id: the ids come from the database,
+    so this runs before the commit, when one flush gives them to every row of the batch."""
+    if any(row.id is None for row in rows):
+        await uow.session.flush()
     for row in rows:
         record_note(
             uow,
@@ -158,13 +178,4 @@ async def store(
                 "recipient": row.recipient_masked,
                 "status": row.status,
             },
-        )
-    for gap in plan.gaps:
-        record_note(
-            uow,
-            case,
-            actor=ACTOR,
-            action="notification_skipped",
-            now=now,
-            details={"event_type": event.event_type, "reason": gap},
         )

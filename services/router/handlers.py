@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from services.router.rules import Classification, RuleSet
@@ -134,8 +135,9 @@ async def route_case(
     """Classify, then follow the route in the same transaction; what cannot go waits in triage.
 
     ``search_duplicates`` (a new case): once classified (its category known), the open cases
-    it may duplicate are looked for and stored; with ``[duplicates] hold_routing``, a case
-    that has some waits in triage for staff to join it or route it.
+    it may duplicate are looked for and stored, just before the commit; with ``[duplicates]
+    hold_routing``, at once, and a case that has some waits in triage for staff to join it or
+    route it.
     """
     now = deps.clock.now()
     route, _, department = result.route.partition(":")
@@ -152,9 +154,14 @@ async def route_case(
     )
     await perform(uow, deps.cases, case, "classify", classification, actor="router", now=now)
     action = ROUTE_ACTIONS.get(route)
-    if search_duplicates:
+    held_if_found = deps.duplicates.hold_routing and action is not None
+    if search_duplicates and not held_if_found:
+        # Nothing waits on the answer: searched once every case of the batch is classified
+        # and routed, so the batch's changes are flushed once, not once per case.
+        uow.before_commit(partial(record_candidates, uow, case, deps.duplicates, now))
+    elif search_duplicates:
         found = await record_candidates(uow, case, deps.duplicates, now)
-        if found and deps.duplicates.hold_routing and action is not None:
+        if found:
             record_note(
                 uow,
                 case,

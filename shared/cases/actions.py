@@ -86,10 +86,12 @@ async def perform(
             select(CaseRow).where(CaseRow.tracking_code == code).with_for_update()
         )
         followers = await count_followers(uow, case)
-    from_state = case.state
+    from_state, main_before = case.state, case.duplicate_of
     events = spec.take(
         services.case(case), checked, Acting(now, department, related, followers=followers)
     )
+    if case.duplicate_of != main_before:
+        uow.forget_followers()
     if answer_on_wire:
         events = [e for e in events if not isinstance(e, DEPARTMENT_FACTS)]
     if services.complete_event is not None:

@@ -130,7 +130,11 @@ async def possible_duplicates(
 
 async def joined_to(uow: UnitOfWork, case: CaseRow, *, lock: bool = False) -> list[CaseRow]:
     """The cases joined to ``case`` (it is their main case), oldest first; locked FOR UPDATE
-    when asked (on PostgreSQL)."""
+    when asked (on PostgreSQL); a locking batch read them ahead for its cases."""
+    if lock:
+        cached = uow.cached_followers(case.id)
+        if cached is not None:
+            return list(cached)
     query = select(CaseRow).where(CaseRow.duplicate_of == case.id).order_by(CaseRow.received_at)
     if lock and uow.is_postgres:
         query = query.with_for_update()
