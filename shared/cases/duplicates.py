@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Float, func, select, text
 
@@ -43,6 +44,10 @@ class Candidate:
     case: CaseRow
     reason: str
 
+
+#: The similarity threshold each open transaction has set (``set_config(…, true)`` lasts
+#: as long as the transaction).
+_THRESHOLDS: WeakKeyDictionary[UnitOfWork, float] = WeakKeyDictionary()
 
 #: Databases known to have pg_trgm (an installed extension stays): asked once per process.
 _WITH_TRIGRAMS: set[str] = set()
@@ -96,11 +101,15 @@ async def possible_duplicates(
         # the policy's similarity, ``<->`` orders by distance, so a filing reads a handful
         # of index pages however many cases are open. The index's predicate is spelled
         # out as constants so that the planner can match it.
-        await uow.session.execute(
-            select(
-                func.set_config("pg_trgm.similarity_threshold", str(policy.text_similarity), True)
+        if _THRESHOLDS.get(uow) != policy.text_similarity:  # set once per transaction
+            await uow.session.execute(
+                select(
+                    func.set_config(
+                        "pg_trgm.similarity_threshold", str(policy.text_similarity), True
+                    )
+                )
             )
-        )
+            _THRESHOLDS[uow] = policy.text_similarity
         score = func.similarity(CaseRow.description, case.description)
         rows = await uow.session.execute(
             select(CaseRow, score)
