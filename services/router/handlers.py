@@ -168,7 +168,7 @@ async def route_case(
                 actor="router",
                 action="route_held",
                 now=now,
-                details={"route": result.route, "candidates": len(found)},
+                details={"route": result.route, "candidates": found},
             )
             return
     if action is None or case.kind is None:

@@ -68,16 +68,30 @@ async def has_trigrams(uow: UnitOfWork) -> bool:
 async def possible_duplicates(
     uow: UnitOfWork, case: CaseRow, policy: DuplicatePolicy
 ) -> list[Candidate]:
+    """The open cases ``case`` may duplicate, nearest first, each with its reason."""
+    found = await _search(uow, case, policy)
+    if not found:
+        return []
+    rows = {
+        row.id: row
+        for row in await uow.session.scalars(select(CaseRow).where(CaseRow.id.in_(found)))
+    }
+    return [Candidate(rows[id_], reason) for id_, reason in found.items() if id_ in rows]
+
+
+async def _search(uow: UnitOfWork, case: CaseRow, policy: DuplicatePolicy) -> dict[str, str]:
+    """The candidates' ids, in the order shown, with their reasons: only the columns the
+    search measures are read, so a filing's search loads no whole case."""
     others = (
         CaseRow.state.in_(_OPEN),
         CaseRow.id != case.id,
         CaseRow.duplicate_of.is_(None),
     )
-    found: dict[str, Candidate] = {}
+    found: dict[str, str] = {}
     if case.lat is not None and case.lon is not None and case.category:
         min_lat, max_lat, min_lon, max_lon = bounding_box(case.lat, case.lon, policy.distance_m)
-        near = await uow.session.scalars(
-            select(CaseRow)
+        near = await uow.session.execute(
+            select(CaseRow.id, CaseRow.lat, CaseRow.lon)
             .where(
                 *others,
                 CaseRow.category == case.category,
@@ -87,14 +101,13 @@ async def possible_duplicates(
             .limit(policy.limit * 4)
         )
         measured = sorted(
-            ((haversine_m(case.lat, case.lon, o.lat or 0.0, o.lon or 0.0), o) for o in near),
-            key=lambda pair: pair[0],
+            (haversine_m(case.lat, case.lon, lat or 0.0, lon or 0.0), id_)
+            for id_, lat, lon in near.all()
         )
-        for metres, other in measured:
+        for metres, id_ in measured:
             if metres <= policy.distance_m:
-                found.setdefault(other.id, Candidate(other, distance_reason(metres)))
+                found.setdefault(id_, distance_reason(metres))
     since = case.received_at - timedelta(days=policy.text_days)
-    recent = (*others, CaseRow.received_at >= since)
     if await has_trigrams(uow):
         # The nearest texts first, straight from the open cases' trigram index
         # (``ix_cases_open_description_trgm``, migration 0009): ``%`` keeps only those at
@@ -112,7 +125,7 @@ async def possible_duplicates(
             _THRESHOLDS[uow] = policy.text_similarity
         score = func.similarity(CaseRow.description, case.description)
         rows = await uow.session.execute(
-            select(CaseRow, score)
+            select(CaseRow.id, score)
             .where(
                 text(f"cases.state IN ({_OPEN_SQL}) AND cases.duplicate_of IS NULL"),
                 CaseRow.id != case.id,
@@ -122,19 +135,22 @@ async def possible_duplicates(
             .order_by(CaseRow.description.op("<->", return_type=Float)(case.description))
             .limit(policy.limit)
         )
-        scored = [(float(s), other) for other, s in rows.all()]
+        scored = [(float(value), id_) for id_, value in rows.all()]
     else:
-        window = await uow.session.scalars(
-            select(CaseRow).where(*recent).order_by(CaseRow.received_at.desc()).limit(FALLBACK_SCAN)
+        window = await uow.session.execute(
+            select(CaseRow.id, CaseRow.description)
+            .where(*others, CaseRow.received_at >= since)
+            .order_by(CaseRow.received_at.desc())
+            .limit(FALLBACK_SCAN)
         )
         scored = sorted(
-            ((similarity(case.description, o.description), o) for o in window),
+            ((similarity(case.description, text_), id_) for id_, text_ in window.all()),
             key=lambda pair: -pair[0],
         )
-    for value, other in scored:
+    for value, id_ in scored:
         if value >= policy.text_similarity:
-            found.setdefault(other.id, Candidate(other, text_reason(value)))
-    return list(found.values())[: policy.limit]
+            found.setdefault(id_, text_reason(value))
+    return dict(list(found.items())[: policy.limit])
 
 
 async def joined_to(uow: UnitOfWork, case: CaseRow, *, lock: bool = False) -> list[CaseRow]:
@@ -156,17 +172,15 @@ _JOINABLE = (State.RECEIVED.value, State.CLASSIFIED.value)
 
 async def record_candidates(
     uow: UnitOfWork, case: CaseRow, policy: DuplicatePolicy, now: datetime
-) -> list[Candidate]:
+) -> int:
     """The duplicate search a filing runs (:func:`possible_duplicates`): each candidate is
-    stored with its reason, for the console's case page and inbox."""
-    found = await possible_duplicates(uow, case, policy)
+    stored with its reason, for the console's case page and inbox. Returns how many."""
+    found = await _search(uow, case, policy)
     uow.session.add_all(
-        DuplicateCandidateRow(
-            case_id=case.id, candidate_id=c.case.id, reason=c.reason[:200], found_at=now
-        )
-        for c in found
+        DuplicateCandidateRow(case_id=case.id, candidate_id=id_, reason=reason[:200], found_at=now)
+        for id_, reason in found.items()
     )
-    return found
+    return len(found)
 
 
 async def candidates_at_filing(uow: UnitOfWork, case: CaseRow) -> list[Candidate]:

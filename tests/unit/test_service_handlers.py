@@ -29,7 +29,9 @@ from services.router.handlers import HANDLERS as ROUTER
 from services.router.handlers import RouterDeps
 from services.router.rules import RuleSet
 from shared.cases import file_case, get_case, history
+from shared.cases.duplicates import candidates_at_filing
 from shared.clock import FixedClock
+from shared.config import DuplicatePolicy
 from shared.consumer import Handlers, Poison
 from shared.contract import CaseClosed, CaseRemitted, SubmissionRejected
 from shared.db.models import Base, CaseRow, OutboxRow
@@ -104,6 +106,43 @@ async def test_the_router_leaves_in_triage_what_no_rule_matches(
         await router().handle(received_of(case), uow)
     async with UnitOfWork(sessionmaker) as uow:
         assert (await get_case(uow, case_id=case.id)).state == "classified"
+
+
+async def test_the_router_stores_a_new_cases_possible_duplicates_and_holds_its_route_if_asked(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    first = await filed(sessionmaker)
+    async with UnitOfWork(sessionmaker) as uow:
+        await router(REMIT_HOLES).handle(received_of(first), uow)
+    # The same pothole again: routed as usual, its twin stored for the console.
+    second = await filed(sessionmaker)
+    async with UnitOfWork(sessionmaker) as uow:
+        await router(REMIT_HOLES).handle(received_of(second), uow)
+    async with UnitOfWork(sessionmaker) as uow:
+        stored = await get_case(uow, case_id=second.id)
+        assert (stored.state, stored.department) == ("remitted", "vias")
+        found = await candidates_at_filing(uow, stored)
+        assert [c.case.id for c in found] == [first.id]
+        assert found[0].reason.startswith("texto muy parecido (")
+    # With the route held, a third one waits classified for staff, with a note saying why.
+    third = await filed(sessionmaker)
+    held = RouterDeps(
+        FixedClock(NOW),
+        services(),
+        RuleSet.from_config([REMIT_HOLES], set(DEPARTMENTS)),
+        DuplicatePolicy(hold_routing=True),
+    )
+    async with UnitOfWork(sessionmaker) as uow:
+        await Handlers("router", held, ROUTER).handle(received_of(third), uow)
+    async with UnitOfWork(sessionmaker) as uow:
+        stored = await get_case(uow, case_id=third.id)
+        assert stored.state == "classified"
+        notes = [r for r in await history(uow, third.id) if r.action == "route_held"]
+        assert [n.details["candidates"] for n in notes] == [2]  # type: ignore[index]
+        assert {c.case.id for c in await candidates_at_filing(uow, stored)} == {
+            first.id,
+            second.id,
+        }
 
 
 async def test_a_case_the_router_does_not_know_is_poison(
