@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from services.router.rules import Classification, RuleSet
@@ -17,7 +16,7 @@ from shared.cases import (
     perform,
     record_note,
 )
-from shared.cases.duplicates import record_candidates
+from shared.cases.duplicates import record_candidates, record_candidates_before_commit
 from shared.clock import Clock
 from shared.config import DuplicatePolicy
 from shared.consumer import EventHandler, Handlers, Poison, Prefetch
@@ -157,8 +156,8 @@ async def route_case(
     held_if_found = deps.duplicates.hold_routing and action is not None
     if search_duplicates and not held_if_found:
         # Nothing waits on the answer: searched once every case of the batch is classified
-        # and routed, so the batch's changes are flushed once, not once per case.
-        uow.before_commit(partial(record_candidates, uow, case, deps.duplicates, now))
+        # and routed, all at once, so the batch's changes are flushed once, not per case.
+        record_candidates_before_commit(uow, case, deps.duplicates, now)
     elif search_duplicates:
         found = await record_candidates(uow, case, deps.duplicates, now)
         if found:

@@ -17,9 +17,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Float, func, select, text
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    DateTime,
+    Float,
+    String,
+    Text,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    true,
+)
 
 from shared.config import DuplicatePolicy
 from shared.db.models import CaseRow, DuplicateCandidateRow
@@ -48,6 +62,9 @@ class Candidate:
 #: The similarity threshold each open transaction has set (``set_config(…, true)`` lasts
 #: as long as the transaction).
 _THRESHOLDS: WeakKeyDictionary[UnitOfWork, float] = WeakKeyDictionary()
+
+#: The cases each open transaction queued for :func:`record_candidates_before_commit`.
+_QUEUED: WeakKeyDictionary[UnitOfWork, list[CaseRow]] = WeakKeyDictionary()
 
 #: Databases known to have pg_trgm (an installed extension stays): asked once per process.
 _WITH_TRIGRAMS: set[str] = set()
@@ -80,77 +97,130 @@ async def possible_duplicates(
 
 
 async def _search(uow: UnitOfWork, case: CaseRow, policy: DuplicatePolicy) -> dict[str, str]:
-    """The candidates' ids, in the order shown, with their reasons: only the columns the
-    search measures are read, so a filing's search loads no whole case."""
-    others = (
+    return (await _search_many(uow, [case], policy))[case.id]
+
+
+async def _search_many(
+    uow: UnitOfWork, cases: list[CaseRow], policy: DuplicatePolicy
+) -> dict[str, dict[str, str]]:
+    """For each case, its candidates' ids in the order shown, with their reasons: near ones
+    first (by distance), then similar texts (most similar first), at most ``policy.limit``.
+    Only the columns the search measures are read, so the search loads no whole case."""
+    found: dict[str, dict[str, str]] = {case.id: {} for case in cases}
+    await uow.session.flush()  # the transaction's own changes are part of what is searched
+    for case in cases:
+        for id_, reason in await _near(uow, case, policy):
+            found[case.id].setdefault(id_, reason)
+    if await has_trigrams(uow):
+        scored = await _similar_texts(uow, cases, policy)
+    else:
+        scored = {case.id: await _similar_texts_here(uow, case, policy) for case in cases}
+    for case in cases:
+        for value, id_ in scored.get(case.id, []):
+            if value >= policy.text_similarity:
+                found[case.id].setdefault(id_, text_reason(value))
+    return {case_id: dict(list(by_id.items())[: policy.limit]) for case_id, by_id in found.items()}
+
+
+def _open_others(case: CaseRow) -> tuple[ColumnElement[bool], ...]:
+    return (
         CaseRow.state.in_(_OPEN),
         CaseRow.id != case.id,
         CaseRow.duplicate_of.is_(None),
     )
-    found: dict[str, str] = {}
-    if case.lat is not None and case.lon is not None and case.category:
-        min_lat, max_lat, min_lon, max_lon = bounding_box(case.lat, case.lon, policy.distance_m)
-        near = await uow.session.execute(
-            select(CaseRow.id, CaseRow.lat, CaseRow.lon)
-            .where(
-                *others,
-                CaseRow.category == case.category,
-                CaseRow.lat.between(min_lat, max_lat),
-                CaseRow.lon.between(min_lon, max_lon),
+
+
+async def _near(uow: UnitOfWork, case: CaseRow, policy: DuplicatePolicy) -> list[tuple[str, str]]:
+    """Open cases of the same category within the policy's distance, nearest first."""
+    if case.lat is None or case.lon is None or not case.category:
+        return []
+    min_lat, max_lat, min_lon, max_lon = bounding_box(case.lat, case.lon, policy.distance_m)
+    near = await uow.session.execute(
+        select(CaseRow.id, CaseRow.lat, CaseRow.lon)
+        .where(
+            *_open_others(case),
+            CaseRow.category == case.category,
+            CaseRow.lat.between(min_lat, max_lat),
+            CaseRow.lon.between(min_lon, max_lon),
+        )
+        .limit(policy.limit * 4)
+    )
+    measured = sorted(
+        (haversine_m(case.lat, case.lon, lat or 0.0, lon or 0.0), id_)
+        for id_, lat, lon in near.all()
+    )
+    return [
+        (id_, distance_reason(metres)) for metres, id_ in measured if metres <= policy.distance_m
+    ]
+
+
+async def _similar_texts(
+    uow: UnitOfWork, cases: list[CaseRow], policy: DuplicatePolicy
+) -> dict[str, list[tuple[float, str]]]:
+    """On PostgreSQL with pg_trgm: each case's similar texts, (similarity, id), most similar
+    first."""
+    if _THRESHOLDS.get(uow) != policy.text_similarity:  # set once per transaction
+        await uow.session.execute(
+            select(
+                func.set_config("pg_trgm.similarity_threshold", str(policy.text_similarity), True)
             )
-            .limit(policy.limit * 4)
         )
-        measured = sorted(
-            (haversine_m(case.lat, case.lon, lat or 0.0, lon or 0.0), id_)
-            for id_, lat, lon in near.all()
+        _THRESHOLDS[uow] = policy.text_similarity
+    # For each case searched (the ``unnest`` of its id, text and window), the open, unjoined
+    # cases filed in its window whose description is at the policy's similarity (``%``),
+    # nearest first (``<->``) straight from the open cases' trigram index
+    # (``ix_cases_open_description_trgm``, migration 0010): each reads a handful of index
+    # pages however many cases are open. The index's predicate is spelled out as constants
+    # so that the planner can match it.
+    searched = select(
+        func.unnest(bindparam("ids", type_=ARRAY(String))).label("case_id"),
+        func.unnest(bindparam("texts", type_=ARRAY(Text))).label("description"),
+        func.unnest(bindparam("since", type_=ARRAY(DateTime(timezone=True)))).label("since"),
+    ).subquery("searched")
+    distance = CaseRow.description.op("<->", return_type=Float)(searched.c.description)
+    found = (
+        select(CaseRow.id, distance.label("distance"))
+        .where(
+            text(f"cases.state IN ({_OPEN_SQL}) AND cases.duplicate_of IS NULL"),
+            CaseRow.id != searched.c.case_id,
+            CaseRow.received_at >= searched.c.since,
+            CaseRow.description.op("%")(searched.c.description),
         )
-        for metres, id_ in measured:
-            if metres <= policy.distance_m:
-                found.setdefault(id_, distance_reason(metres))
+        .order_by(distance)
+        .limit(policy.limit)
+        .lateral("found")
+    )
+    rows = await uow.session.execute(
+        select(searched.c.case_id, found.c.id, found.c.distance)
+        .select_from(searched.join(found, true()))
+        .order_by(searched.c.case_id, found.c.distance),
+        {
+            "ids": [case.id for case in cases],
+            "texts": [case.description for case in cases],
+            "since": [case.received_at - timedelta(days=policy.text_days) for case in cases],
+        },
+    )
+    scored: dict[str, list[tuple[float, str]]] = {}
+    for case_id, id_, value in rows.all():
+        scored.setdefault(case_id, []).append((1 - float(value), id_))
+    return scored
+
+
+async def _similar_texts_here(
+    uow: UnitOfWork, case: CaseRow, policy: DuplicatePolicy
+) -> list[tuple[float, str]]:
+    """Without pg_trgm: the same trigram measure here, over the most recent open cases."""
     since = case.received_at - timedelta(days=policy.text_days)
-    if await has_trigrams(uow):
-        # The nearest texts first, straight from the open cases' trigram index
-        # (``ix_cases_open_description_trgm``, migration 0009): ``%`` keeps only those at
-        # the policy's similarity, ``<->`` orders by distance, so a filing reads a handful
-        # of index pages however many cases are open. The index's predicate is spelled
-        # out as constants so that the planner can match it.
-        if _THRESHOLDS.get(uow) != policy.text_similarity:  # set once per transaction
-            await uow.session.execute(
-                select(
-                    func.set_config(
-                        "pg_trgm.similarity_threshold", str(policy.text_similarity), True
-                    )
-                )
-            )
-            _THRESHOLDS[uow] = policy.text_similarity
-        score = func.similarity(CaseRow.description, case.description)
-        rows = await uow.session.execute(
-            select(CaseRow.id, score)
-            .where(
-                text(f"cases.state IN ({_OPEN_SQL}) AND cases.duplicate_of IS NULL"),
-                CaseRow.id != case.id,
-                CaseRow.received_at >= since,
-                CaseRow.description.op("%")(case.description),
-            )
-            .order_by(CaseRow.description.op("<->", return_type=Float)(case.description))
-            .limit(policy.limit)
-        )
-        scored = [(float(value), id_) for id_, value in rows.all()]
-    else:
-        window = await uow.session.execute(
-            select(CaseRow.id, CaseRow.description)
-            .where(*others, CaseRow.received_at >= since)
-            .order_by(CaseRow.received_at.desc())
-            .limit(FALLBACK_SCAN)
-        )
-        scored = sorted(
-            ((similarity(case.description, text_), id_) for id_, text_ in window.all()),
-            key=lambda pair: -pair[0],
-        )
-    for value, id_ in scored:
-        if value >= policy.text_similarity:
-            found.setdefault(id_, text_reason(value))
-    return dict(list(found.items())[: policy.limit])
+    window = await uow.session.execute(
+        select(CaseRow.id, CaseRow.description)
+        .where(*_open_others(case), CaseRow.received_at >= since)
+        .order_by(CaseRow.received_at.desc())
+        .limit(FALLBACK_SCAN)
+    )
+    return sorted(
+        ((similarity(case.description, text_), id_) for id_, text_ in window.all()),
+        key=lambda pair: -pair[0],
+    )
 
 
 async def joined_to(uow: UnitOfWork, case: CaseRow, *, lock: bool = False) -> list[CaseRow]:
@@ -173,14 +243,37 @@ _JOINABLE = (State.RECEIVED.value, State.CLASSIFIED.value)
 async def record_candidates(
     uow: UnitOfWork, case: CaseRow, policy: DuplicatePolicy, now: datetime
 ) -> int:
-    """The duplicate search a filing runs (:func:`possible_duplicates`): each candidate is
-    stored with its reason, for the console's case page and inbox. Returns how many."""
-    found = await _search(uow, case, policy)
-    uow.session.add_all(
-        DuplicateCandidateRow(case_id=case.id, candidate_id=id_, reason=reason[:200], found_at=now)
-        for id_, reason in found.items()
-    )
-    return len(found)
+    """The duplicate search a filing runs (:func:`possible_duplicates`), at once: each
+    candidate is stored with its reason, for the console's case page and inbox. Returns
+    how many."""
+    return await _record(uow, [case], policy, now)
+
+
+def record_candidates_before_commit(
+    uow: UnitOfWork, case: CaseRow, policy: DuplicatePolicy, now: datetime
+) -> None:
+    """:func:`record_candidates` just before the commit, for every case of the transaction
+    queued so at once (one search statement for them all on PostgreSQL)."""
+    queued = _QUEUED.get(uow)
+    if queued is None:
+        queued = _QUEUED[uow] = []
+        uow.before_commit(partial(_record, uow, queued, policy, now))
+    if all(other.id != case.id for other in queued):
+        queued.append(case)
+
+
+async def _record(
+    uow: UnitOfWork, cases: list[CaseRow], policy: DuplicatePolicy, now: datetime
+) -> int:
+    found = await _search_many(uow, cases, policy)
+    rows = [
+        {"case_id": case_id, "candidate_id": id_, "reason": reason[:200], "found_at": now}
+        for case_id, by_id in found.items()
+        for id_, reason in by_id.items()
+    ]
+    if rows:
+        await uow.session.execute(insert(DuplicateCandidateRow), rows)
+    return len(rows)
 
 
 async def candidates_at_filing(uow: UnitOfWork, case: CaseRow) -> list[Candidate]:

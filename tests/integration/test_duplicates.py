@@ -18,7 +18,13 @@ from services.notifier.handlers import handlers
 from services.notifier.models import NotificationRow
 from services.notifier.settings import NotifierSettings
 from shared.cases import InvalidActionInput, get_case, perform
-from shared.cases.duplicates import has_trigrams, joined_to, possible_duplicates
+from shared.cases.duplicates import (
+    candidates_at_filing,
+    has_trigrams,
+    joined_to,
+    possible_duplicates,
+    record_candidates_before_commit,
+)
 from shared.config import DuplicatePolicy
 from shared.contract import CaseResolved
 from shared.db.models import CaseRow
@@ -70,6 +76,17 @@ async def check(deps: Deps) -> None:
         found = await possible_duplicates(uow, wordy, DuplicatePolicy())
     assert [c.case.id for c in found] == [similar.id]  # not the one filed 40 days before
     assert found[0].reason.startswith("texto muy parecido (")
+
+    # The router's filing step: both searched at once before the commit, stored as found.
+    async with deps.uow() as uow:
+        for row in (new, wordy):
+            record_candidates_before_commit(uow, row, DuplicatePolicy(), NOW)
+            record_candidates_before_commit(uow, row, DuplicatePolicy(), NOW)  # once each
+    async with deps.uow() as uow:
+        for row in (new, wordy):
+            stored = [(c.case.id, c.reason) for c in await candidates_at_filing(uow, row)]
+            found = await possible_duplicates(uow, row, DuplicatePolicy())
+            assert stored == [(c.case.id, c.reason) for c in found] != []
 
     # Staff join the new case to its near twin, through the registry's action.
     async with deps.uow() as uow:
