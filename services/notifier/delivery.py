@@ -43,7 +43,7 @@ from services.notifier.models import NotificationRow
 from services.notifier.planning import EMAIL, FAILED, IN_PERSON, PENDING, SENT, SMS, WEBHOOK
 from services.notifier.settings import NotifierSettings
 from services.notifier.templates import RenderedMessage, TemplateRenderer
-from shared.cases import CaseNotFound, get_case, record_note
+from shared.cases import record_note_on
 from shared.clock import Clock
 from shared.contract import NotificationFailed
 from shared.domain.key_link import KeyLinks
@@ -275,13 +275,9 @@ class Deliverer:
     ) -> None:
         if row.case_id is None:
             return
-        try:
-            case = await get_case(uow, case_id=row.case_id)
-        except CaseNotFound:
-            return
-        record_note(
+        await record_note_on(
             uow,
-            case,
+            row.case_id,
             actor=ACTOR,
             action=action,
             now=now,

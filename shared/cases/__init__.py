@@ -12,7 +12,7 @@ the outgoing events are written in the caller's one transaction.
 """
 
 from shared.cases.actions import perform
-from shared.cases.audit import audit, record_note
+from shared.cases.audit import audit, record_note, record_note_on
 from shared.cases.filing import file_case
 from shared.cases.keys import issue_key
 from shared.cases.queries import CaseNotFound, get_case, history
@@ -31,4 +31,5 @@ __all__ = [
     "issue_key",
     "perform",
     "record_note",
+    "record_note_on",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from shared.db.models import CaseHistoryRow, CaseRow
 from shared.uow import UnitOfWork
 
@@ -53,3 +55,31 @@ def record_note(
         now=now,
         details=details,
     )
+
+
+async def record_note_on(
+    uow: UnitOfWork,
+    case_id: str,
+    *,
+    actor: str,
+    action: str,
+    now: datetime,
+    details: dict[str, Any],
+) -> bool:
+    """:func:`record_note` on a case the transaction has not read: only its state is read,
+    not the whole case. False (and no note) when there is no such case."""
+    state = await uow.session.scalar(select(CaseRow.state).where(CaseRow.id == case_id))
+    if state is None:
+        return False
+    uow.session.add(
+        CaseHistoryRow(
+            case_id=case_id,
+            at=now,
+            actor=actor,
+            action=action,
+            from_state=state,
+            to_state=state,
+            details=details,
+        )
+    )
+    return True
