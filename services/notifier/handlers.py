@@ -144,8 +144,30 @@ async def store(
     ]
     uow.session.add_all(rows)
     if rows:
-        uow.before_commit(partial(note_queued, uow, case, rows, now))
-    for gap in plan.gaps:
+        uow.before_commit(partial(note_plan, uow, case, rows, event, plan.gaps, now))
+    else:
+        note_gaps(uow, case, event, plan.gaps, now)
+
+
+async def note_plan(
+    uow: UnitOfWork,
+    case: CaseRow,
+    rows: list[NotificationRow],
+    event: CaseEvent,
+    gaps: list[str],
+    now: datetime,
+) -> None:
+    """An audit row per queued notification, naming its id, then one per address the plan
+    could not use: the ids come from the database, so this runs before the commit, when one
+    flush gives them to every row of the batch."""
+    await note_queued(uow, case, rows, now)
+    note_gaps(uow, case, event, gaps, now)
+
+
+def note_gaps(
+    uow: UnitOfWork, case: CaseRow, event: CaseEvent, gaps: list[str], now: datetime
+) -> None:
+    for gap in gaps:
         record_note(
             uow,
             case,
@@ -159,8 +181,7 @@ async def store(
 async def note_queued(
     uow: UnitOfWork, case: CaseRow, rows: list[NotificationRow], now: datetime
 ) -> None:
-    """An audit row per queued notification, naming its id: the ids come from the database,
-    so this runs before the commit, when one flush gives them to every row of the batch."""
+    """An audit row per queued notification, naming its id (flushing first if it has none)."""
     if any(row.id is None for row in rows):
         await uow.session.flush()
     for row in rows:

@@ -64,7 +64,7 @@ class Candidate:
 _THRESHOLDS: WeakKeyDictionary[UnitOfWork, float] = WeakKeyDictionary()
 
 #: The cases each open transaction queued for :func:`record_candidates_before_commit`.
-_QUEUED: WeakKeyDictionary[UnitOfWork, list[CaseRow]] = WeakKeyDictionary()
+_QUEUED: WeakKeyDictionary[UnitOfWork, dict[str, tuple[CaseRow, datetime]]] = WeakKeyDictionary()
 
 #: Databases known to have pg_trgm (an installed extension stays): asked once per process.
 _WITH_TRIGRAMS: set[str] = set()
@@ -178,8 +178,11 @@ async def _similar_texts(
         func.unnest(bindparam("since", type_=ARRAY(DateTime(timezone=True)))).label("since"),
     ).subquery("searched")
     distance = CaseRow.description.op("<->", return_type=Float)(searched.c.description)
+    score = func.similarity(CaseRow.description, searched.c.description)
     found = (
-        select(CaseRow.id, distance.label("distance"))
+        # ``similarity`` itself, not ``1 - distance``: the two differ by a float4 rounding
+        # below 0.5, enough to drop a text exactly at the policy's similarity.
+        select(CaseRow.id, distance.label("distance"), score.label("score"))
         .where(
             text(f"cases.state IN ({_OPEN_SQL}) AND cases.duplicate_of IS NULL"),
             CaseRow.id != searched.c.case_id,
@@ -191,7 +194,7 @@ async def _similar_texts(
         .lateral("found")
     )
     rows = await uow.session.execute(
-        select(searched.c.case_id, found.c.id, found.c.distance)
+        select(searched.c.case_id, found.c.id, found.c.score)
         .select_from(searched.join(found, true()))
         .order_by(searched.c.case_id, found.c.distance),
         {
@@ -202,7 +205,7 @@ async def _similar_texts(
     )
     scored: dict[str, list[tuple[float, str]]] = {}
     for case_id, id_, value in rows.all():
-        scored.setdefault(case_id, []).append((1 - float(value), id_))
+        scored.setdefault(case_id, []).append((float(value), id_))
     return scored
 
 
@@ -246,7 +249,7 @@ async def record_candidates(
     """The duplicate search a filing runs (:func:`possible_duplicates`), at once: each
     candidate is stored with its reason, for the console's case page and inbox. Returns
     how many."""
-    return await _record(uow, [case], policy, now)
+    return await _record(uow, {case.id: (case, now)}, policy)
 
 
 def record_candidates_before_commit(
@@ -256,18 +259,22 @@ def record_candidates_before_commit(
     queued so at once (one search statement for them all on PostgreSQL)."""
     queued = _QUEUED.get(uow)
     if queued is None:
-        queued = _QUEUED[uow] = []
-        uow.before_commit(partial(_record, uow, queued, policy, now))
-    if all(other.id != case.id for other in queued):
-        queued.append(case)
+        queued = _QUEUED[uow] = {}
+        uow.before_commit(partial(_record, uow, queued, policy))
+    queued.setdefault(case.id, (case, now))
 
 
 async def _record(
-    uow: UnitOfWork, cases: list[CaseRow], policy: DuplicatePolicy, now: datetime
+    uow: UnitOfWork, queued: dict[str, tuple[CaseRow, datetime]], policy: DuplicatePolicy
 ) -> int:
-    found = await _search_many(uow, cases, policy)
+    found = await _search_many(uow, [case for case, _ in queued.values()], policy)
     rows = [
-        {"case_id": case_id, "candidate_id": id_, "reason": reason[:200], "found_at": now}
+        {
+            "case_id": case_id,
+            "candidate_id": id_,
+            "reason": reason[:200],
+            "found_at": queued[case_id][1],
+        }
         for case_id, by_id in found.items()
         for id_, reason in by_id.items()
     ]

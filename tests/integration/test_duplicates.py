@@ -121,6 +121,25 @@ async def test_duplicates_are_found_and_joined_on_postgresql(pg_url: str) -> Non
         await check(deps)
 
 
+@pytest.mark.connected
+async def test_a_text_exactly_at_the_policys_similarity_is_a_candidate(pg_url: str) -> None:
+    """pg_trgm's ``similarity`` of these two is exactly 0.4; ``1 - (a <-> b)`` is a float4
+    rounding below it."""
+    policy = DuplicatePolicy(text_similarity=0.4)
+    async for deps in deps_for(pg_url):
+        first = case_in("received", description="hueco escuela", received_at=NOW)
+        second = case_in("received", description="calle escuela", received_at=NOW)
+        await store(deps, first, second)
+        async with deps.uow() as uow:
+            found = await possible_duplicates(uow, second, policy)
+            record_candidates_before_commit(uow, second, policy, NOW)
+        assert [(c.case.id, c.reason) for c in found] == [
+            (first.id, "texto muy parecido (40 % de coincidencia)")
+        ]
+        async with deps.uow() as uow:
+            assert [c.case.id for c in await candidates_at_filing(uow, second)] == [first.id]
+
+
 async def test_the_outcome_of_a_main_case_reaches_the_citizens_of_its_joined_cases(
     sqlite_deps: Deps,
 ) -> None:

@@ -22,9 +22,9 @@ from services.deadlines.handlers import DeadlinesDeps
 from services.deadlines.models import DEPARTMENT, LEGAL, ClockRow, StopRow
 from services.deadlines.schedule import AlertPolicy
 from services.notifier.handlers import HANDLERS as NOTIFIER
-from services.notifier.handlers import NotifierDeps
+from services.notifier.handlers import NotifierDeps, store
 from services.notifier.models import NotificationRow
-from services.notifier.planning import Planner
+from services.notifier.planning import Plan, Planned, Planner
 from services.router.handlers import HANDLERS as ROUTER
 from services.router.handlers import RouterDeps
 from services.router.rules import RuleSet
@@ -239,3 +239,17 @@ async def test_the_notifier_queues_the_receipt_and_ignores_what_is_no_case_event
     ]
     rejected = SubmissionRejected(external_ref="311-1", reasons=[], occurred_at=NOW)
     assert notifier.handler_of(rejected) is None
+
+
+async def test_the_notifiers_timeline_names_what_was_queued_then_what_could_not_be(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    case = await filed(sessionmaker)
+    planned = Planned("case_received", "email", "ana@example.com", "a***@e***.com", "pending", {})
+    plan = Plan(notifications=[planned], gaps=["no supervisor configured"])
+    async with UnitOfWork(sessionmaker) as uow:
+        row = await get_case(uow, case_id=case.id)
+        await store(uow, received_of(case), row, plan, now=NOW)
+    async with UnitOfWork(sessionmaker) as uow:
+        actions = [r.action for r in await history(uow, case.id) if r.actor == "notifier"]
+    assert actions == ["notification_queued", "notification_skipped"]
