@@ -160,28 +160,6 @@ async def note_plan(
     """An audit row per queued notification, naming its id, then one per address the plan
     could not use: the ids come from the database, so this runs before the commit, when one
     flush gives them to every row of the batch."""
-    await note_queued(uow, case, rows, now)
-    note_gaps(uow, case, event, gaps, now)
-
-
-def note_gaps(
-    uow: UnitOfWork, case: CaseRow, event: CaseEvent, gaps: list[str], now: datetime
-) -> None:
-    for gap in gaps:
-        record_note(
-            uow,
-            case,
-            actor=ACTOR,
-            action="notification_skipped",
-            now=now,
-            details={"event_type": event.event_type, "reason": gap},
-        )
-
-
-async def note_queued(
-    uow: UnitOfWork, case: CaseRow, rows: list[NotificationRow], now: datetime
-) -> None:
-    """An audit row per queued notification, naming its id (flushing first if it has none)."""
     if any(row.id is None for row in rows):
         await uow.session.flush()
     for row in rows:
@@ -199,4 +177,19 @@ async def note_queued(
                 "recipient": row.recipient_masked,
                 "status": row.status,
             },
+        )
+    note_gaps(uow, case, event, gaps, now)
+
+
+def note_gaps(
+    uow: UnitOfWork, case: CaseRow, event: CaseEvent, gaps: list[str], now: datetime
+) -> None:
+    for gap in gaps:
+        record_note(
+            uow,
+            case,
+            actor=ACTOR,
+            action="notification_skipped",
+            now=now,
+            details={"event_type": event.event_type, "reason": gap},
         )

@@ -13,7 +13,7 @@ from shared.uow import UnitOfWork
 
 def audit(
     uow: UnitOfWork,
-    case: CaseRow,
+    case: CaseRow | str,
     *,
     actor: str,
     action: str,
@@ -22,9 +22,12 @@ def audit(
     now: datetime,
     details: dict[str, Any] | None = None,
 ) -> None:
+    """An audit row on ``case``: the row itself, or the id of a case this transaction has not
+    read."""
+    target = {"case_id": case} if isinstance(case, str) else {"case": case}
     uow.session.add(
         CaseHistoryRow(
-            case=case,
+            **target,
             at=now,
             actor=actor,
             action=action,
@@ -71,15 +74,14 @@ async def record_note_on(
     state = await uow.session.scalar(select(CaseRow.state).where(CaseRow.id == case_id))
     if state is None:
         return False
-    uow.session.add(
-        CaseHistoryRow(
-            case_id=case_id,
-            at=now,
-            actor=actor,
-            action=action,
-            from_state=state,
-            to_state=state,
-            details=details,
-        )
+    audit(
+        uow,
+        case_id,
+        actor=actor,
+        action=action,
+        from_state=state,
+        to_state=state,
+        now=now,
+        details=details,
     )
     return True
