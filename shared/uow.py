@@ -8,7 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, Table, bindparam, func, inspect, select
+from sqlalchemy import String, Table, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -57,14 +57,8 @@ class UnitOfWork:
                 # A callback may add rows, and queue more callbacks: each runs once.
                 while self._before_commit:
                     await self._before_commit.pop(0)()
-                if self._outbox and self._relay is not None:
-                    # The lease runs from the commit, not from the publish: a long
-                    # transaction (a notifier's SMTP try) must not hand its rows to other
-                    # relays the moment it commits. Rows already flushed keep theirs.
-                    lease = self._relay.lease_until()
-                    for row in self._outbox:
-                        if inspect(row).pending:
-                            row.lease_until = lease
+                if self._outbox:
+                    await self._insert_outbox()
                 await self.session.commit()
                 if self._outbox and self._relay is not None:
                     self._relay.send(self._outbox)
@@ -92,19 +86,44 @@ class UnitOfWork:
         return self.session.get_bind().dialect.name == "postgresql"
 
     def publish(self, event: Event) -> None:
-        """Store the event in the outbox; the relay publishes it after commit."""
+        """Store the event in the outbox (just before the commit, with the transaction's other
+        events); the relay publishes it after the commit."""
         row = OutboxRow(
             event_id=str(event.event_id),
             event_type=event.event_type,
             routing_key=event.routing_key(),
             body=event.model_dump_json(),
             created_at=event.occurred_at,
-            lease_until=self._relay.lease_until() if self._relay is not None else None,
             attempts=0,
         )
-        self.session.add(row)
         self._outbox.append(row)
         self.events.append(event)
+
+    async def _insert_outbox(self) -> None:
+        """The transaction's events in one statement (Core: the rows need no identity map;
+        the relay gets them, with their ids, from memory). Their lease runs from the commit,
+        not from the publish: a long transaction (a notifier's SMTP try) must not hand its
+        rows to other relays the moment it commits."""
+        lease = self._relay.lease_until() if self._relay is not None else None
+        table = OutboxRow.__table__
+        assert isinstance(table, Table)
+        values = [
+            {
+                "event_id": row.event_id,
+                "event_type": row.event_type,
+                "routing_key": row.routing_key,
+                "body": row.body,
+                "created_at": row.created_at,
+                "lease_until": lease,
+                "attempts": 0,
+            }
+            for row in self._outbox
+        ]
+        ids = await self.session.scalars(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), values
+        )
+        for row, id_ in zip(self._outbox, ids, strict=True):
+            row.id, row.lease_until = id_, lease
 
     async def seen(self, consumer: str, event_id: str) -> bool:
         row = await self.session.scalar(
@@ -195,20 +214,24 @@ class UnitOfWork:
         table = InboxRow.__table__
         assert isinstance(table, Table)
         postgres = self.is_postgres
-        insert = postgresql_insert if postgres else sqlite_insert
+        insert_into = postgresql_insert if postgres else sqlite_insert
         statement: Any
         if len(claims) == 1:
             [(consumer, event_id)] = claims
-            statement = insert(table).values(consumer=consumer, event_id=event_id, processed_at=at)
+            statement = insert_into(table).values(
+                consumer=consumer, event_id=event_id, processed_at=at
+            )
         elif postgres:
             rows = select(
                 func.unnest(bindparam("consumers", [c for c, _ in claims], type_=ARRAY(String))),
                 func.unnest(bindparam("event_ids", [e for _, e in claims], type_=ARRAY(String))),
                 bindparam("at", at, type_=InboxRow.processed_at.type),
             )
-            statement = insert(table).from_select(["consumer", "event_id", "processed_at"], rows)
+            statement = insert_into(table).from_select(
+                ["consumer", "event_id", "processed_at"], rows
+            )
         else:
-            statement = insert(table).values(
+            statement = insert_into(table).values(
                 [{"consumer": c, "event_id": e, "processed_at": at} for c, e in claims]
             )
         statement = statement.on_conflict_do_nothing(

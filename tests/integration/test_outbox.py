@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import aio_pika
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from shared.clock import FixedClock
 from shared.contract import CaseClosed
 from shared.db.models import OutboxRow
+from shared.outbox import OutboxRelay
 from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 from tests.support import eventually, running, settings_for
@@ -149,6 +151,16 @@ async def test_a_committed_event_goes_from_memory_without_waiting_for_a_poll(
         await eventually(lambda: _all_published(rt), timeout=5)
 
 
+class _DiedAfterCommit:
+    """A writer's relay that leases its rows and never sends them: its process died."""
+
+    def lease_until(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=1.5)
+
+    def send(self, rows: object) -> None:
+        pass
+
+
 async def test_a_leased_row_waits_for_its_writer_and_an_orphan_is_taken_after_its_lease(
     amqp_url: str, pg_url: str
 ) -> None:
@@ -157,11 +169,8 @@ async def test_a_leased_row_waits_for_its_writer_and_an_orphan_is_taken_after_it
     first poll after the lease publishes it (nothing lost)."""
     async with running(settings_for(amqp_url, pg_url), [], clock=FixedClock(NOW)) as rt:
         # What a writer that died after its commit leaves: a leased row nobody will send.
-        async with UnitOfWork(rt.deps.sessionmaker) as uow:
+        async with UnitOfWork(rt.deps.sessionmaker, cast(OutboxRelay, _DiedAfterCommit())) as uow:
             uow.publish(closed_event())
-            [row] = uow.session.new
-            assert isinstance(row, OutboxRow)
-            row.lease_until = datetime.now(UTC) + timedelta(seconds=1.5)
         assert await rt.relay.relay_once() == 0  # leased: not this relay's to take
         started = time.monotonic()
         await eventually(lambda: _all_published(rt), timeout=10)
@@ -194,9 +203,8 @@ async def test_an_unroutable_event_sent_from_memory_is_recorded_and_left_to_the_
         async with rt.deps.uow() as uow:
             event = closed_event()
             uow.publish(event)
-            [row] = uow.session.new
-            assert isinstance(row, OutboxRow)
-            row.routing_key = "nobody.listens"  # what a binding removed by hand would cause
+            [row] = uow._outbox  # what a binding removed by hand would cause:
+            row.routing_key = "nobody.listens"
 
         async def tried() -> list[OutboxRow]:
             return [r for r in await pending(rt) if r.attempts > 0]
