@@ -123,6 +123,9 @@ class DuplicatePolicy(BaseModel):
     # or route it, instead of following its automatic route (one remittance per matter).
     # Off by default: the office turns it on once it reviews its triage every day.
     hold_routing: bool = False
+    # Otherwise the search runs off the path to the department, once cases stop arriving for
+    # a second, and at most this many seconds after a case was classified.
+    search_within_seconds: float = Field(default=30.0, ge=0, le=3600)
 
 
 class Department(BaseModel):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from services.router.duplicate_searches import search_loop
 from services.router.handlers import handlers
+from services.router.models import DuplicateSearchRow
 from shared.messaging import ROUTER
 from shared.runtime import ServiceDefinition, Subscription
 
@@ -18,4 +20,6 @@ def service() -> ServiceDefinition:
                 "(DepartmentResponded) and returns (CaseReturned)",
             ),
         ),
+        loops=(search_loop,),
+        models=(DuplicateSearchRow,),
     )

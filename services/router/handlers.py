@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.router.duplicate_searches import queue_search
 from services.router.rules import Classification, RuleSet
 from shared.cases import (
     CaseNotFound,
@@ -16,7 +17,7 @@ from shared.cases import (
     perform,
     record_note,
 )
-from shared.cases.duplicates import record_candidates, record_candidates_before_commit
+from shared.cases.duplicates import record_candidates
 from shared.clock import Clock
 from shared.config import DuplicatePolicy
 from shared.consumer import EventHandler, Handlers, Poison, Prefetch
@@ -134,9 +135,9 @@ async def route_case(
     """Classify, then follow the route in the same transaction; what cannot go waits in triage.
 
     ``search_duplicates`` (a new case): once classified (its category known), the open cases
-    it may duplicate are looked for and stored, just before the commit; with ``[duplicates]
-    hold_routing``, at once, and a case that has some waits in triage for staff to join it or
-    route it.
+    it may duplicate are looked for and stored, off the path to the department
+    (:mod:`services.router.duplicate_searches`); with ``[duplicates] hold_routing``, at once,
+    and a case that has some waits in triage for staff to join it or route it.
     """
     now = deps.clock.now()
     route, _, department = result.route.partition(":")
@@ -155,9 +156,7 @@ async def route_case(
     action = ROUTE_ACTIONS.get(route)
     held_if_found = deps.duplicates.hold_routing and action is not None
     if search_duplicates and not held_if_found:
-        # Nothing waits on the answer: searched once every case of the batch is classified
-        # and routed, all at once, so the batch's changes are flushed once, not per case.
-        record_candidates_before_commit(uow, case, deps.duplicates, now)
+        queue_search(uow, case, now)  # nothing waits on the answer
     elif search_duplicates:
         found = await record_candidates(uow, case, deps.duplicates, now)
         if found:

@@ -6,18 +6,17 @@ policy's days, nearest text first — in PostgreSQL with ``pg_trgm`` (when the e
 installed) over a trigram index of the open cases, else on a bounded set of the most recent
 ones here. Joined cases are not offered.
 
-A filing runs the search once (:func:`record_candidates`, by the router as it classifies a new
-case) and stores what it found with the reason; the console's case page shows those and any
-found when it is opened (:func:`duplicates_for`), and its inbox flags the cases not routed yet
-that have some (:func:`flagged_as_duplicates`).
+A filing runs the search once (:func:`record_candidates_of`, by the router for the cases it
+classified) and stores what it found with the reason; the console's case page shows those and
+any found when it is opened (:func:`duplicates_for`), and its inbox flags the cases not routed
+yet that have some (:func:`flagged_as_duplicates`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
@@ -62,9 +61,6 @@ class Candidate:
 #: The similarity threshold each open transaction has set (``set_config(…, true)`` lasts
 #: as long as the transaction).
 _THRESHOLDS: WeakKeyDictionary[UnitOfWork, float] = WeakKeyDictionary()
-
-#: The cases each open transaction queued for :func:`record_candidates_before_commit`.
-_QUEUED: WeakKeyDictionary[UnitOfWork, dict[str, tuple[CaseRow, datetime]]] = WeakKeyDictionary()
 
 #: Databases known to have pg_trgm (an installed extension stays): asked once per process.
 _WITH_TRIGRAMS: set[str] = set()
@@ -249,31 +245,23 @@ async def record_candidates(
     """The duplicate search a filing runs (:func:`possible_duplicates`), at once: each
     candidate is stored with its reason, for the console's case page and inbox. Returns
     how many."""
-    return await _record(uow, {case.id: (case, now)}, policy)
+    return await record_candidates_of(uow, {case.id: (case, now)}, policy)
 
 
-def record_candidates_before_commit(
-    uow: UnitOfWork, case: CaseRow, policy: DuplicatePolicy, now: datetime
-) -> None:
-    """:func:`record_candidates` just before the commit, for every case of the transaction
-    queued so at once (one search statement for them all on PostgreSQL)."""
-    queued = _QUEUED.get(uow)
-    if queued is None:
-        queued = _QUEUED[uow] = {}
-        uow.before_commit(partial(_record, uow, queued, policy))
-    queued.setdefault(case.id, (case, now))
-
-
-async def _record(
-    uow: UnitOfWork, queued: dict[str, tuple[CaseRow, datetime]], policy: DuplicatePolicy
+async def record_candidates_of(
+    uow: UnitOfWork, cases: Mapping[str, tuple[CaseRow, datetime]], policy: DuplicatePolicy
 ) -> int:
-    found = await _search_many(uow, [case for case, _ in queued.values()], policy)
+    """:func:`record_candidates` for many cases at once (case id → the case and when its
+    search was asked for): one search statement for them all on PostgreSQL, one insert."""
+    if not cases:
+        return 0
+    found = await _search_many(uow, [case for case, _ in cases.values()], policy)
     rows = [
         {
             "case_id": case_id,
             "candidate_id": id_,
             "reason": reason[:200],
-            "found_at": queued[case_id][1],
+            "found_at": cases[case_id][1],
         }
         for case_id, by_id in found.items()
         for id_, reason in by_id.items()

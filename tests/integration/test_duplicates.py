@@ -6,6 +6,7 @@ On SQLite (the fallback similarity) and PostgreSQL (pg_trgm)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -17,17 +18,24 @@ from sqlalchemy import select
 from services.notifier.handlers import handlers
 from services.notifier.models import NotificationRow
 from services.notifier.settings import NotifierSettings
+from services.router import duplicate_searches
+from services.router.duplicate_searches import (
+    queue_search,
+    queued_count,
+    search_loop,
+    search_queued,
+)
 from shared.cases import InvalidActionInput, get_case, perform
 from shared.cases.duplicates import (
     candidates_at_filing,
     has_trigrams,
     joined_to,
     possible_duplicates,
-    record_candidates_before_commit,
+    record_candidates_of,
 )
 from shared.config import DuplicatePolicy
 from shared.contract import CaseResolved
-from shared.db.models import CaseRow
+from shared.db.models import CaseRow, DuplicateCandidateRow
 from shared.runtime import Deps
 from shared.tracking import new_tracking_code
 from tests.factories import NOW, case_in
@@ -77,11 +85,11 @@ async def check(deps: Deps) -> None:
     assert [c.case.id for c in found] == [similar.id]  # not the one filed 40 days before
     assert found[0].reason.startswith("texto muy parecido (")
 
-    # The router's filing step: both searched at once before the commit, stored as found.
+    # The router's filing step: both searched at once, stored as found.
     async with deps.uow() as uow:
-        for row in (new, wordy):
-            record_candidates_before_commit(uow, row, DuplicatePolicy(), NOW)
-            record_candidates_before_commit(uow, row, DuplicatePolicy(), NOW)  # once each
+        await record_candidates_of(
+            uow, {row.id: (row, NOW) for row in (new, wordy)}, DuplicatePolicy()
+        )
     async with deps.uow() as uow:
         for row in (new, wordy):
             stored = [(c.case.id, c.reason) for c in await candidates_at_filing(uow, row)]
@@ -132,7 +140,7 @@ async def test_a_text_exactly_at_the_policys_similarity_is_a_candidate(pg_url: s
         await store(deps, first, second)
         async with deps.uow() as uow:
             found = await possible_duplicates(uow, second, policy)
-            record_candidates_before_commit(uow, second, policy, NOW)
+            await record_candidates_of(uow, {second.id: (second, NOW)}, policy)
         assert [(c.case.id, c.reason) for c in found] == [
             (first.id, "texto muy parecido (40 % de coincidencia)")
         ]
@@ -182,3 +190,71 @@ async def test_the_outcome_of_a_main_case_reaches_the_citizens_of_its_joined_cas
         # under their own code; whoever filed the main case too is not told twice
         ("luis@example.com", joined.tracking_code, "case_followed"),
     }
+
+
+async def check_queue(deps: Deps, *, concurrent: bool) -> None:
+    """The router's queue of searches: stored as asked, run off the path, taken once."""
+    first = case_in("received", description=HOLE, received_at=NOW - timedelta(days=1))
+    second = case_in("received", description=HOLE + ".", received_at=NOW)
+    third = case_in("received", description=HOLE + "!", received_at=NOW)
+    await store(deps, first, second, third)
+    async with deps.uow() as uow:
+        queue_search(uow, second, NOW)
+        queue_search(uow, third, NOW + timedelta(seconds=1))
+        queue_search(uow, third, NOW + timedelta(seconds=2))  # once each
+    assert await queued_count(deps.uow) == 2
+    async with deps.uow() as uow:
+        assert await candidates_at_filing(uow, second) == []  # nothing searched yet
+    if concurrent:  # two routers at once: each takes a row the other did not
+        taken = await asyncio.gather(
+            search_queued(deps.uow, DuplicatePolicy(), limit=1),
+            search_queued(deps.uow, DuplicatePolicy(), limit=1),
+        )
+        assert sorted(taken) == [1, 1]
+    else:
+        assert await search_queued(deps.uow, DuplicatePolicy()) == 2
+    assert await queued_count(deps.uow) == 0
+    assert await search_queued(deps.uow, DuplicatePolicy()) == 0
+    async with deps.uow() as uow:
+        found = await candidates_at_filing(uow, second)
+        assert [c.case.id for c in found] == [first.id, third.id]
+        stored = await uow.session.scalars(
+            select(DuplicateCandidateRow.found_at).where(DuplicateCandidateRow.case_id == third.id)
+        )
+        assert {at.replace(tzinfo=NOW.tzinfo) for at in stored} == {NOW + timedelta(seconds=1)}
+
+
+async def test_the_routers_queued_searches_run_later_once_each_on_sqlite(
+    sqlite_deps: Deps,
+) -> None:
+    await check_queue(sqlite_deps, concurrent=False)
+
+
+@pytest.mark.connected
+async def test_the_routers_queued_searches_run_later_once_each_on_postgresql(
+    pg_url: str,
+) -> None:
+    async for deps in deps_for(pg_url):
+        await check_queue(deps, concurrent=True)
+
+
+async def test_the_routers_loop_searches_once_cases_stop_arriving(
+    sqlite_deps: Deps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duplicate_searches, "TICK_SECONDS", 0.05)
+    first = case_in("received", description=HOLE, received_at=NOW)
+    second = case_in("received", description=HOLE + ".", received_at=NOW)
+    await store(sqlite_deps, first, second)
+    async with sqlite_deps.uow() as uow:
+        queue_search(uow, second, NOW)
+    loop = asyncio.create_task(search_loop(sqlite_deps))
+    try:
+        async with asyncio.timeout(10):
+            while await queued_count(sqlite_deps.uow):
+                await asyncio.sleep(0.05)
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    async with sqlite_deps.uow() as uow:
+        assert [c.case.id for c in await candidates_at_filing(uow, second)] == [first.id]

@@ -25,6 +25,7 @@ from services.notifier.handlers import HANDLERS as NOTIFIER
 from services.notifier.handlers import NotifierDeps, store
 from services.notifier.models import NotificationRow
 from services.notifier.planning import Plan, Planned, Planner
+from services.router.duplicate_searches import search_queued
 from services.router.handlers import HANDLERS as ROUTER
 from services.router.handlers import RouterDeps
 from services.router.rules import RuleSet
@@ -114,13 +115,17 @@ async def test_the_router_stores_a_new_cases_possible_duplicates_and_holds_its_r
     first = await filed(sessionmaker)
     async with UnitOfWork(sessionmaker) as uow:
         await router(REMIT_HOLES).handle(received_of(first), uow)
-    # The same pothole again: routed as usual, its twin stored for the console.
+    # The same pothole again: routed as usual, its search queued; once run, its twin is
+    # stored for the console.
     second = await filed(sessionmaker)
     async with UnitOfWork(sessionmaker) as uow:
         await router(REMIT_HOLES).handle(received_of(second), uow)
     async with UnitOfWork(sessionmaker) as uow:
         stored = await get_case(uow, case_id=second.id)
         assert (stored.state, stored.department) == ("remitted", "vias")
+        assert await candidates_at_filing(uow, stored) == []
+    assert await search_queued(lambda: UnitOfWork(sessionmaker), DuplicatePolicy()) == 2
+    async with UnitOfWork(sessionmaker) as uow:
         found = await candidates_at_filing(uow, stored)
         assert [c.case.id for c in found] == [first.id]
         assert found[0].reason.startswith("texto muy parecido (")
