@@ -48,6 +48,7 @@ def service(settings: NotifierSettings | None = None) -> ServiceDefinition:
         checks=(key_link_problems,),
         models=(NotificationRow,),
         gauges=(notification_gauges,),
-        # the deliveries in flight, the consumer's transaction, the relay's poll and mark
+        # what `run all` holds at once under load: the four consumers' transactions, the
+        # relay's poll and mark, this delivery group's and the other services' loops
         db_pool_size=CONCURRENCY + 3,
     )

@@ -12,7 +12,7 @@ the outgoing events are written in the caller's one transaction.
 """
 
 from shared.cases.actions import perform
-from shared.cases.audit import audit, record_note, record_note_on
+from shared.cases.audit import CaseNote, audit, record_note, record_note_on, record_notes_on
 from shared.cases.filing import file_case
 from shared.cases.keys import issue_key
 from shared.cases.queries import CaseNotFound, get_case, history
@@ -21,6 +21,7 @@ from shared.domain.case import InvalidActionInput, NotYourCase
 
 __all__ = [
     "CaseNotFound",
+    "CaseNote",
     "CaseServices",
     "InvalidActionInput",
     "NotYourCase",
@@ -32,4 +33,5 @@ __all__ = [
     "perform",
     "record_note",
     "record_note_on",
+    "record_notes_on",
 ]

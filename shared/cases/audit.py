@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +62,47 @@ def record_note(
     )
 
 
+@dataclass(frozen=True)
+class CaseNote:
+    """What :func:`record_notes_on` writes on a case: an audit row that changes no state."""
+
+    case_id: str
+    action: str
+    details: dict[str, Any]
+
+
+async def record_notes_on(
+    uow: UnitOfWork, notes: Sequence[CaseNote], *, actor: str, now: datetime
+) -> int:
+    """:func:`record_note` on cases the transaction has not read, in the order given: the
+    states of all their cases are read in one statement (only the states, not the cases).
+    A note on a case that does not exist is left out; returns how many were written."""
+    if not notes:
+        return 0
+    case_ids = sorted({note.case_id for note in notes})
+    found = await uow.session.execute(
+        select(CaseRow.id, CaseRow.state).where(CaseRow.id.in_(case_ids))
+    )
+    states = {case_id: state for case_id, state in found}
+    written = 0
+    for note in notes:
+        state = states.get(note.case_id)
+        if state is None:
+            continue
+        audit(
+            uow,
+            note.case_id,
+            actor=actor,
+            action=note.action,
+            from_state=state,
+            to_state=state,
+            now=now,
+            details=note.details,
+        )
+        written += 1
+    return written
+
+
 async def record_note_on(
     uow: UnitOfWork,
     case_id: str,
@@ -69,19 +112,7 @@ async def record_note_on(
     now: datetime,
     details: dict[str, Any],
 ) -> bool:
-    """:func:`record_note` on a case the transaction has not read: only its state is read,
-    not the whole case. False (and no note) when there is no such case."""
-    state = await uow.session.scalar(select(CaseRow.state).where(CaseRow.id == case_id))
-    if state is None:
-        return False
-    audit(
-        uow,
-        case_id,
-        actor=actor,
-        action=action,
-        from_state=state,
-        to_state=state,
-        now=now,
-        details=details,
-    )
-    return True
+    """:func:`record_notes_on` for one note. False (and no note) when there is no such
+    case."""
+    note = CaseNote(case_id, action, details)
+    return await record_notes_on(uow, [note], actor=actor, now=now) == 1
