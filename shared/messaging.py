@@ -169,12 +169,17 @@ def dead_letter_queue(spec: QueueSpec) -> RabbitQueue:
 
 
 def make_broker(amqp_url: str, *, prefetch: int, logger: Any = None) -> RabbitBroker:
-    """A broker whose channel confirms every publish and raises on an unroutable one."""
+    """A broker whose channel confirms every publish and raises on an unroutable one.
+
+    Its subscribers are called with the message itself (``apply_types=False``): every
+    consumer parses and checks the raw body on its own (:mod:`shared.consumer`), so
+    FastStream's dependency injection would only cost a call model per delivery."""
     return RabbitBroker(
         amqp_url,
         default_channel=Channel(
             prefetch_count=prefetch, publisher_confirms=True, on_return_raises=True
         ),
+        apply_types=False,
         logger=logger,
         graceful_timeout=10.0,
         reconnect_interval=1.0,

@@ -71,6 +71,8 @@ class WebhookSender(Protocol):
 
 # Notifications sent at once on PostgreSQL: one group, claimed and marked in one transaction.
 CONCURRENCY = 8
+#: The longest one try may take, whatever the channel's own timeouts allow.
+TRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,11 @@ class DeliveryPolicy:
     sms_webhook_url: str | None = None
     concurrency: int = CONCURRENCY
     batch: int = 100
+    # E-mail and the other channels (webhooks, SMS) in two lanes at once: a slow webhook
+    # receiver holds back webhooks, not the citizens' e-mail. One lane on SQLite.
+    lanes: bool = True
+    # A try that takes longer than this is a transient failure (its group waits no longer).
+    try_seconds: float = TRY_SECONDS
 
     @classmethod
     def from_settings(cls, settings: NotifierSettings, *, sqlite: bool) -> DeliveryPolicy:
@@ -88,6 +95,7 @@ class DeliveryPolicy:
             backoff_seconds=max(0.0, settings.notify_backoff_seconds),
             sms_webhook_url=settings.sms_webhook_url,
             concurrency=1 if sqlite else CONCURRENCY,  # SQLite: one writer at a time
+            lanes=not sqlite,
         )
 
 
@@ -154,21 +162,29 @@ class Deliverer:
         return UnitOfWork(self._sessionmaker, self._relay)
 
     async def deliver_due(self) -> int:
-        """Try every due notification once (up to ``policy.batch``); return how many were tried.
+        """Try every due notification once (up to ``policy.batch`` per lane); return how many
+        were tried.
 
         Groups of ``policy.concurrency`` rows (8 on PostgreSQL, 1 on SQLite) go one after the
-        other, each in one transaction: the claim, the sends at once, the updates, one read of
-        the cases' states for the notes, the commit — four statements and a commit for eight
-        e-mails (one more for the outbox if one failed for good).
+        other in each lane, each in one transaction: the claim, the sends at once, the
+        updates, one read of the cases' states for the notes, the commit — four statements and
+        a commit for eight e-mails (one more for the outbox if one failed for good).
 
-        One group at a time, because a crash sends again every row claimed and not yet
-        committed: that stays at ``concurrency`` rows. The price: a group waits for its slowest
-        send (at most the channel's timeout) before the next one starts.
+        One group at a time per lane, because a crash sends again every row claimed and not
+        yet committed: that stays at ``concurrency`` rows per lane. The price: a group waits
+        for its slowest send (at most ``policy.try_seconds``) before the next one starts, so
+        e-mail has a lane of its own: a slow webhook receiver does not hold it back.
         """
+        if not self._policy.lanes:
+            return await self._deliver_lane(None)
+        tried = await asyncio.gather(self._deliver_lane(True), self._deliver_lane(False))
+        return sum(tried)
+
+    async def _deliver_lane(self, email: bool | None) -> int:
         tried: set[int] = set()
         while len(tried) < self._policy.batch:
             size = min(self._policy.concurrency, self._policy.batch - len(tried))
-            statuses = await self._deliver_group(size, skip=tried)
+            statuses = await self._deliver_group(size, skip=tried, email=email)
             tried.update(statuses)
             if len(statuses) < size:  # nothing more is due, or the rest is being sent elsewhere
                 break
@@ -180,13 +196,19 @@ class Deliverer:
         return statuses.get(notification_id)
 
     async def _deliver_group(
-        self, size: int, *, only: int | None = None, skip: Collection[int] = ()
+        self,
+        size: int,
+        *,
+        only: int | None = None,
+        skip: Collection[int] = (),
+        email: bool | None = None,
     ) -> dict[int, str]:
-        """Claim up to ``size`` due rows, send them at once and mark them, in one transaction
-        that holds their locks while they are sent. Returns each claimed row's new status."""
+        """Claim up to ``size`` due rows (of e-mail, of the other channels, or of any: ``email``
+        True, False or None), send them at once and mark them, in one transaction that holds
+        their locks while they are sent. Returns each claimed row's new status."""
         async with self._uow() as uow:
             now = self._clock.now()
-            rows = await self._claim(uow, now, size, only=only, skip=skip)
+            rows = await self._claim(uow, now, size, only=only, skip=skip, email=email)
             for row in rows:
                 row.attempts += 1
             failures = await asyncio.gather(*(self._try(row) for row in rows))
@@ -203,7 +225,13 @@ class Deliverer:
 
     @staticmethod
     async def _claim(
-        uow: UnitOfWork, now: datetime, size: int, *, only: int | None, skip: Collection[int]
+        uow: UnitOfWork,
+        now: datetime,
+        size: int,
+        *,
+        only: int | None,
+        skip: Collection[int],
+        email: bool | None,
     ) -> list[NotificationRow]:
         query = (
             select(NotificationRow)
@@ -213,6 +241,9 @@ class Deliverer:
         )
         if only is not None:
             query = query.where(NotificationRow.id == only)
+        if email is not None:
+            is_email = NotificationRow.channel == EMAIL
+            query = query.where(is_email if email else ~is_email)
         if skip:  # tried this round: a failed try with no backoff would be due again at once
             query = query.where(NotificationRow.id.not_in(sorted(skip)))
         if uow.is_postgres:
@@ -222,7 +253,10 @@ class Deliverer:
     async def _try(self, row: NotificationRow) -> Failure | None:
         """Send one row; a failure is returned, not raised, so the group's other rows go on."""
         try:
-            await self._send(row)
+            async with asyncio.timeout(self._policy.try_seconds):
+                await self._send(row)
+        except TimeoutError:
+            return Failure(f"no answer within {self._policy.try_seconds:g} s", transient=True)
         except ChannelError as exc:
             return Failure(exc.reason, exc.transient, exc.retry_after)
         except (TemplateError, ValueError, KeyError, TypeError) as exc:

@@ -2,11 +2,12 @@
 
 Classifying a new case queues its search (:func:`queue_search`: a ``duplicate_searches`` row in
 the same transaction, one insert for a whole batch). The router's loop (:func:`search_loop`)
-runs the queued searches once cases stop arriving for a moment, or when the oldest has waited
-``[duplicates] search_within_seconds``, whichever comes first: a batch of cases per transaction
-(:func:`search_queued`), which stores what it found (``duplicate_candidates``, dated when the
-case was classified) and deletes their rows. So a department receives a case without waiting
-for the search, and a burst of filings is searched in a few statements, not one per batch.
+runs the queued searches once cases stop arriving for a moment, once a batch's worth (200)
+waits, or when the oldest has waited ``[duplicates] search_within_seconds``, whichever comes
+first: a batch of cases per transaction (:func:`search_queued`), which stores what it found
+(``duplicate_candidates``, dated when the case was classified) and deletes their rows. So a
+department receives a case without waiting for the search, and a burst of filings is searched
+in a few statements, not one per consumer batch.
 
 A crash loses nothing: a row stays until the transaction that stored its candidates commits,
 and two routers never take the same row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
@@ -40,6 +41,8 @@ log = logging.getLogger("defensa311.router")
 TICK_SECONDS = 1.0
 #: Cases searched per transaction.
 BATCH = 200
+#: The longest wait after failed searches.
+MAX_PAUSE_SECONDS = 60.0
 
 #: The cases each open transaction queued (case id → when).
 _QUEUED: WeakKeyDictionary[UnitOfWork, dict[str, datetime]] = WeakKeyDictionary()
@@ -87,21 +90,27 @@ async def search_queued(
     return len(queued)
 
 
-async def queued_count(uow_factory: Callable[[], UnitOfWork]) -> int:
+async def queued_count(uow_factory: Callable[[], UnitOfWork], cap: int = BATCH) -> int:
+    """How many searches wait, counted up to ``cap`` (a backlog is not scanned whole)."""
     async with uow_factory() as uow:
-        count = await uow.session.scalar(select(func.count()).select_from(DuplicateSearchRow))
+        waiting = select(DuplicateSearchRow.case_id).limit(cap).subquery()
+        count = await uow.session.scalar(select(func.count()).select_from(waiting))
         return int(count or 0)
 
 
 async def search_loop(deps: Deps) -> None:
-    """The router's loop: run the queued searches when a tick brought no new case, or when
-    the oldest has waited ``search_within_seconds`` (measured here, not by the clock the
-    cases are dated with)."""
+    """The router's loop: run the queued searches when a tick brought no new case, when a
+    batch's worth waits, or when the oldest has waited ``search_within_seconds`` (measured
+    here, not by the clock the cases are dated with). A failing search waits longer each
+    time and tries fewer cases at once, down to one, so one case cannot hold back the rest
+    for ever."""
     policy = deps.config.duplicates
     waiting_since: float | None = None
     seen = 0
+    limit = BATCH
+    pause = TICK_SECONDS
     while True:
-        await asyncio.sleep(TICK_SECONDS)
+        await asyncio.sleep(pause)
         try:
             queued = await queued_count(deps.uow)
             if queued == 0:
@@ -111,13 +120,15 @@ async def search_loop(deps: Deps) -> None:
             if waiting_since is None:
                 waiting_since = now
             arriving = queued > seen
-            if arriving and now - waiting_since < policy.search_within_seconds:
+            if arriving and queued < BATCH and now - waiting_since < policy.search_within_seconds:
                 seen = queued
                 continue
-            while await search_queued(deps.uow, policy):
+            while await search_queued(deps.uow, policy, limit) == limit:
                 pass
             waiting_since, seen = None, 0
+            limit, pause = BATCH, TICK_SECONDS
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the database is away: the rows wait for the next tick
+        except Exception as exc:  # the database is away, or a search keeps failing
             log.warning("duplicate search failed, retrying", extra={"error": type(exc).__name__})
+            limit, pause = max(1, limit // 2), min(pause * 2, MAX_PAUSE_SECONDS)

@@ -12,7 +12,7 @@ the outgoing events are written in the caller's one transaction.
 """
 
 from shared.cases.actions import perform
-from shared.cases.audit import CaseNote, audit, record_note, record_note_on, record_notes_on
+from shared.cases.audit import CaseNote, audit, record_note, record_notes_on
 from shared.cases.filing import file_case
 from shared.cases.keys import issue_key
 from shared.cases.queries import CaseNotFound, get_case, history
@@ -32,6 +32,5 @@ __all__ = [
     "issue_key",
     "perform",
     "record_note",
-    "record_note_on",
     "record_notes_on",
 ]

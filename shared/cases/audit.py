@@ -74,9 +74,12 @@ class CaseNote:
 async def record_notes_on(
     uow: UnitOfWork, notes: Sequence[CaseNote], *, actor: str, now: datetime
 ) -> int:
-    """:func:`record_note` on cases the transaction has not read, in the order given: the
-    states of all their cases are read in one statement (only the states, not the cases).
-    A note on a case that does not exist is left out; returns how many were written."""
+    """:func:`record_note` on cases the transaction has not read: the states of all their
+    cases are read in one statement (only the states, not the cases). Each case's notes keep
+    the order given; the cases go in id order, the order a batch locks cases in
+    (:meth:`UnitOfWork.prefetch`), since each note's foreign key locks its case (``FOR KEY
+    SHARE``) until the commit: two transactions cannot then wait on each other. A note on a
+    case that does not exist is left out; returns how many were written."""
     if not notes:
         return 0
     case_ids = sorted({note.case_id for note in notes})
@@ -85,7 +88,7 @@ async def record_notes_on(
     )
     states = {case_id: state for case_id, state in found}
     written = 0
-    for note in notes:
+    for note in sorted(notes, key=lambda note: note.case_id):  # stable: each case's order
         state = states.get(note.case_id)
         if state is None:
             continue
@@ -101,18 +104,3 @@ async def record_notes_on(
         )
         written += 1
     return written
-
-
-async def record_note_on(
-    uow: UnitOfWork,
-    case_id: str,
-    *,
-    actor: str,
-    action: str,
-    now: datetime,
-    details: dict[str, Any],
-) -> bool:
-    """:func:`record_notes_on` for one note. False (and no note) when there is no such
-    case."""
-    note = CaseNote(case_id, action, details)
-    return await record_notes_on(uow, [note], actor=actor, now=now) == 1

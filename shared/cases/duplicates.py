@@ -266,6 +266,17 @@ async def record_candidates_of(
         for case_id, by_id in found.items()
         for id_, reason in by_id.items()
     ]
+    if rows and uow.is_postgres:
+        # Each row's foreign keys lock its two cases (FOR KEY SHARE) until the commit: taken
+        # here at once in id order, the order a batch locks cases in (``UnitOfWork.prefetch``),
+        # so this transaction and a router's batch cannot wait on each other.
+        referenced = {row["case_id"] for row in rows} | {row["candidate_id"] for row in rows}
+        await uow.session.execute(
+            select(CaseRow.id)
+            .where(CaseRow.id.in_(sorted(referenced)))
+            .order_by(CaseRow.id)
+            .with_for_update(read=True, key_share=True)
+        )
     if rows:
         await uow.session.execute(insert(DuplicateCandidateRow), rows)
     return len(rows)

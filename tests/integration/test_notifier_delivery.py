@@ -136,12 +136,69 @@ async def test_a_group_of_e_mails_costs_a_few_statements_not_a_transaction_each(
 
     assert len(email.sent) == CONCURRENCY
     # The group: its claim, the updates, one read of both cases' states, the notes; then the
-    # claim that finds nothing more due. One transaction per notification cost 4 statements
-    # and a commit each.
+    # claim that finds nothing more due, and the other channels' lane's claim.
     assert sum("FROM cases" in s for s in statements) == 1
-    assert len(statements) <= 6, statements
-    assert len(commits) == 2
+    assert len(statements) <= 7, statements
+    assert len(commits) == 3
     async with UnitOfWork(make_sessionmaker(engine)) as uow:
         for case in cases:
             notes = [r for r in await history(uow, case.id) if r.action == "notification_sent"]
             assert len(notes) == CONCURRENCY // 2
+
+
+class HangingWebhook:
+    """A receiver that never answers; records how many e-mails had gone when it gave up."""
+
+    def __init__(self, email: Email) -> None:
+        self.email = email
+        self.emails_sent_meanwhile: list[int] = []
+
+    async def send(self, *, url: str, payload: Any, delivery_id: str) -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            self.emails_sent_meanwhile.append(len(self.email.sent))
+
+
+async def test_a_receiver_that_never_answers_holds_back_neither_email_nor_its_own_lane(
+    engine: AsyncEngine,
+) -> None:
+    [case] = await due(engine, cases=1, per_case=CONCURRENCY)
+    async with UnitOfWork(make_sessionmaker(engine)) as uow:
+        uow.session.add(
+            NotificationRow(
+                event_id=f"event-{case.tracking_code}",
+                event_type="CaseRemittedToDepartment",
+                case_id=case.id,
+                tracking_code=case.tracking_code,
+                template="case_remitted",
+                channel="webhook",
+                recipient="http://127.0.0.1:9/never",
+                recipient_masked="http://127.0.0.1:9/…",
+                status="pending",
+                attempts=0,
+                next_attempt_at=NOW,
+                last_error=None,
+                context={"event": {}},
+                created_at=NOW,
+            )
+        )
+    email = Email()
+    webhook = HangingWebhook(email)
+    sessionmaker = make_sessionmaker(engine)
+    hurried = Deliverer(
+        sessionmaker,
+        FixedClock(NOW),
+        Renderer(),  # type: ignore[arg-type]
+        email,
+        webhook,
+        DeliveryPolicy(try_seconds=0.5),
+    )
+    assert await hurried.deliver_due() == CONCURRENCY + 1
+    # Every e-mail went while the webhook waited; the webhook's try ended at the deadline.
+    assert webhook.emails_sent_meanwhile == [CONCURRENCY]
+    async with sessionmaker() as session:
+        [row] = await session.scalars(
+            select(NotificationRow).where(NotificationRow.channel == "webhook")
+        )
+    assert (row.status, row.attempts, row.last_error) == ("pending", 1, "no answer within 0.5 s")

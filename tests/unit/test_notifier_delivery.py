@@ -80,7 +80,7 @@ def deliverer(
         Renderer(),  # type: ignore[arg-type]
         email,
         email,  # type: ignore[arg-type]
-        DeliveryPolicy(attempts=3, backoff_seconds=60.0, concurrency=concurrency),
+        DeliveryPolicy(attempts=3, backoff_seconds=60.0, concurrency=concurrency, lanes=False),
     )
 
 
@@ -232,7 +232,7 @@ async def test_a_round_tries_each_due_row_once_even_without_backoff(
         Renderer(),  # type: ignore[arg-type]
         email,
         email,  # type: ignore[arg-type]
-        DeliveryPolicy(attempts=5, backoff_seconds=0.0, concurrency=2),
+        DeliveryPolicy(attempts=5, backoff_seconds=0.0, concurrency=2, lanes=False),
     )
     assert await notifier.deliver_due() == 5  # groups of 2, 2 and 1
     assert [(r.status, r.attempts) for r in await rows(sessionmaker)] == [("pending", 1)] * 5
