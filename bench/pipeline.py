@@ -481,6 +481,18 @@ async def notification_statuses(database_url: str) -> dict[str, int]:
     return {row[0]: row[1] for row in rows}
 
 
+async def searches_waiting(database_url: str) -> int | None:
+    """How many of the filings' duplicate searches the router has still to run (its loop runs
+    them once the cases stop arriving, or once 200 wait); None before that queue existed."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        if await connection.fetchval("SELECT to_regclass('duplicate_searches')") is None:
+            return None
+        return int(await connection.fetchval("SELECT count(*) FROM duplicate_searches"))
+    finally:
+        await connection.close()
+
+
 async def database_sessions(database_url: str) -> int:
     """Connections opened to the database so far (each one a PostgreSQL backend forked)."""
     connection = await asyncpg.connect(database_url)
@@ -649,6 +661,8 @@ async def main() -> None:
         peak = {n: rss_kb(p.pid, "VmHWM") // 1024 for n, p in services.procs.items()}
         notifications = await notification_statuses(database_url)
         print(f"notifications when the last case arrived: {notifications}", flush=True)
+        searches = await searches_waiting(database_url)
+        print(f"duplicate searches waiting when the last case arrived: {searches}", flush=True)
         print(f"peak RSS MB: {peak}", flush=True)
         for service, spy in spies.items():
             spy.wait(60)
@@ -693,6 +707,7 @@ async def main() -> None:
             "idle_cpu_pct": idle_cpu,
             "peak_rss_mb": peak,
             "notifications": notifications,
+            "duplicate_searches_waiting": searches,
             "db_connections_opened": connections,
             "run_all_idle_rss_mb": all_idle,
         }
