@@ -19,6 +19,7 @@ once instead (:func:`services.router.handlers.route_case`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -102,8 +103,8 @@ async def search_loop(deps: Deps) -> None:
     """The router's loop: run the queued searches when a tick brought no new case, when a
     batch's worth waits, or when the oldest has waited ``search_within_seconds`` (measured
     here, not by the clock the cases are dated with). A failing search waits longer each
-    time and tries fewer cases at once, down to one, so one case cannot hold back the rest
-    for ever."""
+    time and tries fewer cases at once, down to one; a case whose search fails alone is given
+    up (its case page still searches when it is opened), so it cannot hold back the rest."""
     policy = deps.config.duplicates
     waiting_since: float | None = None
     seen = 0
@@ -131,4 +132,24 @@ async def search_loop(deps: Deps) -> None:
             raise
         except Exception as exc:  # the database is away, or a search keeps failing
             log.warning("duplicate search failed, retrying", extra={"error": type(exc).__name__})
+            if limit == 1:
+                with contextlib.suppress(Exception):
+                    await give_up_oldest(deps.uow)
             limit, pause = max(1, limit // 2), min(pause * 2, MAX_PAUSE_SECONDS)
+
+
+async def give_up_oldest(uow_factory: Callable[[], UnitOfWork]) -> str | None:
+    """Drop the oldest queued search (one that failed alone); return its case id."""
+    async with uow_factory() as uow:
+        case_id = await uow.session.scalar(
+            select(DuplicateSearchRow.case_id)
+            .order_by(DuplicateSearchRow.queued_at, DuplicateSearchRow.case_id)
+            .limit(1)
+        )
+        if case_id is None:
+            return None
+        await uow.session.execute(
+            delete(DuplicateSearchRow).where(DuplicateSearchRow.case_id == case_id)
+        )
+    log.warning("duplicate search given up", extra={"case_id": case_id})
+    return case_id

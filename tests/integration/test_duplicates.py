@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -258,3 +259,37 @@ async def test_the_routers_loop_searches_once_cases_stop_arriving(
             await loop
     async with sqlite_deps.uow() as uow:
         assert [c.case.id for c in await candidates_at_filing(uow, second)] == [first.id]
+
+
+async def test_a_search_that_keeps_failing_is_given_up_and_holds_back_no_other(
+    sqlite_deps: Deps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duplicate_searches, "TICK_SECONDS", 0.01)
+    monkeypatch.setattr(duplicate_searches, "MAX_PAUSE_SECONDS", 0.02)
+    first = case_in("received", description=HOLE, received_at=NOW - timedelta(days=1))
+    broken = case_in("received", description=HOLE + "?", received_at=NOW)
+    second = case_in("received", description=HOLE + ".", received_at=NOW)
+    await store(sqlite_deps, first, broken, second)
+    async with sqlite_deps.uow() as uow:
+        queue_search(uow, broken, NOW)  # the oldest: first in every batch
+        queue_search(uow, second, NOW + timedelta(seconds=1))
+    record = duplicate_searches.record_candidates_of
+
+    async def failing_for_broken(uow: Any, cases: Any, policy: DuplicatePolicy) -> int:
+        if broken.id in cases:
+            raise RuntimeError("this case's search always fails")
+        return await record(uow, cases, policy)
+
+    monkeypatch.setattr(duplicate_searches, "record_candidates_of", failing_for_broken)
+    loop = asyncio.create_task(search_loop(sqlite_deps))
+    try:
+        async with asyncio.timeout(20):
+            while await queued_count(sqlite_deps.uow):
+                await asyncio.sleep(0.02)
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    async with sqlite_deps.uow() as uow:
+        assert [c.case.id for c in await candidates_at_filing(uow, second)] != []
+        assert await candidates_at_filing(uow, broken) == []
