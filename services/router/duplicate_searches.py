@@ -81,12 +81,13 @@ async def search_queued(
         queued = {case_id: at for case_id, at in (await uow.session.execute(query)).all()}
         if not queued:
             return 0
-        cases = await uow.session.scalars(select(CaseRow).where(CaseRow.id.in_(sorted(queued))))
+        ids = sorted(queued)
+        cases = await uow.session.scalars(select(CaseRow).where(CaseRow.id.in_(ids)))
         await record_candidates_of(
             uow, {case.id: (case, queued[case.id]) for case in cases}, policy
         )
         await uow.session.execute(
-            delete(DuplicateSearchRow).where(DuplicateSearchRow.case_id.in_(sorted(queued)))
+            delete(DuplicateSearchRow).where(DuplicateSearchRow.case_id.in_(ids))
         )
     return len(queued)
 

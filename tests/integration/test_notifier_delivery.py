@@ -69,25 +69,28 @@ async def due(engine: AsyncEngine, cases: int, per_case: int) -> list[CaseRow]:
         await uow.session.flush()
         for case in rows:
             for n in range(per_case):
-                uow.session.add(
-                    NotificationRow(
-                        event_id=f"event-{case.tracking_code}",
-                        event_type="CaseReceived",
-                        case_id=case.id,
-                        tracking_code=case.tracking_code,
-                        template="case_received",
-                        channel="email",
-                        recipient=f"c{n}@example.com",
-                        recipient_masked="c***@e***.com",
-                        status="pending",
-                        attempts=0,
-                        next_attempt_at=NOW,
-                        last_error=None,
-                        context={},
-                        created_at=NOW,
-                    )
-                )
+                uow.session.add(notification(case, "email", f"c{n}@example.com"))
     return rows
+
+
+def notification(case: CaseRow, channel: str, recipient: str) -> NotificationRow:
+    """A notification of ``case`` due now."""
+    return NotificationRow(
+        event_id=f"event-{case.tracking_code}",
+        event_type="CaseReceived",
+        case_id=case.id,
+        tracking_code=case.tracking_code,
+        template="case_received",
+        channel=channel,
+        recipient=recipient,
+        recipient_masked="c***@e***.com",
+        status="pending",
+        attempts=0,
+        next_attempt_at=NOW,
+        last_error=None,
+        context={"event": {}},
+        created_at=NOW,
+    )
 
 
 async def test_two_deliverers_at_once_split_the_rows_and_send_each_once(
@@ -165,24 +168,7 @@ async def test_a_receiver_that_never_answers_holds_back_neither_email_nor_its_ow
 ) -> None:
     [case] = await due(engine, cases=1, per_case=CONCURRENCY)
     async with UnitOfWork(make_sessionmaker(engine)) as uow:
-        uow.session.add(
-            NotificationRow(
-                event_id=f"event-{case.tracking_code}",
-                event_type="CaseRemittedToDepartment",
-                case_id=case.id,
-                tracking_code=case.tracking_code,
-                template="case_remitted",
-                channel="webhook",
-                recipient="http://127.0.0.1:9/never",
-                recipient_masked="http://127.0.0.1:9/…",
-                status="pending",
-                attempts=0,
-                next_attempt_at=NOW,
-                last_error=None,
-                context={"event": {}},
-                created_at=NOW,
-            )
-        )
+        uow.session.add(notification(case, "webhook", "http://127.0.0.1:9/never"))
     email = Email()
     webhook = HangingWebhook(email)
     sessionmaker = make_sessionmaker(engine)

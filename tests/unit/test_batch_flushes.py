@@ -9,15 +9,13 @@ import asyncio
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notifier.handlers import HANDLERS as NOTIFIER
 from services.notifier.handlers import NotifierDeps
@@ -31,7 +29,7 @@ from shared.cases import file_case, history
 from shared.clock import FixedClock
 from shared.config import DuplicatePolicy
 from shared.consumer import Handlers
-from shared.db.models import Base, CaseRow, DuplicateCandidateRow, OutboxRow
+from shared.db.models import CaseRow, DuplicateCandidateRow, OutboxRow
 from shared.evidence import AttachmentRow, RemitLinks
 from shared.storage import LocalFolderStore
 from shared.uow import UnitOfWork
@@ -51,15 +49,6 @@ TEXTS = [
     "El hueco de la vía Israel lleva meses sin reparar y crece.",
     "Hay un hueco enorme frente a la escuela primaria de Bella Vista!",
 ]
-
-
-@pytest.fixture
-async def sessionmaker() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
-    async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
-    yield async_sessionmaker(engine, expire_on_commit=False)
-    await engine.dispose()
 
 
 class Flushes:

@@ -6,28 +6,17 @@ and the inbox mark — and that a refusal stores nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.cases import InvalidActionInput, file_case, get_case, history, perform
-from shared.db.models import Base, CaseRow, InboxRow, OutboxRow
+from shared.db.models import CaseRow, InboxRow, OutboxRow
 from shared.lifecycle import IllegalTransition, UnknownAction
 from shared.uow import UnitOfWork
 from tests.factories import NOW, body, services, submission
-
-
-@pytest.fixture
-async def sessionmaker() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
-    async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
-    yield async_sessionmaker(engine, expire_on_commit=False)
-    await engine.dispose()
 
 
 async def filed(sessionmaker: async_sessionmaker[AsyncSession], **overrides: Any) -> CaseRow:

@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from jinja2 import TemplateError
 from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notifier.channels import ChannelError
 from services.notifier.delivery import Deliverer, DeliveryPolicy
@@ -25,20 +23,11 @@ from services.notifier.planning import Plan, Planned
 from services.notifier.templates import RenderedMessage
 from shared.cases import file_case, history
 from shared.clock import FixedClock
-from shared.db.models import Base, CaseRow, OutboxRow
+from shared.db.models import CaseRow, OutboxRow
 from shared.uow import UnitOfWork
 from tests.factories import NOW, case_received, services, submission
 
 BROKEN_TEMPLATE = "plantilla_rota"
-
-
-@pytest.fixture
-async def sessionmaker() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
-    async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
-    yield async_sessionmaker(engine, expire_on_commit=False)
-    await engine.dispose()
 
 
 class Renderer:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.deadlines.handlers import HANDLERS as DEADLINES
 from services.deadlines.handlers import DeadlinesDeps
@@ -35,7 +33,7 @@ from shared.clock import FixedClock
 from shared.config import DuplicatePolicy
 from shared.consumer import Handlers, Poison
 from shared.contract import CaseClosed, CaseRemitted, SubmissionRejected
-from shared.db.models import Base, CaseRow, OutboxRow
+from shared.db.models import CaseRow, OutboxRow
 from shared.uow import UnitOfWork
 from tests.factories import (
     DEPARTMENTS,
@@ -56,15 +54,6 @@ REMIT_HOLES = {
     "route": "remit:vias",
 }
 _TABLES = (ClockRow, StopRow, NotificationRow)  # the services' tables join the shared metadata
-
-
-@pytest.fixture
-async def sessionmaker() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
-    async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
-    yield async_sessionmaker(engine, expire_on_commit=False)
-    await engine.dispose()
 
 
 def router(*rules: dict[str, Any]) -> Handlers[RouterDeps]:
